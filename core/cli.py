@@ -1,0 +1,52 @@
+"""Helpers shared by the absl front ends (detect.py, save_model.py, ...)."""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+from core.errors import AlprError
+
+EXIT_USAGE = 2
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> None:
+    """Print one line to stderr and exit; never a traceback."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def guarded(main: Callable[[Sequence[str]], object]) -> Callable[[Sequence[str]], object]:
+    """Wrap an absl ``main`` so that AlprError / missing files become one-line errors (exit 2)."""
+
+    def wrapper(argv: Sequence[str]) -> object:
+        try:
+            return main(argv)
+        except AlprError as exc:
+            fail(str(exc))
+        except FileNotFoundError as exc:
+            fail(f"file not found: {exc.filename or exc}")
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+        return None
+
+    return wrapper
+
+
+@contextmanager
+def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; rename it onto ``target`` only on success."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix or ".tmp", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
