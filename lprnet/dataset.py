@@ -1,0 +1,162 @@
+"""Plate-crop datasets (TF-free): a folder of crops named by their text, or a label file.
+
+- Folder: ``京PL3N67.jpg``, ``01주6939-2.jpg`` (a ``-N`` or ``_N`` suffix after the text marks a
+  duplicate and is not text).
+- Label file: one ``filename<TAB>text`` per line, file names relative to the label file's folder;
+  blank lines and ``#`` comments are skipped.
+
+Bad entries (unreadable or corrupt image, text outside the charset, malformed line) are collected in
+``skipped`` with a reason, never fatal; only a source with no usable sample at all is an error.
+"""
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import List, Sequence, Tuple, Union
+
+import cv2
+import numpy as np
+
+from core.errors import AlprError
+from lprnet.charset import Charset
+from lprnet.preprocess import resize_crop
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+_DUPLICATE_SUFFIX = re.compile(r"^(.+?)[-_][0-9]+$")
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: Path
+    text: str
+
+
+@dataclass
+class Listing:
+    """Usable samples, plus (path, reason) for each entry left out."""
+
+    samples: List[Sample] = field(default_factory=list)
+    skipped: List[Tuple[str, str]] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """One line: counts of used and skipped entries, by reason."""
+        if not self.skipped:
+            return f"{len(self.samples)} samples"
+        reasons = Counter(reason.split(":")[0] for _, reason in self.skipped)
+        detail = ", ".join(f"{n} {r}" for r, n in sorted(reasons.items()))
+        first = self.skipped[0]
+        return f"{len(self.samples)} samples, {len(self.skipped)} skipped ({detail}; first: {first[0]})"
+
+
+def text_from_filename(path: Union[str, Path]) -> str:
+    """``01주6939-2.jpg`` -> ``01주6939``; the plate text is the stem without a duplicate marker."""
+    stem = Path(path).stem
+    match = _DUPLICATE_SUFFIX.match(stem)
+    return match.group(1) if match else stem
+
+
+def _check_text(text: str, charset: Charset) -> str:
+    if not text:
+        return "bad label: empty text"
+    try:
+        charset.encode(text)
+    except AlprError as exc:
+        return f"bad label: {exc}"
+    return ""
+
+
+def list_folder(folder: Union[str, Path], charset: Charset) -> Listing:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise AlprError(f"crop folder not found: {folder}")
+    listing = Listing()
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() not in IMAGE_EXTENSIONS or not path.is_file():
+            continue
+        text = text_from_filename(path)
+        problem = _check_text(text, charset)
+        if problem:
+            listing.skipped.append((str(path), problem))
+        else:
+            listing.samples.append(Sample(path, text))
+    return listing
+
+
+def list_label_file(label_file: Union[str, Path], charset: Charset) -> Listing:
+    label_file = Path(label_file)
+    if not label_file.is_file():
+        raise AlprError(f"label file not found: {label_file}")
+    try:
+        lines = label_file.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise AlprError(f"label file {label_file} is not UTF-8 text") from None
+    listing = Listing()
+    for number, line in enumerate(lines, 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        parts = line.rstrip("\r\n").split("\t")
+        if len(parts) != 2 or not parts[0].strip():
+            listing.skipped.append((f"{label_file}:{number}", "malformed line: expected filename<TAB>text"))
+            continue
+        path = label_file.parent / parts[0].strip()
+        text = parts[1].strip()
+        problem = _check_text(text, charset)
+        if problem:
+            listing.skipped.append((str(path), problem))
+        else:
+            listing.samples.append(Sample(path, text))
+    return listing
+
+
+def list_samples(source: Union[str, Path], charset: Charset) -> Listing:
+    """A folder of crops or a label file; AlprError when nothing usable is found."""
+    source = Path(source)
+    if source.is_dir():
+        listing = list_folder(source, charset)
+    elif source.is_file():
+        listing = list_label_file(source, charset)
+    else:
+        raise AlprError(f"plate data not found: {source} (a folder of crops or a label file)")
+    if not listing.samples:
+        why = f"; {listing.summary()}" if listing.skipped else ""
+        raise AlprError(f"no usable plate crops in {source}{why}")
+    return listing
+
+
+def read_image(path: Union[str, Path]) -> np.ndarray:
+    """BGR uint8 image; AlprError when missing or not decodable (works with non-ASCII paths)."""
+    path = Path(path)
+    try:
+        data = np.fromfile(str(path), dtype=np.uint8)
+    except OSError:
+        raise AlprError(f"cannot read image: {path}") from None
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None:
+        raise AlprError(f"corrupt or unsupported image: {path}")
+    return image
+
+
+def load_crops(listing: Listing, progress: bool = False) -> Tuple[np.ndarray, List[str]]:
+    """Read and resize every sample to uint8 [N, 24, 94, 3]; corrupt images move to ``skipped``."""
+    images: List[np.ndarray] = []
+    texts: List[str] = []
+    kept: List[Sample] = []
+    items: Sequence[Sample] = listing.samples
+    if progress:
+        from tqdm import tqdm
+
+        items = tqdm(items, desc="loading crops", unit="crop", leave=False)
+    for sample in items:
+        try:
+            images.append(resize_crop(read_image(sample.path)))
+        except AlprError as exc:
+            listing.skipped.append((str(sample.path), f"bad image: {exc}"))
+            continue
+        texts.append(sample.text)
+        kept.append(sample)
+    listing.samples = kept
+    if not images:
+        raise AlprError(f"no readable plate crops ({listing.summary()})")
+    return np.stack(images), texts
