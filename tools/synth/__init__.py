@@ -1,0 +1,1 @@
+"""Synthetic data: plate crops for the reader (plates.py) and street scenes for the detector (scenes.py)."""
