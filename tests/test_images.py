@@ -1,0 +1,88 @@
+"""--images expansion and image reading with one-line errors."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from core.errors import AlprError
+from core.images import expand_image_args, read_image
+
+
+def _png(path: Path, value: int = 100) -> Path:
+    ok, buf = cv2.imencode(".png", np.full((8, 12, 3), value, np.uint8))
+    assert ok
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(buf.tobytes())
+    return path
+
+
+@pytest.fixture()
+def tree(tmp_path: Path) -> Path:
+    _png(tmp_path / "imgs" / "b.png")
+    _png(tmp_path / "imgs" / "a.JPG")  # a PNG with a .JPG name: the name decides the listing
+    _png(tmp_path / "imgs" / "sub" / "c.png")
+    (tmp_path / "imgs" / "notes.txt").write_text("hello")
+    (tmp_path / "imgs" / ".hidden.png").write_bytes(b"")
+    _png(tmp_path / "other" / "z.png")
+    _png(tmp_path / "other" / "y.bmp")
+    return tmp_path
+
+
+def test_folder_sorted_skips_non_images(tree: Path) -> None:
+    res = expand_image_args(str(tree / "imgs"))
+    assert [Path(p).name for p in res.images] == ["a.JPG", "b.png"]
+    assert [Path(p).name for p in res.skipped] == ["notes.txt"]
+    assert res.missing == []
+    rec = expand_image_args([str(tree / "imgs")], recursive=True)
+    assert [Path(p).name for p in rec.images] == ["a.JPG", "b.png", "c.png"]
+
+
+def test_several_args_order_dedupe_glob_missing(tree: Path) -> None:
+    args = [str(tree / "other" / "z.png"), str(tree / "imgs"), str(tree / "other" / "*"),
+            str(tree / "nothing" / "*.jpg"), str(tree / "absent.jpg"), str(tree / "imgs" / "notes.txt")]
+    res = expand_image_args(args)
+    names = [str(Path(p).relative_to(tree)) for p in res.images]
+    # z first (explicit), then the folder, then the glob's remaining match; notes.txt given explicitly
+    # was already listed as skipped from the folder, so it is not repeated
+    assert names == ["other/z.png", "imgs/a.JPG", "imgs/b.png", "other/y.bmp"]
+    assert res.missing == [str(tree / "nothing" / "*.jpg"), str(tree / "absent.jpg")]
+    assert [Path(p).name for p in res.skipped] == ["notes.txt"]
+
+
+def test_explicit_file_taken_whatever_its_name(tree: Path) -> None:
+    res = expand_image_args([str(tree / "imgs" / "notes.txt")])
+    assert res.images == [str(tree / "imgs" / "notes.txt")] and res.skipped == []
+
+
+def test_read_image_good_and_unicode(tmp_path: Path) -> None:
+    p = _png(tmp_path / "한글 폴더" / "車.png", 77)
+    img = read_image(p)
+    assert img.shape == (8, 12, 3) and img.dtype == np.uint8 and (img == 77).all()
+    gray_path = tmp_path / "g.png"
+    ok, buf = cv2.imencode(".png", np.full((5, 6), 9, np.uint8))
+    gray_path.write_bytes(buf.tobytes())
+    assert read_image(gray_path).shape == (5, 6, 3)
+
+
+@pytest.mark.parametrize("content,reason", [(b"", "empty file"), (b"not an image at all", "not an image"),
+                                             (None, "corrupt")])
+def test_read_image_bad_files_one_line(tmp_path: Path, content: bytes | None, reason: str) -> None:
+    p = tmp_path / "bad.jpg"
+    if content is None:  # a truncated JPEG
+        ok, buf = cv2.imencode(".jpg", np.full((64, 64, 3), 128, np.uint8))
+        content = buf.tobytes()[:40]
+    p.write_bytes(content)
+    with pytest.raises(AlprError) as info:
+        read_image(p)
+    msg = str(info.value)
+    assert reason in msg and "\n" not in msg and str(p) in msg
+
+
+def test_read_image_missing_and_folder(tmp_path: Path) -> None:
+    with pytest.raises(AlprError, match="no such file"):
+        read_image(tmp_path / "nope.png")
+    with pytest.raises(AlprError, match="folder"):
+        read_image(tmp_path)
