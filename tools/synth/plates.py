@@ -27,9 +27,7 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -41,6 +39,7 @@ from PIL import Image, ImageDraw, ImageFont
 from core.errors import AlprError
 from tools.synth import charsets as cs
 from tools.synth.fonts import FontSpec, find_digit_fonts, find_fonts
+from tools.synth.yolo_io import building_folder
 
 
 @dataclass(frozen=True)
@@ -535,9 +534,6 @@ def write_crops(out: str, charset: str, count: int, seed: int, size: Tuple[int, 
 
     from tqdm import tqdm
 
-    out_path = Path(out)
-    if out_path.exists() and (not out_path.is_dir() or any(out_path.iterdir())):
-        raise AlprError(f"{out} exists and is not an empty folder; choose a new --out")
     if count <= 0:
         raise AlprError("--count must be positive")
     if ext not in ("jpg", "png"):
@@ -545,9 +541,7 @@ def write_crops(out: str, charset: str, count: int, seed: int, size: Tuple[int, 
     find_fonts(charset)  # fail early with the install hint
     if kind is not None:
         _pick_kind(np.random.default_rng(0), charset, kind)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_path.name}.partial-", dir=out_path.parent))
-    try:
+    with building_folder(out) as tmp:
         jobs = ((charset, kind, seed, i, size, ext) for i in range(count))
         workers = workers or (os.cpu_count() or 1)
         seen: Dict[str, int] = {}
@@ -573,13 +567,7 @@ def write_crops(out: str, charset: str, count: int, seed: int, size: Tuple[int, 
                 pool.join()
         with open(tmp / "labels.txt", "w", encoding="utf-8") as fh:
             fh.writelines(lines)
-        if out_path.exists():
-            out_path.rmdir()
-        os.replace(tmp, out_path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return out_path
+    return Path(out)
 
 
 def read_labels(path: str) -> List[Tuple[str, str, str, int, int]]:
