@@ -1,0 +1,168 @@
+"""tools.synth.plates: determinism, exact labels in the documented formats, two-line order, the CLI."""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from core.errors import AlprError
+from tools.synth import fonts
+from tools.synth.charsets import tokenize, validate
+from tools.synth.plates import KINDS, _layout, draw_plate, read_labels, render_plate, unique_name, write_crops
+
+# Hand-typed from the brief, independent of tools.synth.charsets.
+PROVINCES = "京沪津渝冀晋蒙辽吉黑苏浙皖闽赣鲁豫鄂湘粤桂琼川贵云藏陕甘青宁新"
+HANGUL = "가나다라마거너더러머버서어저고노도로모보소오조구누두루무부수우주아바사자배하허호"
+REGIONS = "서울 부산 대구 인천 광주 대전 울산 세종 경기 강원 충북 충남 전북 전남 경북 경남 제주".split()
+LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"
+KR_RE = re.compile(f"^({'|'.join(REGIONS)})?[0-9]{{2,3}}[{HANGUL}][0-9]{{4}}$")
+CN_RE = re.compile(f"^[{PROVINCES}][{LETTERS}][0-9{LETTERS}]{{5,6}}$")
+EXPECTED = {  # kind -> (format regex, two-line?, EV?)
+    "kr_white": (re.compile(f"^[0-9]{{2,3}}[{HANGUL}][0-9]{{4}}$"), False, False),
+    "kr_ev": (re.compile(f"^[0-9]{{2,3}}[{HANGUL}][0-9]{{4}}$"), False, True),
+    "kr_yellow": (re.compile(f"^({'|'.join(REGIONS)})[0-9]{{2}}[바사아자배][0-9]{{4}}$"), False, False),
+    "kr_yellow2": (re.compile(f"^({'|'.join(REGIONS)})[0-9]{{2}}[바사아자배][0-9]{{4}}$"), True, False),
+    "kr_green2": (re.compile(f"^({'|'.join(REGIONS)})[0-9]{{2}}[{HANGUL}][0-9]{{4}}$"), True, False),
+    "cn_blue": (re.compile(f"^[{PROVINCES}][{LETTERS}][0-9{LETTERS}]{{5}}$"), False, False),
+    "cn_yellow": (re.compile(f"^[{PROVINCES}][{LETTERS}][0-9{LETTERS}]{{5}}$"), False, False),
+    "cn_yellow2": (re.compile(f"^[{PROVINCES}][{LETTERS}][0-9{LETTERS}]{{5}}$"), True, False),
+    "cn_green": (
+        re.compile(f"^[{PROVINCES}][{LETTERS}]([DF][0-9{LETTERS}][0-9]{{4}}|[0-9]{{5}}[DF])$"), False, True
+    ),
+}
+
+
+def test_every_kind_is_checked() -> None:
+    assert set(EXPECTED) == set(KINDS)
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_labels_exact(kind: str) -> None:
+    pattern, two_lines, ev = EXPECTED[kind]
+    charset = KINDS[kind].charset
+    rng = np.random.default_rng(123)
+    for _ in range(25):
+        img, text, pk = render_plate(rng, charset, kind)
+        assert pk.name == kind and pk.ev == ev and (pk.lines == 2) == two_lines
+        assert pattern.match(text), text
+        assert (KR_RE if charset == "kr" else CN_RE).match(text)
+        assert validate(text, charset)
+        assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3
+        assert img.shape[0] >= 4 and img.shape[1] >= 8
+
+
+def test_random_kind_mix_and_tokens() -> None:
+    rng = np.random.default_rng(5)
+    seen = set()
+    for _ in range(120):
+        _img, text, pk = render_plate(rng, "kr")
+        seen.add(pk.name)
+        toks = tokenize(text, "kr")
+        assert "".join(toks) == text
+        assert all(t in REGIONS or t in HANGUL or t.isdigit() for t in toks)
+    assert seen == {k for k in KINDS if k.startswith("kr_")}
+    assert tokenize("서울12바3456", "kr") == ["서울", "1", "2", "바", "3", "4", "5", "6"]
+
+
+def test_same_seed_same_crop_other_seed_other_crop() -> None:
+    a = render_plate(np.random.default_rng([9, 1]), "cn")
+    b = render_plate(np.random.default_rng([9, 1]), "cn")
+    c = render_plate(np.random.default_rng([9, 2]), "cn")
+    assert a[1] == b[1] and a[2] == b[2] and np.array_equal(a[0], b[0])
+    assert a[1] != c[1] or not np.array_equal(a[0], c[0])
+
+
+@pytest.mark.parametrize("kind, text", [("kr_yellow2", "서울12바3456"), ("kr_green2", "경기07가1234"),
+                                        ("cn_yellow2", "京A12345")])
+def test_two_line_reading_order(kind: str, text: str) -> None:
+    """Reading the drawn glyphs top line first, left to right, gives back the label."""
+    slots, _ = _layout(np.random.default_rng(0), KINDS[kind], text)
+    height = KINDS[kind].size_mm[1]
+    rows = [(0 if y + h / 2 < height / 2 else 1, x, g) for g, x, y, _w, h in slots]
+    assert {r for r, _, _ in rows} == {0, 1}
+    assert "".join(g for _, _, g in sorted(rows)) == text
+
+
+def test_text_argument_and_bad_text() -> None:
+    rng = np.random.default_rng(0)
+    _img, text, pk = render_plate(rng, "kr", "kr_ev", text="123가4567")
+    assert text == "123가4567" and pk.ev
+    with pytest.raises(AlprError, match="does not fit"):
+        render_plate(rng, "kr", "kr_yellow", text="123가4567")
+    with pytest.raises(AlprError, match="unknown plate kind"):
+        render_plate(rng, "kr", "cn_blue")
+
+
+def test_clean_plate_ink_where_the_text_is() -> None:
+    """A clean white plate has dark ink inside the glyph band and none in its top and bottom margins."""
+    rng = np.random.default_rng(3)
+    img, box = draw_plate(rng, KINDS["kr_white"], "12가3456", px_per_mm=1.0, decorate=False)
+    assert box == (0, 0, 520, 110)
+    gray = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+    band = gray[20:90, 20:510]
+    assert (band < 100).mean() > 0.15  # glyph strokes
+    assert (gray[:8] < 100).mean() < 0.01 and (gray[-8:] < 100).mean() < 0.01
+
+
+def test_unique_name() -> None:
+    seen: dict = {}
+    assert [unique_name(t, seen) for t in ("a", "b", "a", "a")] == ["a", "b", "a_1", "a_2"]
+
+
+def test_write_crops_folder(tmp_path: Path) -> None:
+    out = write_crops(str(tmp_path / "one"), "kr", 12, seed=4, workers=1, progress=False)
+    rows = read_labels(str(out / "labels.txt"))
+    assert len(rows) == 12
+    for name, text, kind, ev, lines in rows:
+        assert re.fullmatch(re.escape(text) + r"(_[0-9]+)?\.jpg", name)
+        assert ev == int(KINDS[kind].ev) and lines == KINDS[kind].lines
+        img = cv2.imdecode(np.fromfile(str(out / name), np.uint8), cv2.IMREAD_COLOR)
+        assert img.shape == (24, 94, 3)
+    # the same seed with two worker processes gives the same labels
+    out2 = write_crops(str(tmp_path / "two"), "kr", 12, seed=4, workers=2, progress=False)
+    assert read_labels(str(out2 / "labels.txt")) == rows
+    with pytest.raises(AlprError, match="not an empty folder"):
+        write_crops(str(out), "kr", 2, seed=4, workers=1, progress=False)
+
+
+def test_cli_original_size(tmp_path: Path, repo_root: Path) -> None:
+    cmd = [sys.executable, "-m", "tools.synth.plates", "--charset", "cn", "--count", "6", "--out",
+           str(tmp_path / "o"), "--seed", "2", "--size", "original", "--workers", "1"]
+    proc = subprocess.run(cmd, cwd=repo_root, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    rows = read_labels(str(tmp_path / "o" / "labels.txt"))
+    assert len(rows) == 6 and all(CN_RE.match(t) for _, t, _, _, _ in rows)
+    sizes = {cv2.imdecode(np.fromfile(str(tmp_path / "o" / r[0]), np.uint8), 1).shape for r in rows}
+    assert len(sizes) > 1  # crops keep their rendered sizes
+    bad = subprocess.run(cmd[:-4] + ["--size", "94by24"], cwd=repo_root, capture_output=True, text=True,
+                         timeout=120)
+    assert bad.returncode == 2 and "--size must be" in bad.stderr
+
+
+def test_missing_fonts_name_the_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fonts, "_SYSTEM_DIRS", ())
+    monkeypatch.setattr(fonts, "REPO", tmp_path)
+    monkeypatch.delenv("ALPR_FONT_DIRS", raising=False)
+    for f in (fonts._font_files, fonts.find_fonts, fonts.find_digit_fonts):
+        f.cache_clear()
+    try:
+        with pytest.raises(AlprError, match="apt-get install -y fonts-nanum"):
+            fonts.find_fonts("kr")
+        with pytest.raises(AlprError, match="apt-get install -y fonts-wqy-microhei"):
+            fonts.find_fonts("cn")
+    finally:
+        for f in (fonts._font_files, fonts.find_fonts, fonts.find_digit_fonts):
+            f.cache_clear()
+
+
+def test_a_latin_only_font_is_refused() -> None:
+    latin = [s for s in fonts._candidates(("DejaVuSans-Bold.ttf",))]
+    if not latin:
+        pytest.skip("DejaVuSans-Bold.ttf not installed")
+    assert fonts.covers(latin[0], "0123456789AB")
+    assert not fonts.covers(latin[0], "가")  # no Hangul glyph: the missing-glyph box is detected
