@@ -86,3 +86,54 @@ def test_read_image_missing_and_folder(tmp_path: Path) -> None:
         read_image(tmp_path / "nope.png")
     with pytest.raises(AlprError, match="folder"):
         read_image(tmp_path)
+
+
+# --- core.drawing (annotating the images read above) ------------------------------------------------------
+
+def _frame():
+    from core.results import PlateInfo, build_frame_result
+    from core.types import Detection
+
+    dets = [Detection((50, 50, 400, 280), 0.97, 0, "car"),
+            Detection((150, 200, 300, 240), 0.9, 1, "license_plate"),
+            Detection((420, 150, 490, 170), 0.6, 1, "license_plate")]
+    return build_frame_result(dets, (500, 300), [PlateInfo("12가3456", 0.93, True, True, "blue"),
+                                                 PlateInfo("AB123", 0.5, False, False, "white")])
+
+
+def test_draw_frame_boxes_colours() -> None:
+    from core.drawing import CLASS_COLORS, EV_COLOR, TextRenderer, draw_frame
+
+    img = np.full((300, 500, 3), 80, np.uint8)
+    out = draw_frame(img, _frame(), fps=12.0, track_ids=[3], renderer=TextRenderer(font_path=""))
+    assert out is img
+    assert tuple(img[150, 50]) == CLASS_COLORS["car"]  # left edge of the car box
+    assert tuple(img[220, 150]) == EV_COLOR  # the EV plate is drawn in the EV colour
+    assert tuple(img[160, 420]) == CLASS_COLORS["license_plate"]
+    assert tuple(img[150, 200]) == (80, 80, 80)  # inside the car, away from labels: untouched
+
+
+def test_unicode_text_drawn_with_font_or_question_marks() -> None:
+    from core.drawing import TextRenderer, ascii_fallback, find_cjk_font
+
+    assert ascii_fallback("12가3456 皖A") == "12?3456 ?A"
+    plain = TextRenderer(font_path="")
+    assert not plain.unicode_ok
+
+    def drawn(renderer: TextRenderer, text: str) -> np.ndarray:
+        img = np.zeros((40, 120, 3), np.uint8)
+        renderer.draw(img, text, (0, 0), (255, 255, 255), 20)
+        return img
+
+    # without a font both Hangul syllables become the same '?'
+    assert np.array_equal(drawn(plain, "12가"), drawn(plain, "12나"))
+    assert drawn(plain, "12가").any()
+    font = find_cjk_font()
+    if font is None:
+        pytest.skip("no CJK font installed (set ALPR_FONT)")
+    pil = pytest.importorskip("PIL")
+    assert pil is not None
+    real = TextRenderer(font_path=font)
+    assert real.unicode_ok
+    a, b = drawn(real, "12가"), drawn(real, "12나")
+    assert a.any() and b.any() and not np.array_equal(a, b)
