@@ -272,7 +272,9 @@ def _draw_vehicle(rng: np.random.Generator, spec: VehicleSpec, cw: int, charset:
     cy = ch * (0.8 if front else 0.68) + rng.uniform(-0.02, 0.02) * ch
     px0 = int(round(cw / 2 - plate.shape[1] / 2))
     py0 = int(round(cy - plate.shape[0] / 2))
-    py0 = min(py0, ch - plate.shape[0])
+    py0 = max(0, min(py0, ch - plate.shape[0]))
+    if plate.shape[0] > ch or plate.shape[1] > cw:  # a car too small to carry its plate: no plate
+        return img, alpha, parts, lights
     img[py0:py0 + plate.shape[0], px0:px0 + plate.shape[1]] = plate
     quad = np.float32([[bx1, by1], [bx2, by1], [bx2, by2], [bx1, by2]]) + np.float32([px0, py0])
     pmask = np.zeros((ch, cw), np.uint8)
@@ -283,10 +285,11 @@ def _draw_vehicle(rng: np.random.Generator, spec: VehicleSpec, cw: int, charset:
     # the sticker, on the windscreen (front) or rear window
     if spec.sticker:
         s = int(cw * rng.uniform(0.075, 0.1))
-        sticker = _wheelchair(s)
         left = rng.random() < 0.5 if spec.view == "front" else False
         sx = int(gx0 + (gx1 - gx0) * (0.2 if left else 0.72))
         sy = int(gy1 - s - (gy1 - gy0) * rng.uniform(0.06, 0.15))
+    if spec.sticker and s >= 4 and sx >= 0 and sy >= 0 and sx + s <= cw and sy + s <= ch:
+        sticker = _wheelchair(s)
         region = img[sy:sy + s, sx:sx + s].astype(np.float32)
         img[sy:sy + s, sx:sx + s] = (region * 0.12 + sticker.astype(np.float32) * 0.88).astype(np.uint8)
         smask = np.zeros((ch, cw), np.uint8)
