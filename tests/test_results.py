@@ -104,3 +104,19 @@ def test_results_are_frozen() -> None:
     assert not p.read
     f = FrameResult((), (p,), (StickerResult(_det((0, 0, 1, 1), "disabled_sticker")),))
     assert f.to_json_dict()["detections"][1]["vehicle"] is None
+
+
+def test_edge_modules_import_without_tensorflow(repo_root) -> None:
+    """The application building blocks are edge runtime: importable with TensorFlow unavailable."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['tensorflow'] = None; sys.modules['keras'] = None\n"
+            "import core.results, core.plate_color, core.crops, core.images, core.tracking, core.video, "
+            "core.drawing\n"
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras') "
+            "and sys.modules[m] is not None]\n"
+            "assert not bad, bad\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=str(repo_root), capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
