@@ -136,7 +136,8 @@ def _row(glyphs: Sequence[str], widths: Sequence[float], heights: Sequence[float
     x = x0 + (x1 - x0 - total) / 2
     out: List[Slot] = []
     for g, w, h in zip(glyphs, widths, heights):
-        out.append((g, x, yc - h / 2, w, h))
+        if g != " ":  # a space only takes room
+            out.append((g, x, yc - h / 2, w, h))
         x += w + gap
     return out
 
@@ -161,7 +162,8 @@ def _layout(rng: np.random.Generator, kind: PlateKind, text: str) -> Tuple[List[
             x0 = 46.0 if strip else 18.0
             x1 = W - 14.0
             h = 80.0 * j(0.05)
-            glyphs = list(d1) + [han] + list(d2)
+            space = rng.uniform(0.0, 0.55)  # real plates often leave a gap after the Hangul
+            glyphs = list(d1) + [han, " "] + list(d2)
             if region:
                 rw = 68.0
                 if rng.random() < 0.5:  # region letters stacked vertically
@@ -175,9 +177,9 @@ def _layout(rng: np.random.Generator, kind: PlateKind, text: str) -> Tuple[List[
             n_d = len(d1) + len(d2)
             ratio_h = 1.22
             gap_r = 0.12
-            dw = min((x1 - x0) / (n_d + ratio_h + gap_r * (len(glyphs) - 1)), 0.72 * h)
-            widths = [dw] * len(d1) + [dw * ratio_h] + [dw] * len(d2)
-            heights = [h] * len(d1) + [h * 0.92] + [h] * len(d2)
+            dw = min((x1 - x0) / (n_d + ratio_h + space + gap_r * (len(glyphs) - 2)), 0.72 * h)
+            widths = [dw] * len(d1) + [dw * ratio_h, dw * space - dw * gap_r] + [dw] * len(d2)
+            heights = [h] * len(d1) + [h * 0.92, h] + [h] * len(d2)
             slots += _row(glyphs, widths, heights, dw * gap_r, x0, x1, H / 2 + rng.uniform(-2, 2))
             return slots, deco
         # two lines: region + class digits on top, hangul + serial below
@@ -258,7 +260,10 @@ def draw_plate(rng: np.random.Generator, kind: PlateKind, text: str, px_per_mm: 
     W, H = kind.size_mm
     s = px_per_mm
     pw, ph = int(round(W * s)), int(round(H * s))
-    bg = _jitter_color(rng, kind.background, 0.08)
+    bg = _jitter_color(rng, kind.background, 0.1)
+    if kind.name == "cn_blue":  # from navy to the light cyan-blue of sun-bleached plates
+        g = float(np.clip(bg[1] + rng.uniform(-25, 80), 0, 255))
+        bg = (bg[0], g, float(np.clip(bg[2] + rng.uniform(-10, 40), 0, 255)))
     ink = _jitter_color(rng, kind.ink, 0.05)
     canvas = np.empty((ph, pw, 3), np.uint8)
     canvas[:] = np.array(bg, np.float32).astype(np.uint8)
@@ -315,7 +320,7 @@ def draw_plate(rng: np.random.Generator, kind: PlateKind, text: str, px_per_mm: 
             t = max(1, int(round(rng.uniform(1.5, 4.0) * s)))
             o = int(round(5 * s)) if kind.name == "cn_blue" else t
             cv2.rectangle(canvas, (o, o), (pw - 1 - o, ph - 1 - o), ink, t, cv2.LINE_AA)
-        _bolts(rng, canvas, slots, s)
+        _bolts(rng, canvas, slots, s, ends=kind.charset == "kr" and kind.lines == 1)
         _dirt(rng, canvas)
     box = (0, 0, pw, ph)
     if decorate and rng.random() < 0.5:
@@ -323,16 +328,24 @@ def draw_plate(rng: np.random.Generator, kind: PlateKind, text: str, px_per_mm: 
     return canvas, box
 
 
-def _bolts(rng: np.random.Generator, canvas: np.ndarray, slots: List[Slot], s: float) -> None:
+def _bolts(rng: np.random.Generator, canvas: np.ndarray, slots: List[Slot], s: float, ends: bool) -> None:
     if rng.random() < 0.35:
         return
     ph, pw = canvas.shape[:2]
     top = min(y for _g, _x, y, _w, _h in slots) * s
-    r = max(2, int(min(top * 0.45, ph * 0.06)))
-    if r < 2:
-        return
-    yb = int(top / 2)
-    xs = (int(pw * 0.22), int(pw * 0.78)) if rng.random() < 0.7 else (int(pw * 0.06), int(pw * 0.94))
+    left = min(x for _g, x, _y, _w, _h in slots) * s
+    right = pw - max(x + w for _g, x, _y, w, _h in slots) * s
+    if ends and rng.random() < 0.7 and min(left, right) >= 6:
+        # Korean one-line plates: bolts at both ends, half-way up
+        r = max(2, int(min(left, right) * 0.3))
+        yb = ph // 2
+        xs = (int(left / 2), int(pw - right / 2))
+    else:
+        r = int(min(top * 0.45, ph * 0.06))
+        if r < 2:
+            return
+        yb = int(top / 2)
+        xs = (int(pw * 0.22), int(pw * 0.78)) if rng.random() < 0.7 else (int(pw * 0.06), int(pw * 0.94))
     metal = float(rng.uniform(110, 210))
     for x in xs:
         cv2.circle(canvas, (x, yb), r, (metal, metal, metal), -1, cv2.LINE_AA)
@@ -383,43 +396,57 @@ def _motion_kernel(rng: np.random.Generator) -> np.ndarray:
     return k / max(k.sum(), 1e-6)
 
 
-def photometric(rng: np.random.Generator, img: np.ndarray, strength: float = 1.0) -> np.ndarray:
-    """Shadows, glare, light level, noise, blur, resolution loss and JPEG on a BGR uint8 image."""
+HEAVY_EFFECTS = ("shadow", "glare", "low_light", "blur", "low_res")
+
+
+def photometric(rng: np.random.Generator, img: np.ndarray, strength: float = 1.0,
+                max_heavy: int = 2, lines: int = 1) -> np.ndarray:
+    """Shadows, glare, light level, noise, blur, resolution loss and JPEG on a BGR uint8 image.
+
+    At most ``max_heavy`` of the heavy effects (``HEAVY_EFFECTS``) hit one image, so that a crop
+    stays readable: its label must remain the truth, not a guess."""
     h, w = img.shape[:2]
+    probs = {"shadow": 0.3, "glare": 0.15, "low_light": 0.15, "blur": 0.35, "low_res": 0.35}
+    draws = rng.random(len(HEAVY_EFFECTS))
+    chosen = [e for e, r in zip(HEAVY_EFFECTS, draws) if r < probs[e] * strength]
+    if len(chosen) > max_heavy:
+        keep = rng.choice(len(chosen), max_heavy, replace=False)
+        chosen = [chosen[i] for i in sorted(keep)]
     f = img.astype(np.float32)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    if rng.random() < 0.3 * strength:  # a soft shadow edge across the plate
+    if "shadow" in chosen or "glare" in chosen:
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    if "shadow" in chosen:  # a soft shadow edge across the plate
         ang = rng.uniform(0, 2 * math.pi)
         d = (xx - rng.uniform(0, w)) * math.cos(ang) + (yy - rng.uniform(0, h)) * math.sin(ang)
         m = np.clip(d / max(2.0, 0.04 * w) + 0.5, 0, 1)
-        f *= (1 - m * rng.uniform(0.25, 0.6))[..., None]
-    if rng.random() < 0.2 * strength:  # specular glare
+        f *= (1 - m * rng.uniform(0.25, 0.55))[..., None]
+    if "glare" in chosen:  # specular glare
         cx, cy = rng.uniform(0, w), rng.uniform(0, h)
-        sx, sy = rng.uniform(0.08, 0.4) * w, rng.uniform(0.2, 0.8) * h
+        sx, sy = rng.uniform(0.08, 0.35) * w, rng.uniform(0.2, 0.8) * h
         g = np.exp(-(((xx - cx) / sx) ** 2 + ((yy - cy) / sy) ** 2))
-        f += (g * rng.uniform(60, 170))[..., None]
-    if rng.random() < 0.15 * strength:  # low light: dark, noisy, tinted
-        f = f * rng.uniform(0.15, 0.4) + rng.normal(0, rng.uniform(3, 9), f.shape).astype(np.float32)
-        f *= np.array((rng.uniform(1.0, 1.25), 1.0, rng.uniform(0.8, 1.0)), np.float32)
+        f += (g * rng.uniform(50, 130))[..., None]
+    if "low_light" in chosen:  # dark, noisy, tinted
+        f = f * rng.uniform(0.3, 0.55) + rng.normal(0, rng.uniform(2, 6), f.shape).astype(np.float32)
+        f *= np.array((rng.uniform(1.0, 1.2), 1.0, rng.uniform(0.85, 1.0)), np.float32)
     else:
-        f = f * rng.uniform(0.65, 1.25) + rng.uniform(-25, 25)
-        f = (f - 128) * rng.uniform(0.75, 1.15) + 128
+        f = f * rng.uniform(0.7, 1.2) + rng.uniform(-20, 20)
+        f = (f - 128) * rng.uniform(0.8, 1.15) + 128
         f *= rng.uniform(0.9, 1.1, 3).astype(np.float32)
-        f += rng.normal(0, rng.uniform(0, 5), f.shape).astype(np.float32)
+        f += rng.normal(0, rng.uniform(0, 4), f.shape).astype(np.float32)
     out = np.clip(f, 0, 255).astype(np.uint8)
-    r = rng.random()
-    if r < 0.2 * strength:
-        out = cv2.filter2D(out, -1, _motion_kernel(rng))
-    elif r < 0.4 * strength:
-        out = cv2.GaussianBlur(out, (0, 0), rng.uniform(0.5, 1.3))
-    if rng.random() < 0.4 * strength:  # far away: lose resolution
-        th = int(rng.integers(14, 30))
+    if "blur" in chosen:
+        if rng.random() < 0.5:
+            out = cv2.filter2D(out, -1, _motion_kernel(rng))
+        else:
+            out = cv2.GaussianBlur(out, (0, 0), rng.uniform(0.5, 1.2))
+    if "low_res" in chosen:  # far away: lose resolution
+        th = int(rng.integers(16, 30)) * lines
         if th < h:
             tw = max(8, int(w * th / h))
             small = cv2.resize(out, (tw, th), interpolation=cv2.INTER_AREA)
             out = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
     if rng.random() < 0.6:
-        q = int(rng.integers(25, 92))
+        q = int(rng.integers(30, 92))
         ok, enc = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, q])
         if ok:
             out = cv2.imdecode(enc, cv2.IMREAD_COLOR)
@@ -459,7 +486,7 @@ def render_plate(rng: np.random.Generator, charset: str = "kr", kind: str | None
     plate, (bx1, by1, bx2, by2) = draw_plate(rng, pk, text, px_per_mm=float(rng.uniform(0.45, 0.7)))
     ph, pw = plate.shape[:2]
     # put the plate on a piece of car body so that perspective and loose crops show some context
-    mx, my = int(pw * 0.3), int(ph * 0.6)
+    mx, my = int(pw * 0.45), int(ph * 1.0)
     body = np.array(rng.uniform(0, 255, 3), np.float32)
     patch = np.empty((ph + 2 * my, pw + 2 * mx, 3), np.uint8)
     shade = _smooth_noise(rng, patch.shape[0], patch.shape[1], 24)[..., None] * 50 - 25
@@ -476,7 +503,10 @@ def render_plate(rng: np.random.Generator, charset: str = "kr", kind: str | None
     x_lo, y_lo = dst.min(0)
     x_hi, y_hi = dst.max(0)
     qw, qh = x_hi - x_lo, y_hi - y_lo
-    pad = rng.uniform(-0.02, 0.12, 4) * np.float32([qw, qh, qw, qh])
+    if rng.random() < 0.7:  # tight, as a good detector box
+        pad = rng.uniform(-0.03, 0.1, 4) * np.float32([qw, qh, qw, qh])
+    else:  # loose, with some of the car around the plate
+        pad = rng.uniform((0.03, 0.1, 0.03, 0.1), (0.3, 0.8, 0.3, 0.8)) * np.float32([qw, qh, qw, qh])
     dst -= np.float32([x_lo - pad[0], y_lo - pad[1]])
     ow = max(8, int(round(qw + pad[0] + pad[2])))
     oh = max(4, int(round(qh + pad[1] + pad[3])))
@@ -484,7 +514,7 @@ def render_plate(rng: np.random.Generator, charset: str = "kr", kind: str | None
     crop = cv2.warpPerspective(patch, m, (ow, oh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     if rng.random() < 0.12:
         _occlude(rng, crop, dst)
-    return photometric(rng, crop), text, pk
+    return photometric(rng, crop, lines=pk.lines), text, pk
 
 
 # ----------------------------------------------------------------------------------------- CLI helpers
