@@ -474,6 +474,9 @@ def _occlude(rng: np.random.Generator, img: np.ndarray, plate_quad: np.ndarray) 
         cv2.circle(img, (int(corner[0]), int(corner[1])), r, col, -1, cv2.LINE_AA)
 
 
+_BODY_PAINTS = ((235, 235, 235), (190, 190, 195), (120, 120, 125), (35, 35, 38), (40, 40, 150), (110, 60, 20))
+
+
 def render_plate(rng: np.random.Generator, charset: str = "kr", kind: str | None = None,
                  text: str | None = None) -> Tuple[np.ndarray, str, PlateKind]:
     """One realistic plate crop (BGR uint8, loosely cropped as a detector would), its exact text and kind.
@@ -487,7 +490,10 @@ def render_plate(rng: np.random.Generator, charset: str = "kr", kind: str | None
     ph, pw = plate.shape[:2]
     # put the plate on a piece of car body so that perspective and loose crops show some context
     mx, my = int(pw * 0.45), int(ph * 1.0)
-    body = np.array(rng.uniform(0, 255, 3), np.float32)
+    if rng.random() < 0.7:  # usual car paints: white, silver, grey, black, dark red/blue
+        body = np.array(_BODY_PAINTS[int(rng.integers(len(_BODY_PAINTS)))], np.float32) * rng.uniform(0.8, 1.1)
+    else:
+        body = np.array(rng.uniform(0, 255, 3), np.float32)
     patch = np.empty((ph + 2 * my, pw + 2 * mx, 3), np.uint8)
     shade = _smooth_noise(rng, patch.shape[0], patch.shape[1], 24)[..., None] * 50 - 25
     patch[:] = np.clip(body + shade, 0, 255).astype(np.uint8)
@@ -499,7 +505,7 @@ def render_plate(rng: np.random.Generator, charset: str = "kr", kind: str | None
     c, s_ = math.cos(ang), math.sin(ang)
     base = np.float32([[-bw / 2, -bh / 2], [bw / 2, -bh / 2], [bw / 2, bh / 2], [-bw / 2, bh / 2]]) * scale
     dst = base @ np.float32([[c, s_], [-s_, c]])
-    dst += rng.uniform(-1, 1, (4, 2)).astype(np.float32) * np.float32([0.05 * bw, 0.09 * bh]) * scale
+    dst += rng.uniform(-1, 1, (4, 2)).astype(np.float32) * np.float32([0.02 * bw, 0.09 * bh]) * scale
     x_lo, y_lo = dst.min(0)
     x_hi, y_hi = dst.max(0)
     qw, qh = x_hi - x_lo, y_hi - y_lo
