@@ -327,3 +327,22 @@ def test_http_stream_killed_and_restarted_reconnects(tmp_path: Path) -> None:
     assert reader.reconnects >= 1 and any("reconnected" in m for m in messages)
     first = values[:10]
     assert first == sorted(first) and first[0] < 10 and max(values) >= 205
+
+
+def test_real_video_file_every_frame(tmp_path: Path) -> None:
+    """../shared/data/video/license_plate.mp4 (theAIGuysCode, MIT): the reader yields what OpenCV decodes."""
+    from tests.paths import shared_path
+
+    path = shared_path("data", "video", "license_plate.mp4")
+    cap = cv2.VideoCapture(str(path))
+    expected = []
+    while True:
+        ok, img = cap.read()
+        if not ok:
+            break
+        expected.append(int(img[::16, ::16].sum()))
+    cap.release()
+    with FrameReader(str(path), queue_size=2) as reader:
+        got = [int(f.image[::16, ::16].sum()) for f in reader]
+        assert reader.dropped == 0 and reader.size == (1280, 720)
+    assert len(expected) > 100 and got == expected
