@@ -126,3 +126,13 @@ def test_demo_sidecar_matches_the_renderer(repo_root: Path) -> None:
     classes = sorted(b.class_id for b in committed)
     assert classes == [0, 0, 0, 1, 1, 1, 2]
     assert all(KR_RE.match(b.text) for b in committed if b.class_id == 1)
+
+
+def test_foreign_plate_is_a_plate_without_text() -> None:
+    spec = VehicleSpec(x=0.5, bottom=0.95, width=0.6, view="rear", foreign=True, paint=(40, 40, 40))
+    scene = render_scene(np.random.default_rng(6), 320, 240, vehicles=[spec], night=False, rain=False,
+                         occluders=False)
+    plates = [o for o in scene.objects if o.class_id == 1]
+    assert len(plates) == 1 and plates[0].text is None and plates[0].visible > 0.97
+    x1, y1, x2, y2 = plates[0].box
+    assert 1.6 < (x2 - x1) / (y2 - y1) < 6.0  # a US (2:1) or EU (4.7:1) plate

@@ -63,6 +63,7 @@ class VehicleSpec:
     text: str | None = None
     sticker: bool = False
     paint: Tuple[int, int, int] | None = None
+    foreign: bool = False  # a US/EU-style Latin plate: labelled license_plate, without text
 
 
 @dataclass(frozen=True)
@@ -257,12 +258,19 @@ def _draw_vehicle(rng: np.random.Generator, spec: VehicleSpec, cw: int, charset:
     bumper_y = int(ch * 0.74)
     cv2.rectangle(img, (int(cw * 0.02), bumper_y), (int(cw * 0.98), int(ch * 0.9)), dark, -1)
     # the plate
-    kind = KINDS[spec.kind] if spec.kind else _random_kind(rng, charset)
-    text = spec.text or random_text(rng, kind)
-    wmm, hmm = kind.size_mm
-    plate_w = cw * wmm / 1800.0 * rng.uniform(0.93, 1.05)
-    scale = plate_w / wmm
-    plate, (bx1, by1, bx2, by2) = draw_plate(rng, kind, text, px_per_mm=max(scale, 0.2))
+    if spec.foreign:
+        text = None
+        wmm = 520 if rng.random() < 0.5 else 305
+        plate_w = cw * wmm / 1800.0 * rng.uniform(0.93, 1.05)
+        plate = _foreign_plate(rng, wmm, max(plate_w, 8.0))
+        bx1, by1, bx2, by2 = 0, 0, plate.shape[1], plate.shape[0]
+    else:
+        kind = KINDS[spec.kind] if spec.kind else _random_kind(rng, charset)
+        text = spec.text or random_text(rng, kind)
+        wmm = kind.size_mm[0]
+        plate_w = cw * wmm / 1800.0 * rng.uniform(0.93, 1.05)
+        scale = plate_w / wmm
+        plate, (bx1, by1, bx2, by2) = draw_plate(rng, kind, text, px_per_mm=max(scale, 0.2))
     pw = int(round(plate_w * plate.shape[1] / (bx2 - bx1)))
     ph = max(2, int(round(pw * plate.shape[0] / plate.shape[1])))
     if pw < plate.shape[1]:
@@ -302,6 +310,39 @@ def _draw_vehicle(rng: np.random.Generator, spec: VehicleSpec, cw: int, charset:
         cv2.rectangle(img, p0, p1, dark, -1)
         cv2.rectangle(alpha, p0, p1, 255, -1)
     return img, alpha, parts, lights
+
+
+_LATIN = "ABCDEFGHJKLMNPRSTUVWXYZ0123456789"
+
+
+def _foreign_plate(rng: np.random.Generator, width_mm: int, width_px: float) -> np.ndarray:
+    """A plate of another country (EU 520x110 mm or US 305x152 mm), drawn 4x larger then reduced."""
+    k = 4
+    w = max(8, int(round(width_px))) * k
+    h = int(w * (110 / 520 if width_mm == 520 else 0.5))
+    bg = (235, 235, 235) if rng.random() < 0.7 else (40, 200, 245)  # white, or a yellow rear plate
+    img = np.empty((h, w, 3), np.uint8)
+    img[:] = np.clip(np.float32(bg) * rng.uniform(0.85, 1.05), 0, 255).astype(np.uint8)
+    ink = (20, 20, 20) if rng.random() < 0.7 else tuple(float(c) for c in rng.uniform(0, 120, 3))
+    n = int(rng.integers(5, 8))
+    text = "".join(_LATIN[int(rng.integers(len(_LATIN)))] for _ in range(n))
+    x0 = 0
+    if width_mm == 520 and rng.random() < 0.7:  # the blue band with the country code
+        x0 = int(w * 0.08)
+        cv2.rectangle(img, (0, 0), (x0, h), (150, 60, 10), -1)
+    elif width_mm != 520:  # US style: a state name across the top
+        name = "".join(_LATIN[int(rng.integers(23))] for _ in range(int(rng.integers(4, 9))))
+        cv2.putText(img, name, (int(w * 0.25), int(h * 0.2)), cv2.FONT_HERSHEY_SIMPLEX, h / 160, ink,
+                    max(1, h // 60), cv2.LINE_AA)
+    font = cv2.FONT_HERSHEY_DUPLEX
+    (tw, th), _ = cv2.getTextSize(text, font, 1.0, 2)
+    scale = min((w - x0) * 0.88 / tw, h * (0.62 if width_mm == 520 else 0.45) / th)
+    thick = max(1, int(scale * 2.2))
+    (tw, th), _ = cv2.getTextSize(text, font, scale, thick)
+    org = (int(x0 + (w - x0 - tw) / 2), int((h + th) / 2 + (h * 0.08 if width_mm != 520 else 0)))
+    cv2.putText(img, text, org, font, scale, ink, thick, cv2.LINE_AA)
+    cv2.rectangle(img, (0, 0), (w - 1, h - 1), ink, max(1, h // 40))
+    return cv2.resize(img, (w // k, max(2, h // k)), interpolation=cv2.INTER_AREA)
 
 
 def _random_kind(rng: np.random.Generator, charset: str):
@@ -383,8 +424,8 @@ def _glow(scene: np.ndarray, x: float, y: float, radius: float, color: Tuple[int
     scene[y0:y1, x0:x1] = np.clip(region + g * np.float32(color), 0, 255).astype(np.uint8)
 
 
-def random_vehicles(rng: np.random.Generator, n: int, horizon_frac: float,
-                    sticker_prob: float) -> List[VehicleSpec]:
+def random_vehicles(rng: np.random.Generator, n: int, horizon_frac: float, sticker_prob: float,
+                    foreign_prob: float = 0.0) -> List[VehicleSpec]:
     """n vehicle placements between the horizon and the bottom of the image, nearer ones bigger."""
     specs = []
     for _ in range(n):
@@ -394,6 +435,7 @@ def random_vehicles(rng: np.random.Generator, n: int, horizon_frac: float,
         specs.append(VehicleSpec(
             x=float(rng.uniform(-0.05, 1.05)), bottom=float(bottom), width=width,
             view="front" if rng.random() < 0.55 else "rear", sticker=bool(rng.random() < sticker_prob),
+            foreign=bool(rng.random() < foreign_prob),
         ))
     return specs
 
@@ -401,7 +443,7 @@ def random_vehicles(rng: np.random.Generator, n: int, horizon_frac: float,
 def render_scene(rng: np.random.Generator, width: int = 416, height: int = 416, charset: str = "kr",
                  vehicles: Sequence[VehicleSpec] | None = None, night: bool | None = None,
                  rain: bool | None = None, context: str | None = None, occluders: bool | None = None,
-                 sticker_prob: float = 0.35) -> Scene:
+                 sticker_prob: float = 0.35, foreign_prob: float = 0.15) -> Scene:
     """One scene with its labels; None arguments are drawn at random from ``rng``."""
     if charset not in KIND_WEIGHTS:
         raise AlprError(f"unknown charset {charset!r}; expected kr or cn")
@@ -412,7 +454,8 @@ def render_scene(rng: np.random.Generator, width: int = 416, height: int = 416, 
     scene, horizon = _background(rng, width, height, context)
     owner = np.full((height, width), -1, np.int32)
     if vehicles is None:
-        vehicles = random_vehicles(rng, int(rng.integers(1, 6)), horizon / height, sticker_prob)
+        n = int(rng.integers(1, 6))
+        vehicles = random_vehicles(rng, n, horizon / height, sticker_prob, foreign_prob)
     pieces: Dict[int, _Piece] = {}
     drawn: Dict[int, float] = {}
     lights = []
@@ -426,7 +469,7 @@ def render_scene(rng: np.random.Generator, width: int = 416, height: int = 416, 
         axes = (int(cw * 0.55), max(2, int(ch * 0.06)))
         cv2.ellipse(scene, (int(cx), int(by - 0.02 * ch)), axes, 0, 0, 360, (30, 30, 30), -1, cv2.LINE_AA)
         # a little yaw: one side a bit taller than the other
-        yaw = rng.uniform(-0.07, 0.07)
+        yaw = rng.uniform(-0.12, 0.12)
         src = np.float32([[0, 0], [cw, 0], [cw, ch], [0, ch]])
         dst = np.float32([[-cw / 2, -ch * (1 + yaw)], [cw / 2, -ch * (1 - yaw)], [cw / 2, 0], [-cw / 2, 0]])
         dst += np.float32([cx, by])
