@@ -130,6 +130,18 @@ def test_write_crops_folder(tmp_path: Path) -> None:
         write_crops(str(out), "kr", 2, seed=4, workers=1, progress=False)
 
 
+def test_keep_original(tmp_path: Path) -> None:
+    out = write_crops(str(tmp_path / "k"), "cn", 5, seed=8, workers=1, progress=False, keep_original=True)
+    rows = read_labels(str(out / "labels.txt"))
+    for name, *_ in rows:
+        small = cv2.imdecode(np.fromfile(str(out / name), np.uint8), cv2.IMREAD_COLOR)
+        big = cv2.imdecode(np.fromfile(str(out / "original" / name), np.uint8), cv2.IMREAD_COLOR)
+        assert small.shape == (24, 94, 3) and big.shape != small.shape
+        # the small crop is the original one resized
+        again = cv2.resize(big, (94, 24), interpolation=cv2.INTER_AREA)
+        assert np.abs(again.astype(int) - small.astype(int)).mean() < 12  # JPEG noise only
+
+
 def test_cli_original_size(tmp_path: Path, repo_root: Path) -> None:
     cmd = [sys.executable, "-m", "tools.synth.plates", "--charset", "cn", "--count", "6", "--out",
            str(tmp_path / "o"), "--seed", "2", "--size", "original", "--workers", "1"]

@@ -20,8 +20,9 @@ Command line (one crop per file, name = plate text, ``_N`` suffix for the N-th d
 writes ``OUT/<text>.jpg`` and ``OUT/labels.txt`` with one line per crop:
 ``filename<TAB>text<TAB>kind<TAB>ev<TAB>lines`` (``ev`` is 1 for electric / new-energy plates:
 Korean light-blue and Chinese green; ``lines`` is 1 or 2). ``--size original`` keeps each crop at
-the size it was rendered. The output folder is built beside OUT and renamed into place at the end,
-so an interrupted run leaves nothing half-written.
+the size it was rendered; ``--keep_original`` writes both (originals in ``OUT/original/``). The
+output folder is built beside OUT and renamed into place at the end, so an interrupted run leaves
+nothing half-written.
 """
 from __future__ import annotations
 
@@ -539,21 +540,26 @@ def parse_size(value: str) -> Tuple[int, int] | None:
     return w, h
 
 
-_Job = Tuple[str, Optional[str], int, int, Optional[Tuple[int, int]], str]
+_Job = Tuple[str, Optional[str], int, int, Optional[Tuple[int, int]], str, bool]
 
 
-def _render_job(args: _Job) -> Tuple[str, str, int, int, bytes]:
-    charset, kind, seed, index, size, ext = args
-    rng = np.random.default_rng([seed, index])
-    img, text, pk = render_plate(rng, charset, kind)
-    if size is not None:
-        interp = cv2.INTER_AREA if img.shape[1] > size[0] else cv2.INTER_LINEAR
-        img = cv2.resize(img, size, interpolation=interp)
+def _encode(img: np.ndarray, ext: str) -> bytes:
     params = [cv2.IMWRITE_JPEG_QUALITY, 95] if ext == "jpg" else []
     ok, enc = cv2.imencode("." + ext, img, params)
     if not ok:
         raise AlprError(f"could not encode a {ext} image")
-    return text, pk.name, int(pk.ev), pk.lines, enc.tobytes()
+    return enc.tobytes()
+
+
+def _render_job(args: _Job) -> Tuple[str, str, int, int, bytes, Optional[bytes]]:
+    charset, kind, seed, index, size, ext, keep_original = args
+    rng = np.random.default_rng([seed, index])
+    img, text, pk = render_plate(rng, charset, kind)
+    original = _encode(img, ext) if keep_original and size is not None else None
+    if size is not None:
+        interp = cv2.INTER_AREA if img.shape[1] > size[0] else cv2.INTER_LINEAR
+        img = cv2.resize(img, size, interpolation=interp)
+    return text, pk.name, int(pk.ev), pk.lines, _encode(img, ext), original
 
 
 def unique_name(text: str, seen: Dict[str, int]) -> str:
@@ -564,8 +570,11 @@ def unique_name(text: str, seen: Dict[str, int]) -> str:
 
 
 def write_crops(out: str, charset: str, count: int, seed: int, size: Tuple[int, int] | None = (94, 24),
-                kind: str | None = None, workers: int = 0, ext: str = "jpg", progress: bool = True) -> Path:
-    """Render ``count`` crops into folder ``out`` (must not exist or be empty); returns the folder."""
+                kind: str | None = None, workers: int = 0, ext: str = "jpg", progress: bool = True,
+                keep_original: bool = False) -> Path:
+    """Render ``count`` crops into folder ``out`` (must not exist or be empty); returns the folder.
+
+    With ``keep_original`` the same crops at their rendered size go to ``out/original/`` too."""
     from multiprocessing import get_context
 
     from tqdm import tqdm
@@ -578,7 +587,9 @@ def write_crops(out: str, charset: str, count: int, seed: int, size: Tuple[int, 
     if kind is not None:
         _pick_kind(np.random.default_rng(0), charset, kind)
     with building_folder(out) as tmp:
-        jobs = ((charset, kind, seed, i, size, ext) for i in range(count))
+        jobs = ((charset, kind, seed, i, size, ext, keep_original) for i in range(count))
+        if keep_original and size is not None:
+            (tmp / "original").mkdir()
         workers = workers or (os.cpu_count() or 1)
         seen: Dict[str, int] = {}
         lines: List[str] = []
@@ -590,10 +601,12 @@ def write_crops(out: str, charset: str, count: int, seed: int, size: Tuple[int, 
             pool = None
             results = map(_render_job, jobs)
         try:
-            for text, kname, ev, nlines, data in results:
+            for text, kname, ev, nlines, data, original in results:
                 name = unique_name(text, seen) + "." + ext
                 with open(tmp / name, "wb") as fh:
                     fh.write(data)
+                if original is not None:
+                    (tmp / "original" / name).write_bytes(original)
                 lines.append(f"{name}\t{text}\t{kname}\t{ev}\t{nlines}\n")
                 bar.update(1)
         finally:
@@ -627,7 +640,8 @@ def main(argv: Sequence[str]) -> None:
     f = flags.FLAGS
     if len(argv) > 1:
         raise AlprError(f"unexpected arguments: {' '.join(argv[1:])}")
-    out = write_crops(f.out, f.charset, f.count, f.seed, parse_size(f.size), f.kind, f.workers, f.ext)
+    out = write_crops(f.out, f.charset, f.count, f.seed, parse_size(f.size), f.kind, f.workers, f.ext,
+                      keep_original=f.keep_original)
     print(f"wrote {f.count} {f.charset} crops and labels.txt to {out}")
 
 
@@ -642,6 +656,7 @@ def _define_flags() -> None:
     flags.DEFINE_string("kind", None, "only this plate kind (e.g. kr_ev, cn_green); default: a mix")
     flags.DEFINE_integer("workers", 0, "processes (0: one per CPU core)")
     flags.DEFINE_enum("ext", "jpg", ["jpg", "png"], "image format")
+    flags.DEFINE_boolean("keep_original", False, "also write each crop at its rendered size to OUT/original/")
     flags.mark_flag_as_required("out")
 
 
