@@ -178,3 +178,17 @@ def test_a_latin_only_font_is_refused() -> None:
         pytest.skip("DejaVuSans-Bold.ttf not installed")
     assert fonts.covers(latin[0], "0123456789AB")
     assert not fonts.covers(latin[0], "가")  # no Hangul glyph: the missing-glyph box is detected
+
+
+@pytest.mark.parametrize("charset", ["kr", "cn"])
+def test_tokens_are_in_the_readers_charset_file(charset: str, repo_root: Path) -> None:
+    """Every token the renderer can write is a class of the reader (data/charsets/<charset>.txt)."""
+    path = repo_root / "data" / "charsets" / f"{charset}.txt"
+    if not path.is_file():
+        pytest.skip(f"{path} not present")
+    reader = {line.strip() for line in path.read_text(encoding="utf-8").splitlines()
+              if line.strip() and not line.startswith("#")}
+    from tools.synth.charsets import tokens
+
+    assert set(tokens(charset)) <= reader
+    assert len(tokens(charset)) == (67 if charset == "kr" else 65)
