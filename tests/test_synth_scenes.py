@@ -33,6 +33,7 @@ def test_random_scenes_labels_valid(seed: int) -> None:
         x1, y1, x2, y2 = o.box
         assert 0 <= x1 < x2 <= 256 and 0 <= y1 < y2 <= 192
         assert o.class_id in (0, 1, 2)
+        assert x2 - x1 >= (6, 6, 5)[o.class_id] and y2 - y1 >= (6, 3, 5)[o.class_id]
         if o.text is not None:
             assert o.class_id == 1 and KR_RE.match(o.text)
 

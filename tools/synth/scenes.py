@@ -6,7 +6,8 @@ sticker (white wheelchair on a blue square) on the windscreen, poles and pedestr
 night (dark, lamps and headlight glare) and rain (streaks, haze). Labels are computed from what is
 really visible in the final image: every object owns its pixels in an id map, later objects (nearer
 cars, occluders) take them over, and an object's box is the box of its visible pixels. A car needs
-25% of itself visible, a plate or sticker 60%; a plate gets its text only when 97% of it is visible.
+25% of itself visible, a plate or sticker 60%; a plate gets its text only when 97% of it is visible;
+boxes smaller than ``MIN_SIZE`` are not labelled, and stickers under 6 px are not drawn at all.
 
 YOLO label lines (class ids of data/classes/custom.names: 0 car, 1 license_plate, 2 disabled_sticker)::
 
@@ -43,6 +44,8 @@ from tools.synth.yolo_io import CLASS_IDS, building_folder, split, write_dataset
 
 CAR, PLATE, STICKER = CLASS_IDS["car"], CLASS_IDS["license_plate"], CLASS_IDS["disabled_sticker"]
 MIN_VISIBLE = {CAR: 0.25, PLATE: 0.6, STICKER: 0.6}
+MIN_SIZE = {CAR: (6, 6), PLATE: (6, 3), STICKER: (5, 5)}  # smallest labelled box, pixels (w, h)
+MIN_STICKER_PX = 6  # smaller stickers are not drawn: nobody could tell them from a blue dot
 TEXT_VISIBLE = 0.97
 
 _PAINTS = (  # BGR car colours, by rough frequency on real roads
@@ -296,7 +299,7 @@ def _draw_vehicle(rng: np.random.Generator, spec: VehicleSpec, cw: int, charset:
         left = rng.random() < 0.5 if spec.view == "front" else False
         sx = int(gx0 + (gx1 - gx0) * (0.2 if left else 0.72))
         sy = int(gy1 - s - (gy1 - gy0) * rng.uniform(0.06, 0.15))
-    if spec.sticker and s >= 4 and sx >= 0 and sy >= 0 and sx + s <= cw and sy + s <= ch:
+    if spec.sticker and s >= MIN_STICKER_PX and sx >= 0 and sy >= 0 and sx + s <= cw and sy + s <= ch:
         sticker = _wheelchair(s)
         region = img[sy:sy + s, sx:sx + s].astype(np.float32)
         img[sy:sy + s, sx:sx + s] = (region * 0.12 + sticker.astype(np.float32) * 0.88).astype(np.uint8)
@@ -497,7 +500,8 @@ def render_scene(rng: np.random.Generator, width: int = 416, height: int = 416, 
             continue
         visible = min(1.0, len(xs) / piece.area)
         x1, y1, x2, y2 = float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)
-        if visible < MIN_VISIBLE[piece.class_id] or x2 - x1 < 4 or y2 - y1 < 3:
+        min_w, min_h = MIN_SIZE[piece.class_id]
+        if visible < MIN_VISIBLE[piece.class_id] or x2 - x1 < min_w or y2 - y1 < min_h:
             continue
         text = piece.text if piece.class_id == PLATE and visible >= TEXT_VISIBLE else None
         objects.append(SceneObject(piece.class_id, (x1, y1, x2, y2), text, round(visible, 3)))
