@@ -13,8 +13,8 @@ from core.keras.convert import model_info_for, run_keras
 from core.keras.darknet_io import extract_darknet_weights, load_darknet_weights
 from core.model_info import read_class_names
 from core.yolo import decode_heads, filter_and_nms, iou_matrix, letterbox_image, to_input_tensor
-from tests.opencv_ref import opencv_detections, opencv_heads, opencv_net
 from tests.paths import REPO, shared_path
+from tools.opencv_reference import opencv_detections, opencv_heads, opencv_net
 
 TOL = 1e-3
 # Deep residual cfgs (yolov4, yolov3) explode with He-scaled random kernels (yolov4 reaches 6e5 at

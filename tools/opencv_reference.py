@@ -11,9 +11,7 @@ from core.darknet.cfg import DarknetCfg
 
 def opencv_net(cfg_path, weights_path):
     if not hasattr(cv2.dnn, "readNetFromDarknet"):
-        import pytest
-
-        pytest.skip("this OpenCV has no Darknet reader (OpenCV >= 5); install opencv-python-headless<5")
+        raise RuntimeError("this OpenCV has no Darknet reader (OpenCV >= 5): install opencv-python-headless<5")
     return cv2.dnn.readNetFromDarknet(str(cfg_path), str(weights_path))
 
 
