@@ -1,0 +1,93 @@
+"""The ALPR pipeline: detector + plate reader + plate analysis -> one typed ``FrameResult`` per frame.
+
+``Pipeline`` is what detect.py and detect_video.py share. The reader is loaded once and every plate
+of a frame is read in one batch; the EV flag comes from the plate's background colour.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, List, Optional, Sequence
+
+import numpy as np
+
+from core.crops import crop
+from core.detector import Detector
+from core.errors import AlprError
+from core.plate_color import classify_plate_colors
+from core.results import FrameResult, PlateInfo, build_frame_result, plates_of
+from core.types import Detection
+
+REPO = Path(__file__).resolve().parents[1]
+CHECKPOINTS = REPO / "checkpoints"
+
+# The models the product ships (see checkpoints/MODEL_CARD.md); detect.py and detect_video.py default to them.
+DEFAULT_DETECTOR = {"tflite": CHECKPOINTS / "yolov4-tiny-alpr-416-int8.tflite",
+                    "tf": CHECKPOINTS / "yolov4-tiny-alpr-416"}
+DEFAULT_READER = {"kr": CHECKPOINTS / "lprnet-kr-int8.tflite", "cn": CHECKPOINTS / "lprnet-cn-int8.tflite"}
+
+# Plates are cropped with a small margin: the reader is trained on loose crops, and a box that is a
+# few pixels short would cut characters.
+PLATE_PAD = 0.06
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    score_threshold: Optional[float] = None  # None: the threshold stored with the detector
+    iou_threshold: float = 0.45
+    region: str = "kr"  # plate conventions for the EV colour rule: "kr" or "cn"
+    plate_pad: float = PLATE_PAD
+
+
+class Pipeline:
+    """``Pipeline(detector, reader)``; ``reader`` may be None (detection only, no --lpr)."""
+
+    def __init__(self, detector: Detector, reader: Optional[Any] = None,
+                 options: PipelineOptions = PipelineOptions()) -> None:
+        if options.region not in ("kr", "cn"):
+            raise AlprError(f"unknown plate region {options.region!r}: use kr or cn")
+        self.detector = detector
+        self.reader = reader
+        self.options = options
+
+    @classmethod
+    def open(cls, detector_path: str | Path, reader_path: Optional[str | Path] = None, charset: str = "kr",
+             num_threads: Optional[int] = None, class_names: Optional[str | Path] = None,
+             options: Optional[PipelineOptions] = None) -> Pipeline:
+        detector = Detector.open(detector_path, num_threads=num_threads, class_names=class_names)
+        reader = None
+        if reader_path is not None:
+            from lprnet.reader import PlateReader
+
+            if not Path(reader_path).is_file():
+                raise AlprError(f"plate reader model not found: {reader_path}")
+            reader = PlateReader(reader_path, charset, num_threads=num_threads)
+        opts = options or PipelineOptions(region=charset)
+        return cls(detector, reader, opts)
+
+    def read_plates(self, image: np.ndarray, plates: Sequence[Detection]) -> List[PlateInfo]:
+        """Crop every plate, read them all in one batch, and check their colour."""
+        crops = [crop(image, p.box, self.options.plate_pad) for p in plates]
+        usable = [i for i, c in enumerate(crops) if c is not None and c.size > 0]
+        infos = [PlateInfo() for _ in plates]
+        if not usable or self.reader is None:
+            return infos
+        reads = self.reader.read([crops[i] for i in usable])
+        colors = classify_plate_colors([crops[i] for i in usable], self.options.region)
+        for i, read, color in zip(usable, reads, colors):
+            infos[i] = PlateInfo(text=read.text, confidence=float(read.confidence), valid=bool(read.valid),
+                                 ev=bool(color.ev), color=color.color)
+        return infos
+
+    def process(self, image: np.ndarray) -> FrameResult:
+        t0 = time.perf_counter()
+        detections = self.detector.detect(image, self.options.score_threshold, self.options.iou_threshold)
+        t1 = time.perf_counter()
+        plate_info = None
+        timing = {"detect": (t1 - t0) * 1e3}
+        if self.reader is not None:
+            plate_info = self.read_plates(image, plates_of(detections))
+            timing["read"] = (time.perf_counter() - t1) * 1e3
+        h, w = image.shape[:2]
+        return build_frame_result(detections, (w, h), plate_info, timing)
