@@ -1,7 +1,7 @@
 """Run the ALPR pipeline on a video file, a camera, a network stream or a Jetson CSI camera.
 
     python detect_video.py --video road.mp4 --output out.mp4 --events events.jsonl
-    python detect_video.py --video 0 --nodont_show                      # USB camera, with a window
+    python detect_video.py --video 0                                    # USB camera (a window where a display exists)
     python detect_video.py --video rtsp://10.0.0.5/stream --events /var/lib/alpr/events.jsonl
     python detect_video.py --csi --events events.jsonl                  # Jetson CSI camera
 
