@@ -1,0 +1,365 @@
+"""TFLite export: float32 / float16 / full-integer int8 of a tiny Darknet model; errors; Yolo-Fastest (slow)."""
+from __future__ import annotations
+
+import atexit
+import functools
+import glob
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Dict
+
+import cv2
+import numpy as np
+import pytest
+
+from core.errors import AlprError
+from tests.paths import REPO, shared_path
+
+TINY_CFG = """
+[net]
+width=64
+height=64
+channels=3
+
+[convolutional]
+batch_normalize=1
+filters=8
+size=3
+stride=1
+pad=1
+activation=leaky
+
+[maxpool]
+size=2
+stride=2
+
+[convolutional]
+batch_normalize=1
+filters=16
+size=3
+stride=1
+pad=1
+activation=leaky
+
+[maxpool]
+size=2
+stride=2
+
+[convolutional]
+batch_normalize=1
+filters=16
+size=3
+stride=1
+pad=1
+activation=leaky
+
+[maxpool]
+size=2
+stride=2
+
+[convolutional]
+batch_normalize=1
+filters=32
+size=3
+stride=1
+pad=1
+activation=leaky
+
+[convolutional]
+size=1
+stride=1
+pad=1
+filters=24
+activation=linear
+
+[yolo]
+mask = 3,4,5
+anchors = 4,6, 8,10, 12,16, 20,24, 30,36, 50,55
+classes=3
+num=6
+scale_x_y = 1.05
+
+[route]
+layers = -3
+
+[convolutional]
+batch_normalize=1
+filters=16
+size=1
+stride=1
+pad=1
+activation=leaky
+
+[upsample]
+stride=2
+
+[route]
+layers = -1, 4
+
+[convolutional]
+batch_normalize=1
+filters=16
+size=3
+stride=1
+pad=1
+activation=leaky
+
+[convolutional]
+size=1
+stride=1
+pad=1
+filters=24
+activation=linear
+
+[yolo]
+mask = 0,1,2
+anchors = 4,6, 8,10, 12,16, 20,24, 30,36, 50,55
+classes=3
+num=6
+scale_x_y = 1.05
+"""
+TINY_NAMES = ("car", "license_plate", "disabled_sticker")
+
+
+def synthetic_images(folder: Path, count: int, seed: int = 0, size=(96, 128)) -> list:
+    """Random filled rectangles and ellipses on a noisy background (calibration / test images)."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        h, w = size
+        img = cv2.GaussianBlur(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), (0, 0), 2)
+        for _ in range(3):
+            x, y = int(rng.integers(0, w - 20)), int(rng.integers(0, h - 20))
+            color = tuple(int(c) for c in rng.integers(0, 256, 3))
+            cv2.rectangle(img, (x, y), (x + int(rng.integers(8, 40)), y + int(rng.integers(8, 30))), color, -1)
+        img[:6, :6], img[:6, 6:12] = 0, 255  # full [0, 1] range: int8 input scale exactly 1/255
+        p = folder / f"img_{i:03d}.png"
+        cv2.imwrite(str(p), img)
+        paths.append(p)
+    return paths
+
+
+@functools.lru_cache(maxsize=None)
+def tiny_models() -> Dict[str, Path]:
+    """Build once per test process: the tiny cfg with random weights -> raw SavedModel -> f32/f16/int8 TFLite."""
+    from core.darknet.cfg import load_cfg
+    from core.darknet.weights import random_weights, write_weights
+    from core.keras.convert import convert_darknet
+    from core.keras.tflite_export import convert_saved_model
+
+    root = Path(tempfile.mkdtemp(prefix="alpr_tiny_"))
+    atexit.register(shutil.rmtree, root, True)
+    cfg_path = root / "tiny.cfg"
+    cfg_path.write_text(TINY_CFG)
+    names = root / "tiny.names"
+    names.write_text("\n".join(TINY_NAMES) + "\n")
+    weights = root / "tiny.weights"
+    write_weights(weights, load_cfg(cfg_path), random_weights(load_cfg(cfg_path), seed=3, head_gain=1.5))
+    sm = root / "tiny_raw"
+    convert_darknet(str(cfg_path), str(weights), output=str(sm), classes=str(names), framework="tflite",
+                    score_thres=0.3, verify=False)
+    calib = root / "calib"
+    synthetic_images(calib, 24, seed=1)
+    out = {"root": root, "cfg": cfg_path, "weights": weights, "names": names, "saved_model": sm, "calib": calib}
+    for mode in ("float32", "float16", "int8"):
+        out[mode] = root / f"tiny_{mode}.tflite"
+        out[f"report_{mode}"] = convert_saved_model(sm, out[mode], quantize_mode=mode, dataset=str(calib),
+                                                    calib_count=16, verify=True)
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return tiny_models()
+
+
+def _ops(path: Path) -> set:
+    from core.tflite_runtime import load_interpreter
+
+    interp = load_interpreter(path)
+    return {d["op_name"] for d in interp._get_ops_details()}
+
+
+def test_float32_reproduces_saved_model(tiny):
+    rep = tiny["report_float32"]
+    assert set(rep.max_abs_diff) == {"head_0", "head_1"}
+    assert max(rep.max_abs_diff.values()) <= 1e-4
+    assert "float32 [1,64,64,3] (float)" in rep.inputs[0]
+
+
+def test_float16_stores_half_weights_and_stays_close(tiny):
+    f32, f16 = tiny["float32"].stat().st_size, tiny["float16"].stat().st_size
+    assert f16 < 0.7 * f32  # weights in float16 (a tiny model's graph overhead keeps it above 0.5)
+    assert "DEQUANTIZE" in _ops(tiny["float16"])
+    # float16 weights: relative rounding 2^-11 per weight; logits of this model span ~10
+    assert 0 < max(tiny["report_float16"].max_abs_diff.values()) < 0.05
+
+
+def test_int8_is_full_integer(tiny):
+    from core.tflite_runtime import load_interpreter
+
+    interp = load_interpreter(tiny["int8"])
+    ops = _ops(tiny["int8"])
+    assert "CONV_2D" in ops
+    assert not any(op.startswith("FLEX") or op == "DEQUANTIZE" for op in ops), ops
+    # every tensor feeding a conv is int8 (no float fallback)
+    for d in interp._get_ops_details():
+        if d["op_name"] == "CONV_2D":
+            dtypes = {interp._get_tensor_details(i, 0)["dtype"] for i in d["inputs"][:2]}
+            assert dtypes == {np.int8}, dtypes
+    (inp,) = interp.get_input_details()
+    assert inp["dtype"] == np.int8
+    scale, zp = inp["quantization"]
+    assert abs(scale * 255 - 1) < 1e-3 and zp == -128  # calibrated on [0, 1] images
+    assert all(d["dtype"] == np.int8 for d in interp.get_output_details())
+    rep = tiny["report_int8"]
+    assert rep.calibration_images == 16
+    assert "int8 [1,64,64,3] (quantized)" in rep.inputs[0]
+    assert all("(quantized)" in o for o in rep.outputs)
+    # dequantized int8 logits vs the float model: within a few output quantization steps
+    assert max(rep.max_abs_diff.values()) < 1.0
+
+
+def test_sidecar_records_quantization(tiny):
+    from core.model_info import load_model_info
+
+    info = load_model_info(tiny["int8"])
+    q = info.source["quantization"]
+    assert q["quantize_mode"] == "int8" and q["io_type"] == "int8" and q["calibration_images"] == 16
+    assert q["ops"] == "TFLITE_BUILTINS_INT8"
+    assert info.class_names == TINY_NAMES and info.output == "raw"
+    assert info.source["score_threshold"] == 0.3
+    assert load_model_info(tiny["float32"]).source["quantization"]["quantize_mode"] == "float32"
+
+
+def test_uint8_and_float_io(tiny, tmp_path):
+    from core.detector import Detector
+    from core.keras.tflite_export import convert_saved_model
+
+    x = np.random.default_rng(5).uniform(0, 1, (1, 64, 64, 3)).astype(np.float32)
+    ref = Detector.open(tiny["saved_model"]).run_float(x)
+    for io in ("uint8", "float"):
+        out = tmp_path / f"m_{io}.tflite"
+        rep = convert_saved_model(tiny["saved_model"], out, "int8", dataset=str(tiny["calib"]), calib_count=8,
+                                  io_type=io, verify=False)
+        det = Detector.open(out)
+        want = np.uint8 if io == "uint8" else np.float32
+        assert det.backend.input_detail["dtype"] == want
+        assert (io == "float") == ("(float)" in rep.inputs[0])
+        got = det.run_float(x)
+        for k in ref:
+            err = np.abs(got[k] - ref[k])
+            assert err.mean() < 0.25 * np.abs(ref[k]).mean(), (io, k)
+
+
+def test_calibration_set_errors(tiny, tmp_path):
+    from core.keras.tflite_export import calibration_paths, convert_saved_model
+
+    sm = tiny["saved_model"]
+    with pytest.raises(AlprError, match="needs calibration images"):
+        convert_saved_model(sm, tmp_path / "a.tflite", "int8", dataset=None)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(AlprError, match="holds no images"):
+        convert_saved_model(sm, tmp_path / "a.tflite", "int8", dataset=str(empty))
+    with pytest.raises(AlprError, match="not found"):
+        convert_saved_model(sm, tmp_path / "a.tflite", "int8", dataset=str(tmp_path / "nope"))
+    (empty / "broken.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(AlprError, match="could be read"):
+        convert_saved_model(sm, tmp_path / "a.tflite", "int8", dataset=str(empty))
+    assert not (tmp_path / "a.tflite").exists()
+    # a list file, with paths relative to it, and a comment line
+    lst = tmp_path / "calib.txt"
+    imgs = sorted(Path(tiny["calib"]).glob("*.png"))[:3]
+    lst.write_text("# calibration\n" + "\n".join(str(p) for p in imgs) + "\n")
+    assert calibration_paths(str(lst)) == [str(p) for p in imgs]
+    rel = tiny["calib"] / "list.txt"
+    rel.write_text("img_000.png\nimg_001.png\n")
+    assert calibration_paths(str(rel)) == [str(tiny["calib"] / "img_000.png"), str(tiny["calib"] / "img_001.png")]
+    rel.unlink()
+    assert len(calibration_paths(str(tiny["calib"] / "*.png"))) == 24
+
+
+def test_bad_saved_model_and_size(tiny, tmp_path):
+    from core.keras.tflite_export import convert_saved_model
+
+    with pytest.raises(AlprError, match="not a SavedModel"):
+        convert_saved_model(tmp_path, tmp_path / "a.tflite")
+    with pytest.raises(AlprError, match="differs from the SavedModel's input 64x64"):
+        convert_saved_model(tiny["saved_model"], tmp_path / "a.tflite", input_size=96)
+    with pytest.raises(AlprError, match="unknown quantize mode"):
+        convert_saved_model(tiny["saved_model"], tmp_path / "a.tflite", quantize_mode="int4")
+
+
+def test_cli_one_line_error(tmp_path):
+    proc = subprocess.run([sys.executable, str(REPO / "convert_tflite.py"), "--weights", str(tmp_path),
+                           "--output", str(tmp_path / "x.tflite")], capture_output=True, text=True, cwd=REPO,
+                          timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == f"error: not a SavedModel folder (no saved_model.pb): {tmp_path}"
+    assert "Traceback" not in proc.stderr
+
+
+# ----------------------------------------------------------------------------- real model (slow)
+@functools.lru_cache(maxsize=None)
+def yolo_fastest_models() -> Dict[str, Path]:
+    """Real Yolo-Fastest 1.1 (COCO) -> raw SavedModel -> float32/float16/int8 (calibrated on augmented photos)."""
+    from core.keras.convert import convert_darknet
+    from core.keras.tflite_export import convert_saved_model, write_augmented_images
+
+    d = shared_path("assets", "darknet")
+    photos = sorted(glob.glob(str(shared_path("data", "scenes") / "car*.jpg")))
+    root = Path(tempfile.mkdtemp(prefix="alpr_yf_"))
+    atexit.register(shutil.rmtree, root, True)
+    sm = root / "yf_raw"
+    convert_darknet(str(d / "yolo-fastest-1.1.cfg"), str(d / "yolo-fastest-1.1.weights"), output=str(sm),
+                    classes=str(d / "coco.names"), framework="tflite", verify=False)
+    calib = root / "calib"
+    write_augmented_images(photos, calib, 200, seed=1, colour_jitter=0.1)
+    for p in photos:
+        shutil.copy(p, calib)
+    out = {"saved_model": sm, "photos": photos}
+    for mode in ("float32", "float16", "int8"):
+        out[mode] = root / f"yf_{mode}.tflite"
+        out[f"report_{mode}"] = convert_saved_model(sm, out[mode], mode, dataset=str(calib), calib_count=204)
+    return out
+
+
+def _match_fraction(ref, got, iou_min: float) -> float:
+    from core.yolo import iou_matrix
+
+    if not ref:
+        return 1.0
+    hits = 0
+    for r in ref:
+        same = [g for g in got if g.class_id == r.class_id]
+        if same and iou_matrix(np.array([r.box]), np.array([g.box for g in same])).max() >= iou_min:
+            hits += 1
+    return hits / len(ref)
+
+
+@pytest.mark.slow
+def test_yolo_fastest_float32_int8_parity():
+    from core.detector import Detector
+
+    m = yolo_fastest_models()
+    sm, f32, f16, i8 = (Detector.open(m[k], num_threads=2) for k in ("saved_model", "float32", "float16", "int8"))
+    x = np.random.default_rng(0).uniform(0, 1, (1, 320, 320, 3)).astype(np.float32)
+    ref = sm.run_float(x)
+    got = f32.run_float(x)
+    assert max(float(np.abs(got[k] - ref[k]).max()) for k in ref) <= 1e-4
+    n_ref = n_match = 0
+    for p in m["photos"]:
+        img = cv2.imread(p)
+        d_sm, d_32, d_16, d_8 = (d.detect(img) for d in (sm, f32, f16, i8))
+        assert [(d.class_id, round(d.score, 3)) for d in d_32] == [(d.class_id, round(d.score, 3)) for d in d_sm]
+        assert np.allclose([d.box for d in d_32], [d.box for d in d_sm], atol=0.05)
+        assert _match_fraction(d_32, d_16, 0.9) == 1.0
+        n_ref += len(d_32)
+        n_match += round(_match_fraction(d_32, d_8, 0.8) * len(d_32))
+    assert n_ref >= 4  # cars and trucks in the shared photos
+    assert n_match / n_ref >= 0.9, (n_match, n_ref)
