@@ -1,0 +1,104 @@
+"""The edge runtime needs no TensorFlow: detection with TFLite in a process where ``import tensorflow`` fails."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.paths import REPO
+from tests.test_tflite_export import tiny_models
+
+BLOCKER = '''
+import sys
+
+
+class _NoTensorFlow:
+    """Refuse TensorFlow and Keras, as on a device with only tflite-runtime installed."""
+
+    BLOCKED = ("tensorflow", "keras", "tf_keras")
+
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in self.BLOCKED:
+            raise ImportError("blocked for the edge-runtime test: " + name)
+        return None
+
+
+sys.meta_path.insert(0, _NoTensorFlow())
+'''
+
+CHILD = r'''
+import importlib, json, sys
+from pathlib import Path
+
+import cv2
+
+try:
+    import tensorflow  # noqa: F401
+    sys.exit("tensorflow was importable")
+except ImportError:
+    pass
+repo = Path(sys.argv[1])
+modules = []
+for path in sorted((repo / "core").rglob("*.py")):
+    rel = path.relative_to(repo).with_suffix("")
+    if rel.parts[1] == "keras":
+        continue
+    name = ".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)
+    importlib.import_module(name)
+    modules.append(name)
+from core.detector import Detector
+
+image = cv2.imread(sys.argv[2])
+out = {"modules": modules}
+for model in sys.argv[3:]:
+    det = Detector.open(model, num_threads=1)
+    dets = det.detect(image, score_threshold=0.5)
+    out[model] = [[d.class_id, d.score] + list(d.box) for d in dets]
+out["tf_loaded"] = any(m.split(".")[0] in ("tensorflow", "keras") for m in sys.modules)
+print(json.dumps(out))
+'''
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return tiny_models()
+
+
+def test_tflite_detection_without_tensorflow(tiny, tmp_path):
+    from core.detector import Detector
+
+    (tmp_path / "sitecustomize.py").write_text(BLOCKER)
+    script = tmp_path / "child.py"
+    script.write_text(CHILD)
+    image = sorted(tiny["calib"].glob("*.png"))[3]
+    models = [str(tiny["float32"]), str(tiny["int8"])]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), str(REPO)]))
+    proc = subprocess.run([sys.executable, str(script), str(REPO), str(image)] + models, capture_output=True,
+                          text=True, env=env, cwd=REPO, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert not out["tf_loaded"]
+    expected_modules = {"core.detector", "core.yolo", "core.metrics", "core.tflite_runtime", "core.model_info",
+                        "core.darknet.cfg", "core.darknet.weights"}
+    assert expected_modules <= set(out["modules"])
+    assert not any(m.startswith("core.keras") for m in out["modules"])
+    # the same detections as in this process (where TensorFlow is available)
+    img = cv2.imread(str(image))
+    for model in models:
+        got = np.array(out[model], np.float64).reshape(-1, 6)
+        want = [[d.class_id, d.score] + list(d.box) for d in Detector.open(model).detect(img, 0.5)]
+        assert len(got) >= 3
+        assert np.allclose(got, np.array(want), atol=1e-3)
+
+
+def test_blocker_really_blocks(tmp_path):
+    (tmp_path / "sitecustomize.py").write_text(BLOCKER)
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    proc = subprocess.run([sys.executable, "-c", "import tensorflow"], capture_output=True, text=True, env=env,
+                          timeout=60)
+    assert proc.returncode == 1 and "blocked for the edge-runtime test: tensorflow" in proc.stderr
