@@ -1,0 +1,85 @@
+"""Per-plate latency of a TFLite reader (edge runtime, TF-free): batch of 1, the whole read() path.
+
+python -m lprnet.benchmark --model reader.tflite --charset cn [--images DIR] [--runs 300] [--threads 2]
+
+Reports the median and 90th percentile of (a) the interpreter alone and (b) PlateReader.read on one
+crop (resize + normalise + invoke + CTC decode), after warm-up runs.
+"""
+from __future__ import annotations
+
+import json
+import time
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from lprnet.reader import PlateReader
+
+
+def _stats(times_s: List[float]) -> Dict[str, float]:
+    ms = np.asarray(times_s) * 1000.0
+    return {"median_ms": float(np.median(ms)), "p90_ms": float(np.percentile(ms, 90)), "runs": len(ms)}
+
+
+def benchmark(
+    model_path: str,
+    charset: str,
+    crops: Optional[Sequence[np.ndarray]] = None,
+    runs: int = 300,
+    warmup: int = 20,
+    num_threads: Optional[int] = None,
+) -> Dict[str, Dict[str, float]]:
+    """Latency of the interpreter and of a full one-plate read, batch of 1."""
+    reader = PlateReader(model_path, charset, num_threads=num_threads)
+    if not crops:
+        rng = np.random.default_rng(0)
+        crops = [rng.integers(0, 256, size=(24, 94, 3), dtype=np.uint8)]
+    from lprnet.preprocess import preprocess_batch
+
+    batches = [preprocess_batch([c]) for c in crops[:64]]
+    for i in range(warmup):
+        reader.logits(batches[i % len(batches)])
+    invoke, read = [], []
+    for i in range(runs):
+        b = batches[i % len(batches)]
+        t0 = time.perf_counter()
+        reader.logits(b)
+        invoke.append(time.perf_counter() - t0)
+    for i in range(runs):
+        c = crops[i % len(crops)]
+        t0 = time.perf_counter()
+        reader.read([c])
+        read.append(time.perf_counter() - t0)
+    return {"interpreter": _stats(invoke), "read": _stats(read)}
+
+
+def main(argv: Sequence[str]) -> None:
+    from absl import flags
+
+    from lprnet.charset import load_charset
+    from lprnet.dataset import list_samples, read_image
+
+    del argv
+    f = flags.FLAGS
+    crops = None
+    if f.images:
+        listing = list_samples(f.images, load_charset(f.charset))
+        crops = [read_image(s.path) for s in listing.samples[:64]]
+    result = benchmark(f.model, f.charset, crops, f.runs, num_threads=f.threads)
+    result["model"] = f.model  # type: ignore[assignment]
+    result["threads"] = f.threads  # type: ignore[assignment]
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    from absl import app, flags
+
+    from core.cli import guarded
+
+    flags.DEFINE_string("model", None, "TFLite reader model")
+    flags.DEFINE_string("charset", "cn", "charset (cn, kr or a file)")
+    flags.DEFINE_string("images", None, "optional folder of real crops (else a random crop)")
+    flags.DEFINE_integer("runs", 300, "timed runs")
+    flags.DEFINE_integer("threads", 2, "interpreter threads")
+    flags.mark_flag_as_required("model")
+    app.run(guarded(main))

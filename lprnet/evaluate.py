@@ -1,0 +1,199 @@
+"""Evaluate a reader on a folder of crops named by their text (or a label file).
+
+python -m lprnet.evaluate --weights PATH --charset cn|kr --images DIR [--json OUT] [--decoder beam]
+
+PATH may be a TFLite file (run with the edge interpreter, TF-free), a SavedModel directory, a Keras
+weights file (*.weights.h5) or a Keras model (*.keras). Metrics: sequence accuracy, character
+accuracy (1 - CER over charset tokens, with editdistance), format-valid rate, the most common
+confusions, and the per-plate latency (batch of 1, model call only) median.
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Callable, Dict, List, Sequence, Tuple
+
+import numpy as np
+
+from core.errors import AlprError
+from lprnet.charset import Charset
+from lprnet.ctc import decode
+from lprnet.preprocess import normalize
+
+LogitsFn = Callable[[np.ndarray], np.ndarray]
+
+
+def load_backend(path: str, charset: Charset, num_threads: int = 2) -> Tuple[LogitsFn, str]:
+    """A function pre-processed batch -> logits [N,18,68], and the kind of model it runs."""
+    p = Path(path)
+    if p.is_file() and p.suffix == ".tflite":
+        from lprnet.reader import PlateReader
+
+        reader = PlateReader(p, charset, num_threads=num_threads)
+        return reader.logits, "tflite"
+    if p.is_dir():
+        if not (p / "saved_model.pb").is_file():
+            raise AlprError(f"{p} is a directory but not a SavedModel (no saved_model.pb)")
+        import tensorflow as tf
+
+        loaded = tf.saved_model.load(str(p))
+        fn = getattr(loaded, "serve", None)
+        if fn is None:
+            sig = loaded.signatures.get("serving_default")
+            if sig is None:
+                raise AlprError(f"SavedModel {p} has neither a 'serve' endpoint nor 'serving_default'")
+
+            def fn(x):
+                out = sig(tf.constant(x))
+                return next(iter(out.values()))
+
+        def run(x: np.ndarray, _keep=loaded) -> np.ndarray:  # _keep: the variables live with it
+            return np.asarray(fn(tf.constant(x, tf.float32)), np.float32)
+
+        return run, "saved_model"
+    if p.is_file() and (p.name.endswith(".weights.h5") or p.suffix == ".keras"):
+        import tensorflow as tf
+
+        from lprnet.model import load_keras_model
+
+        model = load_keras_model(str(p), charset.num_classes)
+        call = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+        return (lambda x: np.asarray(call(tf.constant(x, tf.float32)), np.float32)), "keras"
+    if not p.exists():
+        raise AlprError(f"model not found: {p}")
+    raise AlprError(f"unsupported model {p}: use a .tflite file, a SavedModel directory, *.weights.h5 or *.keras")
+
+
+def align(truth: Sequence[int], pred: Sequence[int]) -> List[Tuple[int, int]]:
+    """Levenshtein alignment -> (truth id or -1, pred id or -1) for every edit (no matches)."""
+    n, m = len(truth), len(pred)
+    d = np.zeros((n + 1, m + 1), np.int32)
+    d[:, 0] = np.arange(n + 1)
+    d[0, :] = np.arange(m + 1)
+    for i in range(1, n + 1):
+        for j in range(1, m + 1):
+            d[i, j] = min(d[i - 1, j] + 1, d[i, j - 1] + 1, d[i - 1, j - 1] + (truth[i - 1] != pred[j - 1]))
+    edits = []
+    i, j = n, m
+    while i > 0 or j > 0:
+        if i > 0 and j > 0 and d[i, j] == d[i - 1, j - 1] + (truth[i - 1] != pred[j - 1]):
+            if truth[i - 1] != pred[j - 1]:
+                edits.append((truth[i - 1], pred[j - 1]))
+            i, j = i - 1, j - 1
+        elif i > 0 and d[i, j] == d[i - 1, j] + 1:
+            edits.append((truth[i - 1], -1))
+            i -= 1
+        else:
+            edits.append((-1, pred[j - 1]))
+            j -= 1
+    return edits[::-1]
+
+
+def score(preds: Sequence[str], texts: Sequence[str], charset: Charset, top: int = 10) -> Dict[str, object]:
+    """Sequence / character accuracy, format-valid rate and the most common confusions."""
+    import editdistance
+
+    if len(preds) != len(texts) or not texts:
+        raise AlprError("nothing to score")
+    errors = 0
+    total = 0
+    confusions: Counter = Counter()
+    for pred, truth in zip(preds, texts):
+        t_ids = charset.encode(truth)
+        p_ids = charset.encode(pred)
+        errors += int(editdistance.eval(t_ids, p_ids))
+        total += len(t_ids)
+        for a, b in align(t_ids, p_ids):
+            key = f"{charset.tokens[a] if a >= 0 else '∅'}->{charset.tokens[b] if b >= 0 else '∅'}"
+            confusions[key] += 1
+    return {
+        "count": len(texts),
+        "sequence_accuracy": float(np.mean([p == t for p, t in zip(preds, texts)])),
+        "char_accuracy": max(0.0, 1.0 - errors / max(total, 1)),
+        "format_valid_rate": float(np.mean([charset.is_valid_format(p) for p in preds])),
+        "confusions": [[k, n] for k, n in confusions.most_common(top)],
+    }
+
+
+def evaluate(
+    logits_fn: LogitsFn,
+    images: np.ndarray,
+    texts: Sequence[str],
+    charset: Charset,
+    decoder: str = "greedy",
+    batch_size: int = 64,
+    latency_samples: int = 200,
+) -> Dict[str, object]:
+    """Decode every crop (uint8 [N,24,94,3]) in batches, time batch-1 calls, and score."""
+    x = normalize(images)
+    preds: List[str] = []
+    confidences: List[float] = []
+    for start in range(0, len(x), batch_size):
+        logits = logits_fn(x[start : start + batch_size])
+        for res in decode(logits, decoder, blank=charset.blank, is_probs=False):
+            preds.append(charset.decode(res.ids))
+            confidences.append(res.confidence)
+    times = []
+    n_lat = min(len(x), latency_samples)
+    logits_fn(x[:1])  # warm-up (retracing, allocation)
+    for i in range(n_lat):
+        t0 = time.perf_counter()
+        logits_fn(x[i : i + 1])
+        times.append(time.perf_counter() - t0)
+    result = score(preds, texts, charset)
+    result["latency_ms_median"] = float(np.median(times) * 1000.0)
+    result["mean_confidence"] = float(np.mean(confidences))
+    result["wrong"] = [[t, p] for t, p in zip(texts, preds) if t != p][:50]
+    return result
+
+
+def format_report(result: Dict[str, object]) -> str:
+    conf = ", ".join(f"{k} x{n}" for k, n in result["confusions"][:5])  # type: ignore[index]
+    return (
+        f"{result['count']} plates: sequence accuracy {result['sequence_accuracy']:.4f}, "
+        f"char accuracy {result['char_accuracy']:.4f}, format-valid {result['format_valid_rate']:.4f}, "
+        f"latency median {result['latency_ms_median']:.2f} ms/plate\n"
+        f"most common confusions: {conf or 'none'}"
+    )
+
+
+def main(argv: Sequence[str]) -> None:
+    from absl import flags
+
+    from core.cli import atomic_path
+    from lprnet.charset import load_charset
+    from lprnet.dataset import list_samples, load_crops
+
+    del argv
+    f = flags.FLAGS
+    charset = load_charset(f.charset)
+    listing = list_samples(f.images, charset)
+    images, texts = load_crops(listing, progress=True)
+    if listing.skipped:
+        print(f"skipped: {listing.summary()}")
+    logits_fn, kind = load_backend(f.weights, charset, f.threads)
+    result = evaluate(logits_fn, images, texts, charset, f.decoder)
+    result.update({"model": str(f.weights), "kind": kind, "charset": charset.name,
+                   "images": str(f.images), "skipped": len(listing.skipped), "decoder": f.decoder})
+    print(f"[{kind}] {format_report(result)}")
+    if f.json:
+        with atomic_path(f.json, suffix=".json") as tmp:
+            tmp.write_text(json.dumps(result, ensure_ascii=False, indent=2), encoding="utf-8")
+        print(f"wrote {f.json}")
+
+
+if __name__ == "__main__":
+    from absl import app, flags
+
+    from core.cli import guarded
+
+    flags.DEFINE_string("weights", None, "model: .tflite, SavedModel dir, *.weights.h5 or *.keras")
+    flags.DEFINE_string("charset", "cn", "charset: cn, kr or a charset file")
+    flags.DEFINE_string("images", None, "folder of crops named by their text, or a label file")
+    flags.DEFINE_string("json", None, "write the metrics as JSON here")
+    flags.DEFINE_enum("decoder", "greedy", ["greedy", "beam"], "CTC decoding")
+    flags.DEFINE_integer("threads", 2, "TFLite interpreter threads")
+    flags.mark_flags_as_required(["weights", "images"])
+    app.run(guarded(main))

@@ -1,0 +1,69 @@
+"""Reference forward pass of LPRNet_Pytorch in torch (optional dependency; tests and measurements only).
+
+Written functionally from the state dict, loaded with ``torch.load(weights_only=True)`` so that it is
+independent of our own parser and of our Keras model. It keeps the original's two quirks: MaxPool3d
+applied to a 4-D tensor (pooling over channels) and, with ``batch_context=True``, the global-context
+mean square taken over the whole batch.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, Union
+
+import numpy as np
+
+
+def load_state_dict(path: Union[str, Path]) -> Dict[str, object]:
+    import torch
+
+    return torch.load(str(path), map_location="cpu", weights_only=True)
+
+
+def torch_logits(sd: Dict[str, object], images_nhwc: np.ndarray, batch_context: bool = False) -> np.ndarray:
+    """Pre-processed images [N,24,94,3] -> logits [N,18,68] (the torch model's [N,68,18], transposed)."""
+    import torch
+    import torch.nn.functional as F
+
+    def conv(x, key, padding=0):
+        return F.conv2d(x, sd[f"{key}.weight"], sd[f"{key}.bias"], padding=padding)
+
+    def bn(x, key):
+        return F.batch_norm(
+            x, sd[f"{key}.running_mean"], sd[f"{key}.running_var"], sd[f"{key}.weight"], sd[f"{key}.bias"],
+            training=False, eps=1e-5,
+        )
+
+    def block(x, key):
+        x = F.relu(conv(x, f"{key}.block.0"))
+        x = F.relu(conv(x, f"{key}.block.2", padding=(1, 0)))
+        x = F.relu(conv(x, f"{key}.block.4", padding=(0, 1)))
+        return conv(x, f"{key}.block.6")
+
+    def run(x):
+        x = conv(x, "backbone.0")
+        f0 = x = F.relu(bn(x, "backbone.1"))
+        x = F.max_pool2d(x, 3, 1)
+        f1 = x = F.relu(bn(block(x, "backbone.4"), "backbone.5"))
+        x = F.max_pool3d(x, (1, 3, 3), (2, 1, 2))
+        x = F.relu(bn(block(x, "backbone.8"), "backbone.9"))
+        f2 = x = F.relu(bn(block(x, "backbone.11"), "backbone.12"))
+        x = F.max_pool3d(x, (1, 3, 3), (4, 1, 2))
+        x = F.relu(bn(conv(x, "backbone.16"), "backbone.17"))
+        f3 = F.relu(bn(conv(x, "backbone.20"), "backbone.21"))
+        ctx = []
+        for i, f in enumerate((f0, f1, f2, f3)):
+            if i < 2:
+                f = F.avg_pool2d(f, 5, 5)
+            elif i == 2:
+                f = F.avg_pool2d(f, (4, 10), (4, 2))
+            ctx.append(f / torch.mean(f * f))
+        x = conv(torch.cat(ctx, 1), "container.0")
+        return torch.mean(x, dim=2)  # [N, 68, 18]
+
+    x = torch.from_numpy(np.ascontiguousarray(images_nhwc.transpose(0, 3, 1, 2), dtype=np.float32))
+    with torch.no_grad():
+        if batch_context:
+            out = run(x)
+        else:
+            out = torch.cat([run(x[i : i + 1]) for i in range(x.shape[0])], 0)
+    return out.numpy().transpose(0, 2, 1)
