@@ -1,0 +1,68 @@
+"""Evaluate a detector on images with YOLO txt labels: mAP@0.5 and mAP@0.5:0.95 per class, PR curves.
+
+    python evaluate.py --weights checkpoints/yolov4-tiny-alpr-320-int8.tflite --framework tflite \
+        --classes data/classes/custom.names --dataset runs/heldout --json runs/eval.json
+
+--framework tflite takes a .tflite file (no TensorFlow needed); --framework tf a SavedModel folder,
+or a Darknet .weights file together with --cfg. --size must match a converted model's input size
+(it may be left out); for .weights it is the size the network is built at. The PR curves (IoU 0.5)
+go to --pr_curves (default: beside --json, else runs/eval/pr_curves.png). Plate-read accuracy
+(--lpr) is not implemented yet.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # noqa: E402
+
+from core.cli import guarded  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("weights", None, "model: .tflite file, SavedModel folder, or Darknet .weights (with --cfg)")
+flags.DEFINE_enum("framework", "tflite", ["tf", "tflite"], "backend")
+flags.DEFINE_integer("size", None, "network input size (checked against a converted model; builds .weights models)")
+flags.DEFINE_string("classes", "data/classes/custom.names", "class names file")
+flags.DEFINE_string("dataset", None, "folder of images with YOLO txt labels beside them, or a list file")
+flags.DEFINE_string("cfg", None, "Darknet cfg, for --weights *.weights")
+flags.DEFINE_string("json", None, "write the metrics as JSON here")
+flags.DEFINE_string("pr_curves", None, "PNG of the precision-recall curves")
+flags.DEFINE_float("score", 0.001, "score threshold (low: mAP needs the whole PR curve)")
+flags.DEFINE_float("iou", 0.5, "NMS IoU threshold")
+flags.DEFINE_integer("max_images", None, "evaluate the first N images only")
+flags.DEFINE_integer("threads", None, "interpreter threads")
+flags.DEFINE_boolean("lpr", False, "also measure plate-read accuracy (not implemented yet)")
+flags.mark_flags_as_required(["weights", "dataset"])
+
+
+def main(argv):
+    from pathlib import Path
+
+    from core.errors import AlprError
+    from core.evaluation import evaluate_dataset, open_backend, plot_pr_curves, write_json
+    from core.model_info import read_class_names
+
+    if len(argv) > 1:
+        raise AlprError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if FLAGS.lpr:
+        raise AlprError("--lpr (plate-read accuracy) is not implemented yet")
+    names = read_class_names(FLAGS.classes)
+    backend = open_backend(FLAGS.weights, FLAGS.framework, names, FLAGS.size, FLAGS.cfg, FLAGS.threads)
+    report = evaluate_dataset(backend, FLAGS.dataset, names, FLAGS.score, FLAGS.iou, FLAGS.max_images)
+    report.extra.update({"weights": str(FLAGS.weights), "framework": FLAGS.framework, "dataset": str(FLAGS.dataset)})
+    print(report.table())
+    print(f"{report.images} images in {report.seconds:.1f} s"
+          + (f"; {len(report.skipped)} unreadable, skipped (first: {report.skipped[0][0]})" if report.skipped else "")
+          + (f"; {report.dataset_problems} bad label lines skipped" if report.dataset_problems else ""))
+    if FLAGS.json:
+        print(f"wrote {write_json(report, FLAGS.json)}")
+    png = FLAGS.pr_curves or (str(Path(FLAGS.json).with_suffix("")) + "_pr.png" if FLAGS.json
+                              else "runs/eval/pr_curves.png")
+    print(f"wrote {plot_pr_curves(report, png)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(app.run(guarded(main)))
