@@ -418,3 +418,35 @@ def test_kmeans_anchors_recover_clusters_and_rewrite_a_cfg_copy():
     cfg = parse_cfg(new)
     assert cfg.yolo_layers[0].anchors[1] == (3.0, 4.0)
     assert [y.mask for y in cfg.yolo_layers] == [(3, 4, 5), (0, 1, 2)]
+
+
+MIRRORED_SCRIPT = """
+import sys
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from core.keras.data import NO_AUGMENT
+from core.keras.train_detector import TrainConfig, train
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+cfg = TrainConfig(cfg=sys.argv[1], train=sys.argv[2], out_dir=sys.argv[3], input_size=64, batch_size=8,
+                  epochs=30, lr=1e-2, warmup_steps=0, eval_every=0, augment=NO_AUGMENT, progress=False,
+                  name="tiny", workers=1)
+result = train(cfg, log=lambda s: None, strategy=strategy)
+print("REPLICAS", strategy.num_replicas_in_sync)
+print("LOSSES", " ".join(str(v) for v in result.history["total"]))
+"""
+
+
+@pytest.mark.slow
+def test_training_runs_under_a_two_replica_mirrored_strategy(tmp_path, tiny_cfg_path):
+    """The same code under MirroredStrategy (two logical CPUs standing in for two GPUs)."""
+    train_list = _tiny_dataset(tmp_path / "data")
+    proc = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT, str(tiny_cfg_path), str(train_list),
+                           str(tmp_path / "run")], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = dict(line.split(" ", 1) for line in proc.stdout.splitlines() if line.startswith(("REPLICAS", "LOSSES")))
+    assert lines["REPLICAS"] == "2"
+    losses = [float(v) for v in lines["LOSSES"].split()]
+    assert len(losses) == 30 and np.mean(losses[-3:]) < 0.5 * losses[0], losses
+    header, _ = read_weights(tmp_path / "run" / "tiny.weights", parse_cfg(TINY_CFG))
+    assert header.seen == 30 * 8

@@ -305,7 +305,8 @@ def build_training_model(cfg: TrainConfig):
     return dcfg, model, loss_spec_from_cfg(dcfg), header
 
 
-def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
+def train(cfg: TrainConfig, log: Callable[[str], None] = print, strategy=None) -> TrainResult:
+    """Train (or resume) as ``cfg`` says; ``strategy`` defaults to ``get_strategy()``."""
     import tensorflow as tf
 
     from core.darknet.weights import WeightsHeader
@@ -316,7 +317,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     import keras
 
     keras.utils.set_random_seed(cfg.seed)
-    strategy = get_strategy()
+    strategy = strategy or get_strategy()
     replicas = strategy.num_replicas_in_sync
     if cfg.batch_size % replicas:
         raise AlprError(f"--batch_size {cfg.batch_size} is not a multiple of the {replicas} replicas")
