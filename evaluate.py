@@ -6,8 +6,11 @@
 --framework tflite takes a .tflite file (no TensorFlow needed); --framework tf a SavedModel folder,
 or a Darknet .weights file together with --cfg. --size must match a converted model's input size
 (it may be left out); for .weights it is the size the network is built at. The PR curves (IoU 0.5)
-go to --pr_curves (default: beside --json, else runs/eval/pr_curves.png). Plate-read accuracy
-(--lpr) is not implemented yet.
+go to --pr_curves (default: beside --json, else runs/eval/pr_curves.png).
+
+With --lpr --lpr_weights READER.tflite --charset kr|cn, the plates whose labels carry their text
+(the sixth token) are also read: a plate counts as read when a plate detection (score >= --lpr_score)
+overlaps it with IoU >= 0.5 and its crop reads exactly as the label.
 """
 from __future__ import annotations
 
@@ -33,7 +36,11 @@ flags.DEFINE_float("score", 0.001, "score threshold (low: mAP needs the whole PR
 flags.DEFINE_float("iou", 0.5, "NMS IoU threshold")
 flags.DEFINE_integer("max_images", None, "evaluate the first N images only")
 flags.DEFINE_integer("threads", None, "interpreter threads")
-flags.DEFINE_boolean("lpr", False, "also measure plate-read accuracy (not implemented yet)")
+flags.DEFINE_boolean("lpr", False, "also measure the plate-read accuracy of detector + reader")
+flags.DEFINE_string("lpr_weights", None, "LPRNet TFLite reader, for --lpr")
+flags.DEFINE_string("charset", "kr", "reader charset name or file, for --lpr")
+flags.DEFINE_float("lpr_score", 0.25, "plate detections read with --lpr score at least this")
+flags.DEFINE_float("crop_pad", 0.0, "plate crops grow by this fraction of their size on each side")
 flags.mark_flags_as_required(["weights", "dataset"])
 
 
@@ -46,16 +53,28 @@ def main(argv):
 
     if len(argv) > 1:
         raise AlprError(f"unexpected arguments: {' '.join(argv[1:])}")
+    reader = None
     if FLAGS.lpr:
-        raise AlprError("--lpr (plate-read accuracy) is not implemented yet")
+        if not FLAGS.lpr_weights:
+            raise AlprError("--lpr needs --lpr_weights (an LPRNet .tflite reader)")
+        if not Path(FLAGS.lpr_weights).is_file():
+            raise AlprError(f"reader not found: {FLAGS.lpr_weights}")
+        from lprnet.reader import PlateReader
+
+        reader = PlateReader(FLAGS.lpr_weights, FLAGS.charset, num_threads=FLAGS.threads)
     names = read_class_names(FLAGS.classes)
     backend = open_backend(FLAGS.weights, FLAGS.framework, names, FLAGS.size, FLAGS.cfg, FLAGS.threads)
-    report = evaluate_dataset(backend, FLAGS.dataset, names, FLAGS.score, FLAGS.iou, FLAGS.max_images)
+    report = evaluate_dataset(backend, FLAGS.dataset, names, FLAGS.score, FLAGS.iou, FLAGS.max_images,
+                              reader=reader, lpr_score=FLAGS.lpr_score, crop_pad=FLAGS.crop_pad)
     report.extra.update({"weights": str(FLAGS.weights), "framework": FLAGS.framework, "dataset": str(FLAGS.dataset)})
     print(report.table())
     print(f"{report.images} images in {report.seconds:.1f} s"
           + (f"; {len(report.skipped)} unreadable, skipped (first: {report.skipped[0][0]})" if report.skipped else "")
           + (f"; {report.dataset_problems} bad label lines skipped" if report.dataset_problems else ""))
+    if "lpr" in report.extra:
+        r = report.extra["lpr"]
+        acc = "-" if r["accuracy"] is None else f"{r['accuracy']:.4f}"
+        print(f"plates with text: {r['plates']}, found: {r['found']}, read exactly: {r['read']} (accuracy {acc})")
     if FLAGS.json:
         print(f"wrote {write_json(report, FLAGS.json)}")
     png = FLAGS.pr_curves or (str(Path(FLAGS.json).with_suffix("")) + "_pr.png" if FLAGS.json

@@ -15,6 +15,13 @@ JSON report (``report_dict``)::
      "images": n, "truths": {class: n}, "detections": {class: n}, "skipped": [...], ...}
 
 A class without ground truth has AP ``null``. Unreadable images are skipped and listed.
+
+Plate reading (``reader``: anything with ``read(crops) -> [PlateRead]``, e.g. ``lprnet.reader.PlateReader``):
+every ``license_plate`` truth that carries a text (the label's sixth token) counts. It is *found* when
+a plate detection scoring >= ``lpr_score`` overlaps it with IoU >= 0.5 (detections taken best first,
+each used once); it is *read* when the crop of that detection reads exactly as the label. The report
+gets ``"lpr": {"plates": n, "found": n, "read": n, "accuracy": read / plates,
+"accuracy_found": read / found}``.
 """
 from __future__ import annotations
 
@@ -91,10 +98,31 @@ def write_json(report: EvalReport, path: str | Path) -> Path:
     return Path(path)
 
 
+def _match_plates(found: Sequence[Any], truths: Sequence[Any], w: int, h: int, plate_class: int,
+                  lpr_score: float) -> List[Tuple[Any, Any]]:
+    """(truth box, detection) pairs: plate detections >= lpr_score, best first, to text-bearing truths."""
+    from core.yolo import iou_matrix
+
+    gts = [b for b in truths if b.class_id == plate_class and b.text]
+    dets = sorted((d for d in found if d.class_id == plate_class and d.score >= lpr_score), key=lambda d: -d.score)
+    if not gts or not dets:
+        return [(g, None) for g in gts]
+    iou = iou_matrix(np.array([d.box for d in dets], np.float64),
+                     np.array([g.to_xyxy(w, h) for g in gts], np.float64))
+    taken: Dict[int, Any] = {}
+    for k, d in enumerate(dets):
+        cand = np.array([-1.0 if j in taken else iou[k, j] for j in range(len(gts))])
+        j = int(np.argmax(cand))
+        if cand[j] >= 0.5:
+            taken[j] = d
+    return [(g, taken.get(j)) for j, g in enumerate(gts)]
+
+
 def evaluate_dataset(backend: Any, dataset: str | Path, class_names: Sequence[str],
                      score_threshold: float = EVAL_SCORE_THRESHOLD, iou_threshold: float = EVAL_IOU_THRESHOLD,
-                     max_images: Optional[int] = None, progress: bool = True) -> EvalReport:
-    """Run ``backend`` on every image of ``dataset`` and score it against the labels."""
+                     max_images: Optional[int] = None, progress: bool = True, reader: Any = None,
+                     lpr_score: float = 0.25, crop_pad: float = 0.0) -> EvalReport:
+    """Run ``backend`` on every image of ``dataset`` and score it against the labels (and ``reader``'s reads)."""
     from core.images import read_image
 
     names = tuple(class_names)
@@ -103,6 +131,10 @@ def evaluate_dataset(backend: Any, dataset: str | Path, class_names: Sequence[st
     dets: List[ImageBoxes] = []
     truths: List[ImageBoxes] = []
     skipped: List[Tuple[str, str]] = []
+    lpr = {"plates": 0, "found": 0, "read": 0}
+    plate_class = names.index("license_plate") if "license_plate" in names else -1
+    if reader is not None and plate_class < 0:
+        raise AlprError("plate reading needs a license_plate class among the class names")
     t0 = time.perf_counter()
     it: Any = samples
     if progress:
@@ -120,12 +152,26 @@ def evaluate_dataset(backend: Any, dataset: str | Path, class_names: Sequence[st
         for d in found:
             if not 0 <= d.class_id < len(names):
                 raise AlprError(f"the detector returned class {d.class_id} but {len(names)} classes were given")
+        if reader is not None:
+            from core.crops import crop
+
+            pairs = _match_plates(found, sample.boxes, w, h, plate_class, lpr_score)
+            lpr["plates"] += len(pairs)
+            hits = [(g, c) for g, c in ((g, crop(bgr, d.box, crop_pad)) for g, d in pairs if d is not None)
+                    if c is not None]
+            lpr["found"] += len(hits)
+            reads = reader.read([c for _, c in hits]) if hits else []
+            lpr["read"] += sum(1 for (g, _), r in zip(hits, reads) if r.text == g.text)
         dets.append(ImageBoxes.from_detections(found) if found else ImageBoxes.make(np.zeros((0, 4)), [], []))
         truths.append(ImageBoxes.make([b.to_xyxy(w, h) for b in sample.boxes], [b.class_id for b in sample.boxes]))
     if not truths:
         raise AlprError(f"no readable image in {dataset}")
     metrics = evaluate(dets, truths, len(names))
-    return EvalReport(names, metrics, len(truths), skipped, len(ds.problems), time.perf_counter() - t0)
+    report = EvalReport(names, metrics, len(truths), skipped, len(ds.problems), time.perf_counter() - t0)
+    if reader is not None:
+        report.extra["lpr"] = dict(lpr, accuracy=lpr["read"] / lpr["plates"] if lpr["plates"] else None,
+                                   accuracy_found=lpr["read"] / lpr["found"] if lpr["found"] else None)
+    return report
 
 
 def plot_pr_curves(report: EvalReport, path: str | Path) -> Path:

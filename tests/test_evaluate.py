@@ -183,3 +183,34 @@ def test_cli_errors_are_one_line(tmp_path):
                            "--dataset", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == f"error: model not found: {tmp_path / 'x.tflite'}"
+
+
+class FixedReader:
+    """Reads every crop as the same text and remembers the crop sizes."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self.shapes: list = []
+
+    def read(self, crops):
+        from lprnet.reader import PlateRead
+
+        self.shapes += [c.shape[:2] for c in crops]
+        return [PlateRead(self.text, 0.9, True) for _ in crops]
+
+
+def test_plate_read_accuracy(tmp_path):
+    folder = _folder(tmp_path)
+    # texts on two of the three plates; the third has no text and does not count
+    (folder / "a.txt").write_text("0 0.5 0.5 0.5 0.5\n1 0.5 0.7 0.2 0.05 12가3456\n", encoding="utf-8")
+    (folder / "b.txt").write_text("0 0.25 0.5 0.3 0.6\n1 0.25 0.7 0.1 0.06 34나5678\n1 0.8 0.2 0.1 0.06\n",
+                                  encoding="utf-8")
+    reader = FixedReader("12가3456")
+    report = evaluate_dataset(TruthBackend(folder), folder, NAMES, progress=False, reader=reader)
+    assert report.extra["lpr"] == {"plates": 2, "found": 2, "read": 1, "accuracy": 0.5, "accuracy_found": 0.5}
+    # the detected plate boxes, cropped (outer edges rounded outwards: +1 px where float rounding bites)
+    assert sorted(w for _, w in reader.shapes) == [20, 32] and all(h in (6, 7) for h, _ in reader.shapes)
+    # a detector that misses plates: nothing found, nothing read
+    report = evaluate_dataset(TruthBackend(folder, drop_class=1), folder, NAMES, progress=False,
+                              reader=FixedReader("12가3456"))
+    assert report.extra["lpr"]["found"] == 0 and report.extra["lpr"]["accuracy"] == 0.0
