@@ -450,3 +450,25 @@ def test_training_runs_under_a_two_replica_mirrored_strategy(tmp_path, tiny_cfg_
     assert len(losses) == 30 and np.mean(losses[-3:]) < 0.5 * losses[0], losses
     header, _ = read_weights(tmp_path / "run" / "tiny.weights", parse_cfg(TINY_CFG))
     assert header.seen == 30 * 8
+
+
+@pytest.mark.slow
+def test_train_cli_smoke_on_rendered_scenes(tmp_path):
+    """train.py end to end: the shipped detector cfg, a few rendered scenes, two steps, exported weights."""
+    data = tmp_path / "scenes"
+    subprocess.run([sys.executable, "-m", "tools.synth.scenes", "--count", "10", "--out", str(data), "--seed", "5",
+                    "--size", "128", "--valid_fraction", "0.2", "--workers", "1"],
+                   cwd=REPO, check=True, capture_output=True, timeout=120)
+    cfg = REPO / "checkpoints" / "yolov4-tiny-alpr.cfg"
+    export = tmp_path / "det.weights"
+    proc = subprocess.run(
+        [sys.executable, "train.py", "--cfg", str(cfg), "--train", str(data / "train.txt"), "--valid",
+         str(data / "valid.txt"), "--input_size", "96", "--batch_size", "4", "--epochs", "1", "--eval_every", "1",
+         "--out_dir", str(tmp_path / "run"), "--export", str(export), "--progress=false", "--workers", "1"],
+        cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "val mAP@0.5" in proc.stdout
+    dcfg = load_cfg(cfg)
+    assert export.stat().st_size == expected_nbytes(dcfg)
+    header, _ = read_weights(export, dcfg)
+    assert header.seen == 2 * 4  # 8 training images, batch 4
