@@ -18,9 +18,11 @@ CHARSETS_DIR = Path(__file__).resolve().parents[1] / "data" / "charsets"
 
 _CN_PROVINCES = "京沪津渝冀晋蒙辽吉黑苏浙皖闽赣鲁豫鄂湘粤桂琼川贵云藏陕甘青宁新"
 _CN_LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"
-# Province, issuing-office letter, then 5 characters (ordinary) or 6 (new-energy plates, 8 in all).
+# Province, issuing-office letter, then 5 letters/digits (ordinary plates, 7 in all) or a new-energy
+# tail (8 in all): D/F, a letter or digit, 4 digits (small cars) or 5 digits, D/F (large vehicles).
 _CN_FORMAT = re.compile(
-    f"^[{_CN_PROVINCES}][{_CN_LETTERS}][{_CN_LETTERS}0-9]{{5,6}}$"
+    f"^[{_CN_PROVINCES}][{_CN_LETTERS}]"
+    f"(?:[{_CN_LETTERS}0-9]{{5}}|[DF][{_CN_LETTERS}0-9][0-9]{{4}}|[0-9]{{5}}[DF])$"
 )
 _KR_REGIONS = ("서울", "부산", "대구", "인천", "광주", "대전", "울산", "세종", "경기", "강원",
                "충북", "충남", "전북", "전남", "경북", "경남", "제주")

@@ -69,8 +69,9 @@ def test_kr_format(text: str, valid: bool) -> None:
 
 @pytest.mark.parametrize(
     "text,valid",
-    [("京PL3N67", True), ("粤BD12345", True), ("京P3N67", False), ("京1L3N67", False),
-     ("PL3N67京", False), ("京PL3N6789", False)],
+    [("京PL3N67", True), ("粤BD12345", True), ("粤BDA1234", True), ("沪A12345F", True),
+     ("京P3N67", False), ("京1L3N67", False), ("PL3N67京", False), ("京PL3N6789", False),
+     ("浙D91186Y", False), ("粤BA12345", False)],
 )
 def test_cn_format(text: str, valid: bool) -> None:
     assert load_charset("cn").is_valid_format(text) is valid

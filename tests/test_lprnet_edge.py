@@ -1,0 +1,118 @@
+"""TF-free parts of the reader: datasets, pre-processing, scoring, and the no-TensorFlow import rule."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from core.errors import AlprError
+from lprnet.charset import load_charset
+from lprnet.dataset import list_samples, load_crops, text_from_filename
+from lprnet.evaluate import align, score
+from lprnet.preprocess import preprocess_batch
+from tests.paths import REPO
+
+EDGE_MODULES = ["lprnet.charset", "lprnet.ctc", "lprnet.preprocess", "lprnet.dataset", "lprnet.reader",
+                "lprnet.benchmark", "lprnet.evaluate"]
+
+
+def test_edge_modules_import_without_tensorflow() -> None:
+    code = textwrap.dedent(
+        f"""
+        import sys
+        sys.modules["tensorflow"] = None  # any import of tensorflow now raises ImportError
+        sys.modules["keras"] = None
+        for name in {EDGE_MODULES!r}:
+            __import__(name)
+        assert "tensorflow" not in [m for m in sys.modules if sys.modules[m] is not None]
+        print("ok")
+        """
+    )
+    res = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "ok"
+
+
+@pytest.mark.parametrize(
+    "name,text",
+    [("京PL3N67.jpg", "京PL3N67"), ("01주6939-2.jpg", "01주6939"), ("42소9166_3.png", "42소9166"),
+     ("인천86바3430.jpg", "인천86바3430"), ("1234-10.png", "1234")],
+)
+def test_text_from_filename(name: str, text: str) -> None:
+    assert text_from_filename(name) == text
+
+
+def _png(path: Path, value: int = 200, shape=(24, 94, 3)) -> None:
+    ok, buf = cv2.imencode(".png", np.full(shape, value, np.uint8))
+    assert ok
+    path.write_bytes(buf.tobytes())
+
+
+def test_folder_listing_counts_bad_files(tmp_path: Path) -> None:
+    _png(tmp_path / "12가3456.png")
+    _png(tmp_path / "12가3456-2.png", shape=(40, 160, 3))
+    _png(tmp_path / "12X3456.png")  # X is not in the Korean charset
+    (tmp_path / "34나5678.jpg").write_bytes(b"not a jpeg at all")  # corrupt
+    (tmp_path / "notes.txt").write_text("ignored")
+    cs = load_charset("kr")
+    listing = list_samples(tmp_path, cs)
+    assert [s.text for s in listing.samples] == ["12가3456", "12가3456", "34나5678"]
+    assert len(listing.skipped) == 1 and "'X'" in listing.skipped[0][1]
+    images, texts = load_crops(listing)
+    assert images.shape == (2, 24, 94, 3) and texts == ["12가3456", "12가3456"]
+    assert len(listing.skipped) == 2
+    assert "corrupt" in listing.skipped[1][1]
+    assert "2 samples, 2 skipped (1 bad image, 1 bad label" in listing.summary()
+
+
+def test_label_file(tmp_path: Path) -> None:
+    (tmp_path / "img").mkdir()
+    _png(tmp_path / "img" / "a.png")
+    _png(tmp_path / "img" / "b.png")
+    labels = tmp_path / "labels.tsv"
+    labels.write_text("# comment\nimg/a.png\t서울12가3456\nimg/b.png\t12가34ñ6\nno tab here\n\n", encoding="utf-8")
+    listing = list_samples(labels, load_charset("kr"))
+    assert [s.text for s in listing.samples] == ["서울12가3456"]
+    reasons = [r for _, r in listing.skipped]
+    assert reasons[0].startswith("bad label") and reasons[1].startswith("malformed line")
+
+
+def test_empty_and_missing_sources(tmp_path: Path) -> None:
+    with pytest.raises(AlprError, match="no usable plate crops in"):
+        list_samples(tmp_path, load_charset("cn"))
+    with pytest.raises(AlprError, match="plate data not found"):
+        list_samples(tmp_path / "nope", load_charset("cn"))
+    (tmp_path / "bad.jpg").write_bytes(b"")  # 'bad' is not a Chinese plate text
+    with pytest.raises(AlprError, match=r"no usable plate crops in .*1 skipped \(1 bad label"):
+        list_samples(tmp_path, load_charset("cn"))
+
+
+def test_preprocess_values_and_resize() -> None:
+    crop = np.zeros((48, 188, 3), np.uint8)
+    crop[:, 94:] = 255
+    x = preprocess_batch([crop, np.full((24, 94), 128, np.uint8)])
+    assert x.shape == (2, 24, 94, 3) and x.dtype == np.float32
+    assert x[0, 5, 10, 0] == pytest.approx((0 - 127.5) * 0.0078125)
+    assert x[0, 5, 80, 2] == pytest.approx((255 - 127.5) * 0.0078125)
+    assert np.allclose(x[1], 0.5 * 0.0078125)
+    with pytest.raises(AlprError, match="HxWx3"):
+        preprocess_batch([np.zeros((24, 94, 2), np.uint8)])
+
+
+def test_align_and_score_by_hand() -> None:
+    # truth 1 2 3, prediction 1 4 3 5: one substitution 2->4 and one insertion of 5.
+    assert align([1, 2, 3], [1, 4, 3, 5]) == [(2, 4), (-1, 5)]
+    assert align([1, 2, 3], [1, 3]) == [(2, -1)]
+    cs = load_charset("kr")
+    res = score(["12가3456", "12나3456", "1234"], ["12가3456", "12가3456", "12가3456"], cs)
+    assert res["count"] == 3
+    assert res["sequence_accuracy"] == pytest.approx(1 / 3)
+    # edits: 1 (가->나) + 3 (가, 5, 6 deleted from 12가3456 -> 1234... by Levenshtein: 3) over 21 tokens
+    assert res["char_accuracy"] == pytest.approx(1 - 4 / 21)
+    assert res["format_valid_rate"] == pytest.approx(2 / 3)
+    assert ["가->나", 1] in res["confusions"]

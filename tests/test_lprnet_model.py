@@ -1,0 +1,242 @@
+"""TF side of the reader: model structure, STN sampler, torch-weight import, TFLite export + PlateReader."""
+from __future__ import annotations
+
+import io
+import pickle
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+
+from core.errors import AlprError  # noqa: E402
+from lprnet.charset import load_charset  # noqa: E402
+from lprnet.export import convert_to_tflite  # noqa: E402
+from lprnet.import_torch import read_legacy_state_dict  # noqa: E402
+from lprnet.model import AffineSampler, build_lprnet, freeze_context, load_keras_model  # noqa: E402
+from lprnet.reader import PlateRead, PlateReader  # noqa: E402
+from tests.fixtures.lprnet_synth import render_digits  # noqa: E402
+from tests.paths import shared_path  # noqa: E402
+
+PTH = ("assets", "lprnet_pytorch", "Final_LPRNet_model.pth")
+
+
+def _randomize(model, seed: int = 0) -> None:
+    """Non-trivial BN statistics so that a random model's logits are not all alike."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if "batch_normalization" in type(layer).__name__.lower() or layer.name in (
+            "backbone_1", "backbone_5", "backbone_9", "backbone_12", "backbone_17", "backbone_21"
+        ):
+            g, b, m, v = layer.get_weights()
+            layer.set_weights([rng.uniform(0.5, 1.5, g.shape), rng.normal(0, 0.1, b.shape),
+                               rng.normal(0, 0.1, m.shape), rng.uniform(0.5, 2.0, v.shape)])
+
+
+@pytest.fixture(scope="module")
+def crops() -> list:
+    rng = np.random.default_rng(3)
+    return [render_digits("".join(map(str, rng.integers(0, 10, 4))), rng) for _ in range(6)]
+
+
+@pytest.fixture(scope="module")
+def small_model():
+    model = build_lprnet(68, stn=False)
+    _randomize(model)
+    return model
+
+
+def test_output_shapes_with_and_without_stn() -> None:
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 24, 94, 3)).astype(np.float32)
+    for stn in (False, True):
+        model = build_lprnet(68, stn=stn)
+        assert tuple(model(x).shape) == (2, 18, 68)
+    # The same number of LPRNet parameters as LPRNet_Pytorch (449,032 weights incl. BN statistics,
+    # counted from its state dict) plus 4 context constants.
+    assert build_lprnet(68).count_params() == 449_032 + 4
+
+
+def test_stn_sampler_identity_and_shift() -> None:
+    rng = np.random.default_rng(1)
+    img = rng.uniform(0, 1, (2, 24, 94, 3)).astype(np.float32)
+    identity = np.tile([[1, 0, 0, 0, 1, 0]], (2, 1)).astype(np.float32)
+    out = AffineSampler()([img, identity]).numpy()
+    assert np.abs(out - img).max() < 1e-5
+    # x_src = x_out + 2 pixels: a shift of 2 * (2 / 94) in normalised units; bilinear at integers.
+    shift = identity.copy()
+    shift[:, 2] = 2 * 2.0 / 94
+    out = AffineSampler()([img, shift]).numpy()
+    assert np.abs(out[:, :, :-2] - img[:, :, 2:]).max() < 1e-4
+    assert np.abs(out[:, :, -1] - img[:, :, -1]).max() < 1e-4  # border replicated
+    # half a pixel: the mean of two neighbours
+    half = identity.copy()
+    half[:, 5] = 0.5 * 2.0 / 24
+    out = AffineSampler()([img, half]).numpy()
+    assert np.abs(out[:, :-1] - 0.5 * (img[:, :-1] + img[:, 1:])).max() < 1e-4
+
+
+def test_stn_model_starts_as_identity(small_model) -> None:
+    stn = build_lprnet(68, stn=True)
+    for layer in small_model.layers:
+        if layer.weights:
+            stn.get_layer(layer.name).set_weights(layer.get_weights())
+    x = np.random.default_rng(2).uniform(-1, 1, (3, 24, 94, 3)).astype(np.float32)
+    assert np.abs(stn(x).numpy() - small_model(x).numpy()).max() < 1e-3
+
+
+def test_fixed_context_equals_sample_context_at_the_measured_value(small_model) -> None:
+    x = np.random.default_rng(4).uniform(-1, 1, (1, 24, 94, 3)).astype(np.float32)
+    frozen = freeze_context(small_model, x)  # constants measured on this one crop
+    assert np.abs(frozen(x).numpy() - small_model(x).numpy()).max() < 1e-3
+
+
+def _legacy_pickle_with(obj_bytes: bytes) -> bytes:
+    head = b"".join(pickle.dumps(v, protocol=2) for v in (0x1950A86A20F9469CFC6C, 1001, {"little_endian": True}))
+    return head + obj_bytes
+
+
+def test_importer_refuses_arbitrary_objects(tmp_path: Path) -> None:
+    evil = tmp_path / "evil.pth"
+    # GLOBAL 'os system' + call: a plain pickle.load would run it.
+    payload = b"\x80\x02cos\nsystem\nq\x00X\x04\x00\x00\x00trueq\x01\x85q\x02Rq\x03."
+    evil.write_bytes(_legacy_pickle_with(payload))
+    with pytest.raises(AlprError, match="refusing to unpickle os.system"):
+        read_legacy_state_dict(evil)
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(pickle.dumps(123, protocol=2))
+    with pytest.raises(AlprError, match="bad magic number"):
+        read_legacy_state_dict(bad)
+
+
+def test_importer_reads_every_tensor_of_lprnet_pytorch() -> None:
+    sd = read_legacy_state_dict(shared_path(*PTH))
+    assert len(sd) == 62
+    assert sd["backbone.0.weight"].shape == (64, 3, 3, 3) and sd["backbone.0.weight"].dtype == np.float32
+    assert sd["container.0.weight"].shape == (68, 516, 1, 1)
+    assert sd["backbone.1.num_batches_tracked"].dtype == np.int64
+    assert sum(v.size for k, v in sd.items() if not k.endswith("num_batches_tracked")) == 449_032
+    # Truncation is detected.
+    data = shared_path(*PTH).read_bytes()
+    with pytest.raises(AlprError, match="truncated"):
+        path = Path(pytest.importorskip("tempfile").mkdtemp()) / "cut.pth"
+        path.write_bytes(data[:-100])
+        read_legacy_state_dict(path)
+
+
+def _dev_crops(n: int):
+    from lprnet.dataset import list_samples, load_crops
+
+    listing = list_samples(shared_path("data", "cn_plates_dev"), load_charset("cn"))
+    listing.samples = listing.samples[:n]
+    return load_crops(listing)
+
+
+def test_logits_parity_with_torch() -> None:
+    pytest.importorskip("torch")
+    from lprnet.import_torch import build_imported_model
+    from lprnet.preprocess import normalize
+    from lprnet.torch_reference import load_state_dict, torch_logits
+
+    images, texts = _dev_crops(6)
+    x = normalize(images)
+    ours = build_imported_model(shared_path(*PTH))(x, training=False).numpy()
+    ref = torch_logits(load_state_dict(shared_path(*PTH)), x)  # torch, one plate at a time
+    assert ours.shape == ref.shape == (6, 18, 68)
+    assert np.abs(ours - ref).max() <= 1e-3
+
+
+def test_imported_weights_read_real_plates_through_tflite(tmp_path: Path) -> None:
+    from lprnet.import_torch import build_imported_model
+
+    images, texts = _dev_crops(12)
+    model = build_imported_model(shared_path(*PTH))
+    path = convert_to_tflite(model, tmp_path / "cn.tflite", "float32")
+    reads = PlateReader(path, "cn", num_threads=1).read(list(images))
+    # LPRNet_Pytorch reads 10 of the first 12 crops of the folder (sorted by name) right, the same as
+    # torch does; of its two misses, 浙D91186Y (for 浙D911SY) fails the Chinese format check.
+    right = [r.text == t for r, t in zip(reads, texts)]
+    assert sum(right) == 10
+    assert (reads[5].text, reads[5].valid) == ("浙D91186Y", False)
+    assert (reads[7].text, reads[7].valid) == ("皖A51N0", False)
+    assert all(r.valid and 0.0 < r.confidence <= 1.0 for r, ok in zip(reads, right) if ok)
+
+
+def _ops(path: Path) -> set:
+    """Op names of the model itself (no delegate, which would hide ops behind 'DELEGATE')."""
+    interp = tf.lite.Interpreter(
+        model_path=str(path),
+        experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+    )
+    return {d["op_name"] for d in interp._get_ops_details()}
+
+
+@pytest.mark.parametrize("stn", [False, True])
+def test_tflite_float32_matches_keras_builtin_ops_only(tmp_path: Path, crops, small_model, stn: bool) -> None:
+    model = small_model
+    if stn:
+        model = build_lprnet(68, stn=True)
+        for layer in small_model.layers:
+            if layer.weights:
+                model.get_layer(layer.name).set_weights(layer.get_weights())
+    path = convert_to_tflite(model, tmp_path / "m.tflite", "float32")
+    ops = _ops(path)
+    assert not any(op.startswith("Flex") or op in ("CUSTOM", "DELEGATE") for op in ops), ops
+    if stn:
+        assert "GATHER" in ops
+    reader = PlateReader(path, load_charset("kr"), num_threads=1)
+    from lprnet.preprocess import preprocess_batch
+
+    x = preprocess_batch(crops)
+    want = model(x, training=False).numpy()
+    got = reader.logits(x)
+    assert np.abs(got - want).max() < 1e-3
+    # Batches of different sizes in a row reuse the one interpreter.
+    assert np.abs(reader.logits(x[:1]) - want[:1]).max() < 1e-3
+    reads = reader.read(crops[:4])
+    assert len(reads) == 4 and all(isinstance(r, PlateRead) for r in reads)
+    assert reader.read([]) == []
+
+
+@pytest.mark.parametrize("stn", [False, True])
+def test_int8_export_is_full_integer_and_close(tmp_path: Path, crops, small_model, stn: bool) -> None:
+    from lprnet.preprocess import preprocess_batch
+
+    model = build_lprnet(68, stn=stn)
+    for layer in small_model.layers:
+        if layer.weights:
+            model.get_layer(layer.name).set_weights(layer.get_weights())
+    x = preprocess_batch(crops)
+    path = convert_to_tflite(model, tmp_path / "m8.tflite", "int8", calibration=x)
+    reader = PlateReader(path, "kr", num_threads=1)
+    assert reader.input_dtype == np.int8
+    got = reader.logits(x)
+    want = freeze_context(model, x)(x, training=False).numpy()
+    spread = want.max() - want.min()
+    assert np.abs(got - want).mean() < 0.05 * spread
+    with pytest.raises(AlprError, match="needs calibration"):
+        convert_to_tflite(model, tmp_path / "x.tflite", "int8")
+
+
+def test_reader_rejects_bad_models(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.tflite"
+    junk.write_bytes(b"\x00" * 64)
+    with pytest.raises(AlprError, match="not a TFLite model"):
+        PlateReader(junk, "cn")
+
+
+def test_keras_weights_roundtrip_and_load_keras_model(tmp_path: Path, small_model) -> None:
+    path = tmp_path / "m.weights.h5"
+    small_model.save_weights(str(path))
+    loaded = load_keras_model(str(path))
+    x = np.zeros((1, 24, 94, 3), np.float32)
+    assert np.abs(loaded(x).numpy() - small_model(x).numpy()).max() < 1e-5
+    stn = build_lprnet(68, stn=True)
+    stn_path = tmp_path / "stn.weights.h5"
+    stn.save_weights(str(stn_path))
+    assert any(layer.name == "stn_sampler" for layer in load_keras_model(str(stn_path)).layers)
+    bad = tmp_path / "bad.weights.h5"
+    bad.write_bytes(b"nope")
+    with pytest.raises(AlprError, match="cannot load LPRNet weights"):
+        load_keras_model(str(bad))
