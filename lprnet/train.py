@@ -267,7 +267,6 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> History:
 
     charset = load_charset(cfg.charset)
     out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(cfg.seed)
 
     images, texts, bad = _load(cfg.data, charset, cfg.progress, log)
@@ -279,6 +278,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> History:
     labels, lengths = encode_labels(texts, charset)
     val_labels, val_lengths = encode_labels(val_texts, charset)
     log(f"training on {len(images)} crops, validating on {len(val_images)}, {bad} bad files skipped")
+    out.mkdir(parents=True, exist_ok=True)  # only once there is something to train on
 
     strategy = _strategy()
     global_batch = cfg.batch_size

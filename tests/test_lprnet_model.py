@@ -1,9 +1,7 @@
 """TF side of the reader: model structure, STN sampler, torch-weight import, TFLite export + PlateReader."""
 from __future__ import annotations
 
-import io
 import pickle
-import struct
 from pathlib import Path
 
 import numpy as np

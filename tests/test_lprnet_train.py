@@ -1,0 +1,105 @@
+"""Training of the reader: labels, augmentation, a short run with bad files, resume, and learning."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from core.errors import AlprError
+from lprnet.charset import load_charset
+from lprnet.train import encode_labels
+from tests.fixtures.lprnet_synth import write_digit_plates
+from tests.paths import REPO
+
+
+def test_encode_labels_pads_with_blank() -> None:
+    labels, lengths = encode_labels(["12가3456", "서울1가2"], load_charset("kr"))
+    assert labels.tolist() == [[1, 2, 10, 3, 4, 5, 6], [50, 1, 10, 2, 67, 67, 67]]
+    assert lengths.tolist() == [7, 4]
+    with pytest.raises(AlprError, match="too long for 18 CTC steps"):
+        encode_labels(["1234567890"], load_charset("kr"))
+
+
+def test_projective_matches_opencv() -> None:
+    tf = pytest.importorskip("tensorflow")
+    from lprnet.train import _projective
+
+    dst = np.array([[0, 0], [94, 0], [94, 24], [0, 24]], np.float32)
+    src = np.array([[3, -2], [90, 1], [96, 27], [-4, 22]], np.float32)
+    coeffs = _projective(tf.constant(dst), tf.constant(src)).numpy()
+    ref = cv2.getPerspectiveTransform(dst, src)  # maps dst -> src, normalised so ref[2,2] = 1
+    assert np.allclose(coeffs, ref.ravel()[:8], atol=1e-4)
+
+
+def test_augmentation_is_seeded_and_in_range() -> None:
+    tf = pytest.importorskip("tensorflow")
+    from lprnet.train import _augment
+
+    img = np.full((24, 94, 3), 128, np.uint8)
+    img[6:18, 20:70] = 20
+    a = _augment(tf.constant(img), tf.constant([1, 2], tf.int64)).numpy()
+    b = _augment(tf.constant(img), tf.constant([1, 2], tf.int64)).numpy()
+    c = _augment(tf.constant(img), tf.constant([5, 9], tf.int64)).numpy()
+    assert a.shape == (24, 94, 3) and a.dtype == np.float32
+    assert a.min() >= 0.0 and a.max() <= 255.0
+    assert np.array_equal(a, b) and not np.allclose(a, c)
+    assert np.abs(a - img).mean() > 1.0  # it does change the crop
+
+
+def test_cli_empty_folder_is_a_one_line_error(tmp_path: Path) -> None:
+    res = subprocess.run(
+        [sys.executable, "train_lprnet.py", "--data", str(tmp_path), "--out", str(tmp_path / "run")],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines()[-1] == f"error: no usable plate crops in {tmp_path}"
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_short_run_skips_bad_files_and_resumes(tmp_path: Path) -> None:
+    from lprnet.train import TrainConfig, train
+
+    data = tmp_path / "data"
+    write_digit_plates(data, 32, seed=1)
+    (data / "1234-9.png").write_bytes(b"\x89PNG broken")  # corrupt crop
+    cv2.imwrite(str(data / "12AB.png"), np.zeros((24, 94, 3), np.uint8))  # not in the kr charset
+    write_digit_plates(tmp_path / "val", 8, seed=2)
+    logs: list = []
+    cfg = TrainConfig(data=str(data), val_data=str(tmp_path / "val"), out_dir=str(tmp_path / "run"),
+                      charset="kr", epochs=2, batch_size=16, learning_rate=3e-3, progress=False)
+    history = train(cfg, log=logs.append)
+    assert any("2 bad files skipped" in line for line in logs), logs
+    assert history.epoch == [1, 2] and history.loss[1] < history.loss[0]
+    run = tmp_path / "run"
+    for name in ("last.weights.h5", "best.weights.h5", "optimizer.npz", "state.json", "curves.png"):
+        assert (run / name).is_file(), name
+    assert (run / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert list((run / "logs").glob("events.out.tfevents.*"))
+    cfg.epochs = 3
+    history = train(cfg, log=logs.append)
+    assert any("resumed" in line and "epoch 2" in line for line in logs)
+    assert history.epoch == [1, 2, 3]
+    assert json.loads((run / "state.json").read_text())["epoch"] == 3
+
+
+@pytest.mark.slow
+def test_training_from_scratch_learns_to_read(tmp_path: Path) -> None:
+    """256 rendered 4-digit crops: the CTC loss falls and validation accuracy rises from 0."""
+    from lprnet.train import TrainConfig, train
+
+    write_digit_plates(tmp_path / "data", 256, seed=1)
+    write_digit_plates(tmp_path / "val", 48, seed=2)
+    cfg = TrainConfig(data=str(tmp_path / "data"), val_data=str(tmp_path / "val"),
+                      out_dir=str(tmp_path / "run"), charset="kr", epochs=12, batch_size=32,
+                      learning_rate=3e-3, warmup_epochs=0.5, dropout=0.1, augment=False, progress=False)
+    history = train(cfg, log=lambda _: None)
+    assert history.val_sequence_accuracy[0] == 0.0
+    assert history.loss[-1] < history.loss[0] / 10
+    assert max(history.val_sequence_accuracy) >= 0.6
+    assert history.val_char_accuracy[-1] > 0.8
