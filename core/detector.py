@@ -213,6 +213,10 @@ class SavedModelBackend:
 class Detector:
     """Darknet-style YOLO detector over a TFLite or SavedModel backend."""
 
+    # (box, class) pairs above the score threshold kept for NMS, the best first; bounds the NMS time of
+    # a badly trained or random-weight model whose every anchor scores high.
+    max_candidates = 3000
+
     def __init__(self, backend: Any, info: ModelInfo, path: Optional[Path] = None):
         self.backend = backend
         self.info = info
@@ -285,10 +289,56 @@ class Detector:
             return decode_heads(raws, self.info.heads, self.info.num_classes, w, h)
         return outputs["boxes"][0], outputs["scores"][0]
 
+    def candidates_above(self, outputs: Dict[str, np.ndarray], score_threshold: float
+                         ) -> Tuple[np.ndarray, np.ndarray]:
+        """Like ``candidates`` but only those that can reach ``score_threshold``, at most
+        ``max_candidates`` (box, class) pairs, the best kept: what NMS needs, decoded cheaply.
+
+        score = objectness x class probability <= objectness, so a raw head is decoded only at the
+        cells and anchors whose objectness reaches the threshold (the class sigmoids, 80 per anchor
+        for COCO, are the bulk of the work otherwise).
+        """
+        if self.info.output == OUTPUT_RAW:
+            boxes, scores = self._decode_raw_above(outputs, score_threshold)
+        else:
+            boxes, scores = outputs["boxes"][0], outputs["scores"][0]
+            keep = scores.max(axis=1) >= score_threshold
+            boxes, scores = boxes[keep], scores[keep]
+        return _cap_pairs(boxes, scores, score_threshold, self.max_candidates)
+
+    def _decode_raw_above(self, outputs: Dict[str, np.ndarray], thr: float) -> Tuple[np.ndarray, np.ndarray]:
+        w, h = self.info.input_size
+        c = self.info.num_classes
+        all_boxes, all_scores = [], []
+        for i, head in enumerate(self.info.heads):
+            gh, gw = head.grid
+            p = outputs[f"head_{i}"][0].reshape(gh, gw, len(head.anchors), 5 + c)
+            obj = p[..., 4] if head.new_coords else _sigmoid(p[..., 4])
+            rows, cols, anc = np.nonzero(obj >= thr)
+            if rows.size == 0:
+                continue
+            sel = p[rows, cols, anc].astype(np.float32)
+            if head.new_coords:  # the conv already applied the logistic
+                txy, wh, cls = sel[:, 0:2], (2.0 * sel[:, 2:4]) ** 2, sel[:, 5:]
+            else:
+                txy, wh, cls = _sigmoid(sel[:, 0:2]), np.exp(sel[:, 2:4]), _sigmoid(sel[:, 5:])
+            s = np.float32(head.scale_x_y)
+            off = (s - 1.0) / 2.0
+            anchors = np.asarray(head.anchors, np.float32)[anc]
+            cx = (cols + txy[:, 0] * s - off) / gw
+            cy = (rows + txy[:, 1] * s - off) / gh
+            half_w = wh[:, 0] * anchors[:, 0] / w / 2.0
+            half_h = wh[:, 1] * anchors[:, 1] / h / 2.0
+            all_boxes.append(np.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], axis=1))
+            all_scores.append(obj[rows, cols, anc][:, None] * cls)
+        if not all_boxes:
+            return np.zeros((0, 4), np.float32), np.zeros((0, c), np.float32)
+        return np.concatenate(all_boxes).astype(np.float32), np.concatenate(all_scores).astype(np.float32)
+
     def postprocess(self, outputs: Dict[str, np.ndarray], lb: Letterbox, score_threshold: float,
                     iou_threshold: float) -> List[Detection]:
         w, h = self.info.input_size
-        boxes, scores = self.candidates(outputs)
+        boxes, scores = self.candidates_above(outputs, score_threshold)
         boxes, scores, classes = filter_and_nms(boxes, scores, score_threshold, iou_threshold)
         boxes = undo_letterbox(boxes, lb, w, h)
         names = self.info.class_names
@@ -317,6 +367,23 @@ class Detector:
         from core.images import read_image
 
         return self.detect(read_image(path), score_threshold, iou_threshold)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (np.tanh(0.5 * x) + 1.0)  # overflow-free logistic, as core.yolo
+
+
+def _cap_pairs(boxes: np.ndarray, scores: np.ndarray, thr: float, cap: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Keep the ``cap`` best (box, class) pairs scoring >= ``thr``; the others' scores become -1."""
+    idx, cls = np.nonzero(scores >= thr)
+    if idx.size <= cap:
+        return boxes, scores
+    s = scores[idx, cls]
+    top = np.argpartition(-s, cap - 1)[:cap]
+    rows, inv = np.unique(idx[top], return_inverse=True)
+    sub = np.full((rows.size, scores.shape[1]), -1.0, scores.dtype)
+    sub[inv, cls[top]] = s[top]
+    return boxes[rows], sub
 
 
 def _check_image(bgr: Any) -> None:

@@ -233,3 +233,43 @@ def test_grey_and_bgra_images(tiny):
     _assert_same(det.detect(cv2.cvtColor(bgr, cv2.COLOR_BGR2BGRA), 0.5), det.detect(bgr, 0.5))
     assert isinstance(det.detect(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), 0.05), list)
 
+
+
+def _random_two_head_model(new_coords: bool):
+    heads = (YoloHead(grid=(4, 4), anchors=((30.0, 20.0), (50.0, 60.0)), scale_x_y=1.05),
+             YoloHead(grid=(8, 8), anchors=((8.0, 6.0), (12.0, 16.0)), scale_x_y=1.0, new_coords=new_coords))
+    info = ModelInfo(input_size=(64, 64), class_names=("a", "b", "c"), heads=heads, output=OUTPUT_RAW)
+    rng = np.random.default_rng(int(new_coords))
+    raws = [rng.normal(-1.0, 2.0, (1, 4, 4, 16)).astype(np.float32),
+            rng.normal(-1.0, 2.0, (1, 8, 8, 16)).astype(np.float32)]
+    if new_coords:
+        raws[1] = 1.0 / (1.0 + np.exp(-raws[1]))
+    return info, {"head_0": raws[0], "head_1": raws[1]}
+
+
+@pytest.mark.parametrize("new_coords", [False, True])
+def test_filtered_decoding_equals_full_decoding(new_coords):
+    from core.yolo import decode_heads, filter_and_nms, letterbox_params
+
+    info, outs = _random_two_head_model(new_coords)
+    det = Detector(StubBackend(outs), info)
+    lb = letterbox_params(64, 64, 64, 64)
+    for thr in (0.0, 0.05, 0.3, 0.7):
+        boxes, scores = decode_heads([outs["head_0"][0], outs["head_1"][0]], info.heads, 3, 64, 64)
+        rb, rs, rc = filter_and_nms(boxes, scores, thr, 0.45)
+        got = det.postprocess(outs, lb, thr, 0.45)
+        assert len(got) == len(rb) > 0 or thr == 0.7
+        assert [d.class_id for d in got] == rc.tolist()
+        assert np.allclose([d.score for d in got], rs, atol=1e-6)
+        assert np.allclose(np.array([d.box for d in got]).reshape(-1, 4), np.clip(rb * 64, 0, 64), atol=1e-3)
+
+
+def test_candidate_cap_keeps_the_best_pairs():
+    info, outs = _random_two_head_model(False)
+    det = Detector(StubBackend(outs), info)
+    full_b, full_s = det.candidates_above(outs, 0.0)
+    det.max_candidates = 10
+    b, s = det.candidates_above(outs, 0.0)
+    kept = np.sort(s[s >= 0.0])[::-1]
+    assert kept.size == 10 and np.allclose(kept, np.sort(full_s.ravel())[::-1][:10])
+    assert b.shape[0] == s.shape[0] <= 10

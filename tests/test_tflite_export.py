@@ -4,6 +4,7 @@ from __future__ import annotations
 import atexit
 import functools
 import glob
+import json
 import shutil
 import subprocess
 import sys
@@ -220,8 +221,35 @@ def test_int8_is_full_integer(tiny):
     assert rep.calibration_images == 16
     assert "int8 [1,64,64,3] (quantized)" in rep.inputs[0]
     assert all("(quantized)" in o for o in rep.outputs)
-    # dequantized int8 logits vs the float model: within a few output quantization steps
+    # dequantized int8 logits vs the float model (clamped at -8 like the int8 graph)
     assert max(rep.max_abs_diff.values()) < 1.0
+
+
+def test_int8_heads_clamped_at_logit_floor(tiny, tmp_path):
+    from core.detector import Detector
+    from core.keras.tflite_export import INT8_LOGIT_FLOOR, convert_saved_model
+
+    x = np.stack([cv2.resize(cv2.imread(str(p)), (64, 64))[..., ::-1] / 255.0
+                  for p in sorted(tiny["calib"].glob("*.png"))[:4]]).astype(np.float32)
+    ref = Detector.open(tiny["saved_model"])
+    floor = -2.0  # this random tiny model's logits stay above the default -8: clamp higher to see it
+    models = {}
+    for name, f in (("clamped", floor), ("unclamped", None)):
+        convert_saved_model(tiny["saved_model"], tmp_path / f"{name}.tflite", "int8", dataset=str(tiny["calib"]),
+                            calib_count=16, verify=False, int8_logit_floor=f)
+        models[name] = Detector.open(tmp_path / f"{name}.tflite")
+
+    def lowest(det):
+        return min(float(det.run_float(x[i:i + 1])[k].min()) for i in range(4) for k in ("head_0", "head_1"))
+
+    assert lowest(ref) < floor - 2  # the float heads do go far below the floor
+    step = max(q.scale for q in models["clamped"].backend.output_quant.values())
+    assert floor - step <= lowest(models["clamped"]) <= floor + step
+    # the clamp buys precision: a finer output step than the unclamped model's
+    assert step < 0.8 * max(q.scale for q in models["unclamped"].backend.output_quant.values())
+    assert models["unclamped"].info.source["quantization"]["head_logit_floor"] is None
+    assert models["clamped"].info.source["quantization"]["head_logit_floor"] == floor
+    assert Detector.open(tiny["int8"]).info.source["quantization"]["head_logit_floor"] == INT8_LOGIT_FLOOR
 
 
 def test_sidecar_records_quantization(tiny):
@@ -363,3 +391,41 @@ def test_yolo_fastest_float32_int8_parity():
         n_match += round(_match_fraction(d_32, d_8, 0.8) * len(d_32))
     assert n_ref >= 4  # cars and trucks in the shared photos
     assert n_match / n_ref >= 0.9, (n_match, n_ref)
+
+
+# ----------------------------------------------------------------------------- benchmarks.py
+def test_benchmark_table_and_merge():
+    import benchmarks
+
+    def part(total, pre):
+        t = [[pre, total - pre - 1, 1.0, total]] * 3
+        return {"backend": "x", "times_ms": t, "peak_rss_mb": total, "detections": 2,
+                "stages": {"total_ms": {"median": total}}}
+
+    merged = benchmarks._merge([part(10.0, 1.0), part(20.0, 2.0)])
+    assert merged["runs"] == 6 and merged["peak_rss_mb"] == 20.0 and merged["round_medians_ms"] == [10.0, 20.0]
+    assert merged["stages"]["total_ms"]["median"] == 15.0 and merged["stages"]["total_ms"]["p90"] == 20.0
+    results = [dict(merged, backend="tflite_int8"), dict(merged, backend="opencv")]
+    results[1] = dict(results[1], stages={s: {"median": 4 * v["median"], "p90": 4 * v["p90"]}
+                                          for s, v in merged["stages"].items()})
+    table = benchmarks.markdown_table(results, "t")
+    assert "| TFLite int8 | 1.50 / 2.00 | 12.50 / 17.00 | 1.00 / 1.00 | 15.00 / 20.00 | 4.00x | 20 | 2 |" in table
+    lines = benchmarks._targets(results)
+    assert lines[0].startswith("- int8 inference median 12.50 ms (target <= 12 ms: missed)")
+    assert "4.00x faster than OpenCV DNN (target >= 2.5x: met)" in lines[1]
+
+
+@pytest.mark.slow
+def test_benchmark_cli_end_to_end(tmp_path):
+    cfg = tmp_path / "tiny.cfg"
+    cfg.write_text(TINY_CFG)
+    img = synthetic_images(tmp_path / "img", 1, size=(72, 128))[0]
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks.py"), "--cfg", str(cfg), "--input_size", "64",
+                           "--image", str(img), "--backends", "tflite_int8,opencv", "--runs", "4", "--rounds", "2",
+                           "--warmup", "1", "--calib_count", "8", "--out_dir", str(tmp_path / "out")],
+                          capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    data = json.loads((tmp_path / "out" / "benchmark.json").read_text())
+    assert [r["backend"] for r in data["results"]] == ["tflite_int8", "opencv"]
+    assert all(r["runs"] == 4 and r["rounds"] == 2 and r["peak_rss_mb"] > 10 for r in data["results"])
+    assert "| TFLite int8 |" in (tmp_path / "out" / "benchmark.md").read_text()
