@@ -67,3 +67,48 @@ def torch_logits(sd: Dict[str, object], images_nhwc: np.ndarray, batch_context: 
         else:
             out = torch.cat([run(x[i : i + 1]) for i in range(x.shape[0])], 0)
     return out.numpy().transpose(0, 2, 1)
+
+
+def main(argv) -> None:
+    """Sequence accuracy of the torch original on a crop folder, per plate and in batches of 100."""
+    from absl import flags
+
+    from lprnet.charset import load_charset
+    from lprnet.ctc import greedy_decode
+    from lprnet.dataset import list_samples, load_crops
+    from lprnet.preprocess import normalize
+
+    del argv
+    f = flags.FLAGS
+    cs = load_charset("cn")
+    images, texts = load_crops(list_samples(f.images, cs))
+    x = normalize(images)
+    sd = load_state_dict(f.pth)
+
+    def accuracy(logits: np.ndarray, truth) -> float:
+        return float(np.mean([cs.decode(r.ids) == t for r, t in zip(greedy_decode(logits), truth)]))
+
+    print(f"{len(texts)} plates")
+    print(f"torch, one plate per call: sequence accuracy {accuracy(torch_logits(sd, x), texts):.4f}")
+    # The original test script: shuffled batches of 100, context over the batch, remainder dropped.
+    rng = np.random.default_rng(0)
+    runs = []
+    for _ in range(f.shuffles):
+        order = rng.permutation(len(x))[: len(x) // 100 * 100]
+        logits = np.concatenate([torch_logits(sd, x[order[i : i + 100]], True) for i in range(0, len(order), 100)])
+        runs.append(accuracy(logits, [texts[i] for i in order]))
+    if runs:
+        print(f"torch, original protocol (batches of 100, {f.shuffles} shuffles): mean {np.mean(runs):.4f}, "
+              f"min {np.min(runs):.4f}, max {np.max(runs):.4f}")
+
+
+if __name__ == "__main__":
+    from absl import app, flags
+
+    from core.cli import guarded
+
+    flags.DEFINE_string("pth", None, "LPRNet_Pytorch weights")
+    flags.DEFINE_string("images", None, "folder of Chinese plate crops named by their text")
+    flags.DEFINE_integer("shuffles", 10, "random batchings for the original protocol")
+    flags.mark_flags_as_required(["pth", "images"])
+    app.run(guarded(main))
