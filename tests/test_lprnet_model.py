@@ -238,3 +238,45 @@ def test_keras_weights_roundtrip_and_load_keras_model(tmp_path: Path, small_mode
     bad.write_bytes(b"nope")
     with pytest.raises(AlprError, match="cannot load LPRNet weights"):
         load_keras_model(str(bad))
+
+
+def test_evaluate_backends_agree_and_cli_writes_json(tmp_path: Path, small_model) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from lprnet.benchmark import benchmark
+    from lprnet.evaluate import load_backend
+    from lprnet.export import export_saved_model
+    from tests.fixtures.lprnet_synth import write_digit_plates
+    from tests.paths import REPO
+
+    cs = load_charset("kr")
+    weights = tmp_path / "m.weights.h5"
+    small_model.save_weights(str(weights))
+    saved = export_saved_model(small_model, tmp_path / "saved")
+    tflite = convert_to_tflite(small_model, tmp_path / "m.tflite", "float32")
+    x = np.random.default_rng(5).uniform(-1, 1, (3, 24, 94, 3)).astype(np.float32)
+    want = small_model(x, training=False).numpy()
+    for path, kind in ((weights, "keras"), (saved, "saved_model"), (tflite, "tflite")):
+        fn, got_kind = load_backend(str(path), cs)
+        assert got_kind == kind
+        assert np.abs(fn(x) - want).max() < 1e-3, kind
+    with pytest.raises(AlprError, match="not a SavedModel"):
+        load_backend(str(tmp_path), cs)
+
+    images = tmp_path / "crops"
+    write_digit_plates(images, 5, seed=4)
+    out = tmp_path / "eval.json"
+    res = subprocess.run(
+        [sys.executable, "-m", "lprnet.evaluate", "--weights", str(tflite), "--charset", "kr",
+         "--images", str(images), "--json", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert res.returncode == 0, res.stderr
+    metrics = json.loads(out.read_text(encoding="utf-8"))
+    assert metrics["count"] == 5 and metrics["kind"] == "tflite"
+    for key in ("sequence_accuracy", "char_accuracy", "format_valid_rate", "latency_ms_median"):
+        assert 0.0 <= metrics[key] and (key == "latency_ms_median" or metrics[key] <= 1.0)
+    bench = benchmark(str(tflite), "kr", runs=3, warmup=1, num_threads=1)
+    assert bench["read"]["runs"] == 3 and bench["interpreter"]["median_ms"] > 0

@@ -61,6 +61,21 @@ def test_cli_empty_folder_is_a_one_line_error(tmp_path: Path) -> None:
     assert not (tmp_path / "run").exists()
 
 
+def test_bad_files_are_counted_before_training(tmp_path: Path) -> None:
+    pytest.importorskip("tensorflow")
+    from lprnet.train import TrainConfig, train
+
+    data = tmp_path / "data"
+    write_digit_plates(data, 6, seed=1)
+    (data / "5555.jpg").write_bytes(b"\xff\xd8 truncated jpeg")
+    cv2.imwrite(str(data / "12ñ4.png"), np.zeros((24, 94, 3), np.uint8))
+    logs: list = []
+    cfg = TrainConfig(data=str(data), out_dir=str(tmp_path / "run"), charset="kr", epochs=0, progress=False)
+    assert train(cfg, log=logs.append).epoch == []
+    assert any("2 skipped (1 bad image, 1 bad label" in line for line in logs), logs
+    assert any("training on 5 crops, validating on 1, 2 bad files skipped" in line for line in logs), logs
+
+
 @pytest.mark.slow
 def test_short_run_skips_bad_files_and_resumes(tmp_path: Path) -> None:
     from lprnet.train import TrainConfig, train
