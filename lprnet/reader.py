@@ -29,6 +29,9 @@ class PlateRead:
     valid: bool
 
 
+EMPTY_READ = PlateRead("", 0.0, False)
+
+
 def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:
     dtype = detail["dtype"]
     if dtype == np.float32:
@@ -98,14 +101,21 @@ class PlateReader:
         return _dequantize(self._interp.get_tensor(self._out["index"]), self._out)
 
     def read(self, crops: Sequence[np.ndarray]) -> List[PlateRead]:
-        """BGR crops (any size) -> one PlateRead each, in order; all in one batch."""
+        """BGR crops (any size) -> one PlateRead each, in order; all in one batch.
+
+        An empty crop (zero width or height, e.g. a box clipped away at the image edge) gives
+        ``PlateRead("", 0.0, False)`` instead of failing the whole batch.
+        """
         if len(crops) == 0:
             return []
-        scores = self.logits(preprocess_batch(crops))
+        usable = [i for i, c in enumerate(crops) if np.asarray(c).size > 0]
+        out = [EMPTY_READ] * len(crops)
+        if not usable:
+            return out
+        scores = self.logits(preprocess_batch([crops[i] for i in usable]))
         results = decode(scores, self.decoder, blank=self.charset.blank, beam_width=self.beam_width,
                          is_probs=False)
-        out = []
-        for res in results:
+        for i, res in zip(usable, results):
             text = self.charset.decode(res.ids)
-            out.append(PlateRead(text, res.confidence, self.charset.is_valid_format(text)))
+            out[i] = PlateRead(text, res.confidence, self.charset.is_valid_format(text))
         return out

@@ -195,6 +195,10 @@ def test_tflite_float32_matches_keras_builtin_ops_only(tmp_path: Path, crops, sm
     reads = reader.read(crops[:4])
     assert len(reads) == 4 and all(isinstance(r, PlateRead) for r in reads)
     assert reader.read([]) == []
+    # An empty crop reads as nothing, without spoiling the others of its batch.
+    mixed = reader.read([crops[0], np.zeros((0, 30, 3), np.uint8), crops[1]])
+    assert mixed[1] == PlateRead("", 0.0, False)
+    assert mixed[0] == reads[0] and mixed[2] == reads[1]
 
 
 @pytest.mark.parametrize("stn", [False, True])

@@ -87,7 +87,7 @@ def test_short_run_skips_bad_files_and_resumes(tmp_path: Path) -> None:
     write_digit_plates(tmp_path / "val", 8, seed=2)
     logs: list = []
     cfg = TrainConfig(data=str(data), val_data=str(tmp_path / "val"), out_dir=str(tmp_path / "run"),
-                      charset="kr", epochs=2, batch_size=16, learning_rate=3e-3, progress=False)
+                      charset="kr", epochs=2, batch_size=16, learning_rate=3e-3, stn=True, progress=False)
     history = train(cfg, log=logs.append)
     assert any("2 bad files skipped" in line for line in logs), logs
     assert history.epoch == [1, 2] and history.loss[1] < history.loss[0]
@@ -96,6 +96,11 @@ def test_short_run_skips_bad_files_and_resumes(tmp_path: Path) -> None:
         assert (run / name).is_file(), name
     assert (run / "curves.png").read_bytes()[:4] == b"\x89PNG"
     assert list((run / "logs").glob("events.out.tfevents.*"))
+    from lprnet.model import load_keras_model
+
+    trained = load_keras_model(str(run / "last.weights.h5"))
+    theta_kernel = trained.get_layer("stn_theta").get_weights()[0]
+    assert np.abs(theta_kernel).max() > 0  # the STN gets gradients through the bilinear sampler
     cfg.epochs = 3
     history = train(cfg, log=logs.append)
     assert any("resumed" in line and "epoch 2" in line for line in logs)
