@@ -234,6 +234,14 @@ class Detector:
         path = Path(path)
         if not path.exists():
             raise AlprError(f"model not found: {path}")
+        if path.is_file():
+            try:
+                with open(path, "rb") as f:
+                    head = f.read(8)
+            except OSError as exc:
+                raise AlprError(f"cannot read model {path}: {exc.strerror or exc}") from None
+            if len(head) < 8 or head[4:8] != b"TFL3":  # the FlatBuffer identifier of a TFLite model
+                raise AlprError(f"not a TFLite model (no TFL3 identifier): {path}; a SavedModel is a folder")
         info = load_model_info(path)
         if info is None:
             raise AlprError(f"{path} has no metadata file {sidecar_for(path).name} beside it: convert it with "

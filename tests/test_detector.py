@@ -202,6 +202,11 @@ def test_bad_models_and_images(tiny, tmp_path):
     shutil.copy(str(tiny["float32"]) + ".json", str(junk) + ".json")
     with pytest.raises(AlprError, match="not a TFLite model"):
         Detector.open(junk)
+    trunc = tmp_path / "trunc.tflite"
+    trunc.write_bytes(tiny["float32"].read_bytes()[:3000])
+    shutil.copy(str(tiny["float32"]) + ".json", str(trunc) + ".json")
+    with pytest.raises(AlprError, match="cannot load TFLite model .*trunc.tflite"):
+        Detector.open(trunc)
     bare = tmp_path / "bare.tflite"
     shutil.copy(tiny["float32"], bare)
     with pytest.raises(AlprError, match="no metadata file bare.tflite.json"):
