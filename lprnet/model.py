@@ -23,6 +23,8 @@ with built-in ops (no Select-TF ops).
 """
 from __future__ import annotations
 
+import warnings
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -256,11 +258,21 @@ def load_keras_model(path: str, num_classes: int = 68) -> keras.Model:
             return keras.saving.load_model(path, compile=False)
         except Exception as exc:  # noqa: BLE001 - any load failure is a bad file for the user
             raise AlprError(f"cannot load Keras model {path}: {str(exc).splitlines()[0]}") from None
+    candidates = [False, True]
+    try:  # Keras 3 stores weights by layer type: an STN model has an 'affine_sampler' entry.
+        import h5py
+
+        with h5py.File(path, "r") as fh:
+            candidates = [bool("layers/affine_sampler" in fh)]
+    except (OSError, ImportError):
+        pass
     errors = []
-    for stn in (False, True):
+    for stn in candidates:
         model = build_lprnet(num_classes, stn=stn)
         try:
-            model.load_weights(path)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # Keras warns per layer before it raises
+                model.load_weights(path)
             return model
         except Exception as exc:  # noqa: BLE001
             errors.append(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
