@@ -32,6 +32,8 @@ flags.DEFINE_bool("stn", True, "put the spatial transformer in front of LPRNet")
 flags.DEFINE_float("dropout", 0.5, "dropout rate in the LPRNet head")
 flags.DEFINE_bool("augment", True, "augment training crops")
 flags.DEFINE_string("init_weights", None, "start from these Keras weights (e.g. imported LPRNet_Pytorch)")
+flags.DEFINE_enum("freeze_bn", "auto", ["auto", "yes", "no"],
+                  "BatchNorm in inference mode while training (auto: yes with --init_weights)")
 flags.DEFINE_bool("resume", True, "resume from --out when it holds a previous run")
 flags.DEFINE_integer("seed", 0, "random seed")
 
@@ -46,6 +48,7 @@ def main(argv: Sequence[str]) -> None:
         learning_rate=FLAGS.learning_rate, warmup_epochs=FLAGS.warmup_epochs,
         weight_decay=FLAGS.weight_decay, stn=FLAGS.stn, dropout=FLAGS.dropout, augment=FLAGS.augment,
         init_weights=FLAGS.init_weights, resume=FLAGS.resume, seed=FLAGS.seed,
+        freeze_bn=None if FLAGS.freeze_bn == "auto" else FLAGS.freeze_bn == "yes",
     )
     history = train(cfg)
     if history.epoch:
