@@ -31,6 +31,11 @@ flags.DEFINE_string("dataset", None, "int8 calibration images: a folder, a glob 
 flags.DEFINE_integer("calib_count", 100, "number of calibration images (a seeded sample when there are more)")
 flags.DEFINE_enum("io_type", "int8", ["int8", "uint8", "float"],
                   "int8 only: type of the model's input and output tensors")
+flags.DEFINE_float("range_percentile", 99.99, "int8: each inner activation's range is this percentile of its "
+                   "calibration values (both tails); 0: min/max, the converter's own calibration "
+                   "(always min/max with --io_type uint8 or float)")
+flags.DEFINE_float("logit_floor", -8.0, "int8: clamp the raw heads from below before quantizing (finer output "
+                   "step); 0 disables it")
 flags.DEFINE_boolean("verify", True, "compare the TFLite model with the SavedModel on one input")
 
 
@@ -47,7 +52,8 @@ def main(argv):
     report = convert_saved_model(FLAGS.weights, FLAGS.output, quantize_mode=FLAGS.quantize_mode,
                                  dataset=FLAGS.dataset, calib_count=FLAGS.calib_count,
                                  input_size=FLAGS.input_size, io_type=FLAGS.io_type, verify=FLAGS.verify,
-                                 progress=progress)
+                                 progress=progress, range_percentile=FLAGS.range_percentile or None,
+                                 int8_logit_floor=FLAGS.logit_floor or None)
     print(report.describe())
     return 0
 

@@ -252,12 +252,37 @@ def test_int8_heads_clamped_at_logit_floor(tiny, tmp_path):
     assert Detector.open(tiny["int8"]).info.source["quantization"]["head_logit_floor"] == INT8_LOGIT_FLOOR
 
 
+def test_percentile_ranges_narrower_than_min_max(tiny, tmp_path):
+    from core.detector import Detector
+    from core.keras.tflite_export import convert_saved_model
+    from core.tflite_runtime import load_interpreter
+
+    minmax = tmp_path / "minmax.tflite"
+    convert_saved_model(tiny["saved_model"], minmax, "int8", dataset=str(tiny["calib"]), calib_count=16,
+                        verify=False, range_percentile=None)
+    assert Detector.open(minmax).info.source["quantization"]["activation_ranges"] == "min/max"
+
+    def conv_output_scales(path):
+        interp = load_interpreter(path)
+        return [interp._get_tensor_details(d["outputs"][0], 0)["quantization"][0]
+                for d in interp._get_ops_details() if d["op_name"] == "CONV_2D"]
+
+    pct, mm = conv_output_scales(tiny["int8"]), conv_output_scales(minmax)
+    assert len(pct) == len(mm) >= 6
+    assert all(p <= m * 1.0001 for p, m in zip(pct, mm))  # never wider than min/max
+    assert sum(p < 0.98 * m for p, m in zip(pct, mm)) >= 2  # and narrower where the tails are thin
+    with pytest.raises(AlprError, match="percentile"):
+        convert_saved_model(tiny["saved_model"], tmp_path / "x.tflite", "int8", dataset=str(tiny["calib"]),
+                            range_percentile=30)
+
+
 def test_sidecar_records_quantization(tiny):
     from core.model_info import load_model_info
 
     info = load_model_info(tiny["int8"])
     q = info.source["quantization"]
     assert q["quantize_mode"] == "int8" and q["io_type"] == "int8" and q["calibration_images"] == 16
+    assert q["activation_ranges"] == "percentile 99.99"
     assert q["ops"] == "TFLITE_BUILTINS_INT8"
     assert info.class_names == TINY_NAMES and info.output == "raw"
     assert info.source["score_threshold"] == 0.3
@@ -275,6 +300,7 @@ def test_uint8_and_float_io(tiny, tmp_path):
         rep = convert_saved_model(tiny["saved_model"], out, "int8", dataset=str(tiny["calib"]), calib_count=8,
                                   io_type=io, verify=False)
         det = Detector.open(out)
+        assert det.info.source["quantization"]["activation_ranges"] == "min/max"  # percentile: int8 I/O only
         want = np.uint8 if io == "uint8" else np.float32
         assert det.backend.input_detail["dtype"] == want
         assert (io == "float") == ("(float)" in rep.inputs[0])

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import random
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
@@ -35,6 +36,11 @@ SIGNATURE = "serving_default"
 # detector reports: sigmoid(-8) = 3.4e-4 caps the score, sigmoid(tx) is 0 within 3.4e-4 of a cell, and
 # exp(-8) makes a box 3.4e-4 of its anchor. The clamp roughly halves the output step.
 INT8_LOGIT_FLOOR = -8.0
+# int8 activation ranges: this percentile of each activation's calibration values (both tails) rather
+# than min/max (see _quantize_with_percentile_ranges). On Yolo-Fastest with three calibration samples of
+# the shared photos, 99.99 kept 4/4, 3/4, 4/4 of the float32 detections at score 0.25 (min/max: the same)
+# and 8, 8, 9 of 11 at score 0.1 (min/max: 8, 5, 8), and moved car AP on generated scenes less.
+INT8_RANGE_PERCENTILE: Optional[float] = 99.99
 
 
 @dataclass
@@ -202,13 +208,21 @@ def convert_saved_model(saved_model_dir: str | os.PathLike, output: str | os.Pat
                         quantize_mode: str = "float32", dataset=None, calib_count: int = 100,
                         input_size: Optional[int] = None, io_type: str = "int8", verify: bool = True,
                         seed: int = 0, progress: Optional[Callable[[Iterator], Iterator]] = None,
-                        int8_logit_floor: Optional[float] = INT8_LOGIT_FLOOR) -> ExportReport:
+                        int8_logit_floor: Optional[float] = INT8_LOGIT_FLOOR,
+                        range_percentile: Optional[float] = INT8_RANGE_PERCENTILE) -> ExportReport:
     """Convert a SavedModel written by ``save_model.py`` and write ``output`` + its ModelInfo sidecar.
 
     ``io_type`` only matters for int8 (float32/float16 models keep float tensors). ``progress`` may
     wrap the calibration iterator (e.g. tqdm). ``int8_logit_floor`` clamps the raw heads from below
-    in int8 models (see ``INT8_LOGIT_FLOOR``); None keeps them unclamped.
+    in int8 models (see ``INT8_LOGIT_FLOOR``); None keeps them unclamped. ``range_percentile``: the
+    int8 range of each inner activation is that percentile of its calibration values (both tails)
+    instead of the extreme min/max; None: min/max, the converter's own calibration (always so unless
+    ``io_type='int8'``).
     """
+    if range_percentile is not None and not 50.0 < range_percentile <= 100.0:
+        raise AlprError(f"range percentile must lie in (50, 100] (got {range_percentile})")
+    if io_type != "int8":
+        range_percentile = None  # the MLIR quantizer run on its own gives int8 boundaries only
     if quantize_mode not in QUANTIZE_MODES:
         raise AlprError(f"unknown quantize mode {quantize_mode!r}: one of {', '.join(QUANTIZE_MODES)}")
     if io_type not in IO_TYPES:
@@ -247,10 +261,17 @@ def convert_saved_model(saved_model_dir: str | os.PathLike, output: str | os.Pat
         converter.representative_dataset = representative
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         dtype = {"float": tf.float32, "int8": tf.int8, "uint8": tf.uint8}[io_type]
-        converter.inference_input_type = dtype
-        converter.inference_output_type = dtype
+        if range_percentile is None:
+            converter.inference_input_type = dtype
+            converter.inference_output_type = dtype
+        else:
+            converter._experimental_calibrate_only = True
     try:
         flatbuffer = converter.convert()
+        if quantize_mode == "int8" and range_percentile is not None:
+            flatbuffer = _quantize_with_percentile_ranges(flatbuffer, calib, range_percentile, dtype, seed)
+    except AlprError:
+        raise
     except Exception as exc:  # the converter raises ConverterError / ValueError / RuntimeError
         first = next((ln.strip() for ln in str(exc).splitlines() if "error" in ln.lower()), None)
         first = first or (str(exc).strip().splitlines() or [type(exc).__name__])[0]
@@ -264,7 +285,8 @@ def convert_saved_model(saved_model_dir: str | os.PathLike, output: str | os.Pat
     quant = {"quantize_mode": quantize_mode, "converted_from": src.name, "tensorflow": tf.__version__}
     if quantize_mode == "int8":
         quant.update(io_type=io_type, calibration_images=len(calib), ops="TFLITE_BUILTINS_INT8",
-                     head_logit_floor=floor)
+                     head_logit_floor=floor, activation_ranges=(
+                         "min/max" if range_percentile is None else f"percentile {range_percentile:g}"))
     sidecar = ModelInfo(info.input_size, info.class_names, info.heads, info.output, info.letterbox,
                         dict(info.source, quantization=quant))
     save_model_info(out, sidecar)
@@ -280,6 +302,53 @@ def convert_saved_model(saved_model_dir: str | os.PathLike, output: str | os.Pat
         x = calib[0] if calib else _verification_input(info, seed)
         report.max_abs_diff = compare_with_saved_model(out, src, x, floor)
     return report
+
+
+def _quantize_with_percentile_ranges(calibrated: bytes, calib: Sequence[np.ndarray], percentile: float,
+                                     io_dtype, seed: int = 0, per_image: int = 512) -> bytes:
+    """Quantize a calibrate-only model (float, carrying min/max per activation) with narrower ranges.
+
+    A few activations of a calibration set reach far beyond the bulk of their values; min/max
+    ranges then spend most int8 levels on them. Here every activation between the model's input
+    and outputs gets [percentile(100 - p), percentile(p)] of a sample of its values (``per_image``
+    per image), never wider than min/max and always containing 0; the input ([0, 1]) and the
+    outputs (the clamped heads) keep min/max. Then the same MLIR quantizer the converter runs,
+    fully quantized: integer ops only.
+    """
+    from tensorflow.lite.python import convert as tfl_convert
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    from core.tflite_runtime import interpreter_class
+
+    model = flatbuffer_utils.convert_bytearray_to_object(calibrated)
+    graph = model.subgraphs[0]
+    boundary = {int(i) for i in graph.inputs} | {int(i) for i in graph.outputs}
+    ranged = [i for i, t in enumerate(graph.tensors)
+              if i not in boundary and t.quantization is not None and t.quantization.min is not None
+              and len(t.quantization.min) == 1]
+    # preserve_all_tensors keeps every intermediate readable (it also keeps delegates away)
+    with warnings.catch_warnings():  # "intended for debugging": that is what it is used for here
+        warnings.simplefilter("ignore")
+        interp = interpreter_class()(model_content=calibrated, experimental_preserve_all_tensors=True)
+    interp.allocate_tensors()
+    index = interp.get_input_details()[0]["index"]
+    rng = np.random.default_rng(seed)
+    samples: Dict[int, List[np.ndarray]] = {i: [] for i in ranged}
+    for x in calib:
+        interp.set_tensor(index, x)
+        interp.invoke()
+        for i in ranged:
+            v = interp.get_tensor(i).ravel()
+            samples[i].append(v if v.size <= per_image else v[rng.integers(0, v.size, per_image)])
+    for i in ranged:
+        v = np.concatenate(samples[i])
+        q = graph.tensors[i].quantization
+        lo = min(0.0, float(np.percentile(v, 100.0 - percentile)))
+        hi = max(0.0, float(np.percentile(v, percentile)))
+        q.min = np.array([max(float(q.min[0]), lo)], np.float32)
+        q.max = np.array([min(float(q.max[0]), hi)], np.float32)
+    return tfl_convert.mlir_quantize(flatbuffer_utils.convert_object_to_bytearray(model), fully_quantize=True,
+                                     input_data_type=io_dtype, output_data_type=io_dtype)  # int8 only here
 
 
 def _verification_input(info: ModelInfo, seed: int) -> np.ndarray:
