@@ -291,16 +291,15 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> History:
     total_steps = steps_per_epoch * cfg.epochs
     warmup = int(min(total_steps // 2, cfg.warmup_epochs * steps_per_epoch))
     with strategy.scope():
+        model = build_lprnet(charset.num_classes, stn=cfg.stn, dropout=cfg.dropout)
         if cfg.init_weights:
-            model = load_keras_model(cfg.init_weights, charset.num_classes)
-            if cfg.stn and not any(layer.name == "stn_sampler" for layer in model.layers):
-                with_stn = build_lprnet(charset.num_classes, stn=True, dropout=cfg.dropout)
-                for layer in model.layers:
-                    if layer.weights:
-                        with_stn.get_layer(layer.name).set_weights(layer.get_weights())
-                model = with_stn
-        else:
-            model = build_lprnet(charset.num_classes, stn=cfg.stn, dropout=cfg.dropout)
+            # Copy layer by layer (names match): the start may lack the STN, and the dropout
+            # rate is this run's, not the one the weights were saved with.
+            start = load_keras_model(cfg.init_weights, charset.num_classes)
+            names = {layer.name for layer in model.layers}
+            for layer in start.layers:
+                if layer.weights and layer.name in names:
+                    model.get_layer(layer.name).set_weights(layer.get_weights())
         freeze_bn = cfg.freeze_bn if cfg.freeze_bn is not None else bool(cfg.init_weights)
         if freeze_bn:
             for layer in model.layers:

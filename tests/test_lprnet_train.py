@@ -123,3 +123,22 @@ def test_training_from_scratch_learns_to_read(tmp_path: Path) -> None:
     assert history.loss[-1] < history.loss[0] / 10
     assert max(history.val_sequence_accuracy) >= 0.6
     assert history.val_char_accuracy[-1] > 0.8
+
+
+@pytest.mark.slow
+def test_fine_tuning_from_weights_freezes_batchnorm(tmp_path: Path) -> None:
+    from lprnet.model import build_lprnet, load_keras_model
+    from lprnet.train import TrainConfig, train
+
+    start = build_lprnet(68)
+    start.save_weights(str(tmp_path / "start.weights.h5"))
+    write_digit_plates(tmp_path / "data", 24, seed=3)
+    cfg = TrainConfig(data=str(tmp_path / "data"), out_dir=str(tmp_path / "run"), charset="kr", epochs=1,
+                      batch_size=12, init_weights=str(tmp_path / "start.weights.h5"), progress=False)
+    train(cfg, log=lambda _: None)
+    tuned = load_keras_model(str(tmp_path / "run" / "last.weights.h5"))
+    for name in ("backbone_1", "backbone_21"):
+        for before, after in zip(start.get_layer(name).get_weights(), tuned.get_layer(name).get_weights()):
+            assert np.array_equal(before, after), name
+    before = start.get_layer("backbone_0").get_weights()[0]
+    assert not np.array_equal(before, tuned.get_layer("backbone_0").get_weights()[0])  # convs do train
