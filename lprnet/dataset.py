@@ -97,8 +97,9 @@ def list_label_file(label_file: Union[str, Path], charset: Charset) -> Listing:
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         parts = line.rstrip("\r\n").split("\t")
-        if len(parts) != 2 or not parts[0].strip():
-            listing.skipped.append((f"{label_file}:{number}", "malformed line: expected filename<TAB>text"))
+        # filename<TAB>text, optionally followed by more columns (the plate renderer adds kind, ev, lines)
+        if len(parts) < 2 or not parts[0].strip():
+            listing.skipped.append((f"{label_file}:{number}", "malformed line: expected filename<TAB>text[<TAB>...]"))
             continue
         path = label_file.parent / parts[0].strip()
         text = parts[1].strip()

@@ -116,3 +116,18 @@ def test_align_and_score_by_hand() -> None:
     assert res["char_accuracy"] == pytest.approx(1 - 4 / 21)
     assert res["format_valid_rate"] == pytest.approx(2 / 3)
     assert ["가->나", 1] in res["confusions"]
+
+
+def test_label_file_accepts_extra_columns_of_the_renderer(tmp_path) -> None:
+    """tools.synth.plates writes filename, text, kind, ev, lines: the first two are what matters."""
+    import cv2
+    import numpy as np
+
+    from lprnet.charset import load_charset
+    from lprnet.dataset import list_label_file
+
+    cv2.imwrite(str(tmp_path / "a.jpg"), np.full((24, 94, 3), 200, np.uint8))
+    (tmp_path / "labels.txt").write_text("a.jpg\t12가3456\tkr_white\t0\t1\nbroken-line\n", encoding="utf-8")
+    listing = list_label_file(tmp_path / "labels.txt", load_charset("kr"))
+    assert [s.text for s in listing.samples] == ["12가3456"]
+    assert len(listing.skipped) == 1 and "malformed" in listing.skipped[0][1]
