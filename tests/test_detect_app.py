@@ -1,0 +1,264 @@
+"""detect.py and detect_video.py run as a user would (subprocess, fresh output folder).
+
+The detector here is the real Yolo-Fastest COCO model from ../shared converted by our own tools
+(SavedModel for --framework tf, TFLite for --framework tflite); the shipped models are exercised in
+tests/test_shipped_models.py.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from core.yolo import iou_matrix
+from tests.paths import REPO, shared_path
+
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(REPO))
+
+
+@pytest.fixture(scope="module")
+def yolo_fastest(tmp_path_factory):
+    """(tflite path, SavedModel dir) of the real Yolo-Fastest, converted with our tools."""
+    from core.keras.convert import export_saved_model, load_darknet, model_info_for
+    from core.keras.tflite_export import convert_saved_model
+    from core.model_info import read_class_names
+
+    darknet = shared_path("assets", "darknet")
+    out = tmp_path_factory.mktemp("yf")
+    converted = load_darknet(darknet / "yolo-fastest-1.1.cfg", darknet / "yolo-fastest-1.1.weights")
+    names = read_class_names(darknet / "coco.names")
+    export_saved_model(converted.model, model_info_for(converted.cfg, names, output="raw"), out / "raw")
+    export_saved_model(converted.model, model_info_for(converted.cfg, names, output="decoded"), out / "tf")
+    convert_saved_model(out / "raw", out / "yf.tflite", "float32", verify=False)
+    return out / "yf.tflite", out / "tf"
+
+
+def run(script: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / script), *args], capture_output=True, text=True,
+                          env=ENV, cwd=REPO, timeout=timeout)
+
+
+def _load_jsons(folder: Path) -> dict:
+    return {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in sorted(folder.glob("*.json"))}
+
+
+def test_detect_on_photos_tflite_and_tf_agree(yolo_fastest, tmp_path) -> None:
+    tflite, saved_model = yolo_fastest
+    scenes = shared_path("data", "scenes")
+    r1 = run("detect.py", "--weights", str(tflite), "--images", str(scenes), "--output", str(tmp_path / "a"),
+             "--json", "--count", "--dont_show", "--score", "0.3")
+    assert r1.returncode == 0, r1.stderr
+    lite = _load_jsons(tmp_path / "a")
+    assert sorted(lite) == ["car", "car2", "car3", "car4"]
+    # the photos show a car each; car.jpg's is cut by the frame and not found at 0.3 by this tiny model
+    for name in ("car2", "car3", "car4"):
+        classes = [d["class"] for d in lite[name]["detections"]]
+        assert "car" in classes, (name, classes)
+        assert lite[name]["width"] == cv2.imread(str(scenes / f"{name}.jpg")).shape[1]
+    assert "car3.jpg: 1 car" in r1.stdout
+    assert (tmp_path / "a" / "car3.jpg").is_file()
+    assert "LICENSE" in r1.stderr  # the licence file in the folder is reported, not fatal
+
+    r2 = run("detect.py", "--framework", "tf", "--weights", str(saved_model), "--images", str(scenes),
+             "--output", str(tmp_path / "b"), "--json", "--dont_show", "--score", "0.3")
+    assert r2.returncode == 0, r2.stderr
+    full = _load_jsons(tmp_path / "b")
+    for name in lite:
+        a, b = lite[name]["detections"], full[name]["detections"]
+        assert [d["class"] for d in a] == [d["class"] for d in b]
+        if a:
+            iou = iou_matrix(np.array([d["box"] for d in a]), np.array([d["box"] for d in b]))
+            assert np.all(np.diag(iou) >= 0.99)
+            assert np.allclose([d["score"] for d in a], [d["score"] for d in b], atol=1e-3)
+
+
+def test_bad_files_are_reported_and_skipped(yolo_fastest, tmp_path) -> None:
+    tflite, _ = yolo_fastest
+    folder = tmp_path / "in"
+    folder.mkdir()
+    good = shared_path("data", "scenes", "car3.jpg").read_bytes()
+    (folder / "good1.jpg").write_bytes(good)
+    (folder / "good2.jpg").write_bytes(good)
+    (folder / "corrupt.jpg").write_bytes(good[: len(good) // 50])
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "notes.txt").write_text("not an image")
+    (folder / "text.png").write_text("this is text named like an image")
+    r = run("detect.py", "--weights", str(tflite), "--images", str(folder), "--output", str(tmp_path / "o"),
+            "--dont_show", "--json")
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr
+    warnings = [line for line in r.stderr.splitlines() if line.startswith("warning: ")]
+    for bad in ("corrupt.jpg", "empty.jpg", "notes.txt", "text.png"):
+        assert sum(bad in line for line in warnings) == 1, (bad, warnings)
+    assert sorted(p.name for p in (tmp_path / "o").glob("*.json")) == ["good1.json", "good2.json"]
+    assert "processed 2 image(s)" in r.stdout
+
+    only_bad = tmp_path / "bad"
+    only_bad.mkdir()
+    (only_bad / "empty.jpg").write_bytes(b"")
+    r = run("detect.py", "--weights", str(tflite), "--images", str(only_bad), "--output", str(tmp_path / "p"),
+            "--dont_show")
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+
+
+def test_detect_one_line_errors(yolo_fastest, tmp_path) -> None:
+    tflite, saved_model = yolo_fastest
+    cases = [
+        (["--weights", str(tmp_path / "missing.tflite")], "not found"),
+        (["--framework", "tf", "--weights", str(tflite)], "SavedModel"),
+        (["--weights", str(tflite), "--size", "416"], "does not match the model's input 320x320"),
+        (["--weights", str(tflite), "--classes", str(REPO / "data" / "classes" / "custom.names")], "3 names"),
+        (["--weights", str(tflite), "--lpr", "--lpr_weights", str(tmp_path / "nope.tflite")], "not found"),
+    ]
+    not_tflite = tmp_path / "x.tflite"
+    not_tflite.write_bytes(b"hello world, not a flatbuffer")
+    cases.append((["--weights", str(not_tflite)], "not a TFLite model"))
+    for args, needle in cases:
+        r = run("detect.py", *args, "--images", str(shared_path("data", "scenes", "car3.jpg")),
+                "--output", str(tmp_path / "o"), "--dont_show")
+        errors = [line for line in r.stderr.splitlines() if line.startswith("error: ")]
+        assert r.returncode == 2 and len(errors) == 1 and needle in errors[0], (args, r.stderr)
+        assert "Traceback" not in r.stderr
+
+
+def test_detect_video_file(yolo_fastest, tmp_path) -> None:
+    tflite, _ = yolo_fastest
+    video = shared_path("data", "video", "license_plate.mp4")
+    out = tmp_path / "out.avi"
+    frames = tmp_path / "frames.jsonl"
+    r = run("detect_video.py", "--weights", str(tflite), "--nolpr", "--video", str(video), "--output", str(out),
+            "--output_format", "MJPG", "--frames_json", str(frames), "--max_frames", "40", "--dont_show")
+    assert r.returncode == 0, r.stderr
+    assert "40 frames" in r.stdout and "FPS" in r.stdout
+    records = [json.loads(line) for line in frames.read_text(encoding="utf-8").splitlines()]
+    assert len(records) == 40
+    assert sum(any(d["class"] == "car" for d in rec["detections"]) for rec in records) >= 30
+    cap = cv2.VideoCapture(str(out))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    assert n == 40
+
+
+_SERVER = r'''
+import http.server, socketserver, sys, time
+import cv2
+frames = []
+cap = cv2.VideoCapture(sys.argv[2])
+while len(frames) < 60:
+    ok, img = cap.read()
+    if not ok:
+        break
+    frames.append(cv2.imencode(".jpg", cv2.resize(img, (640, 360)))[1].tobytes())
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+        self.end_headers()
+        i = 0
+        try:
+            while True:
+                buf = frames[i % len(frames)]
+                self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(buf)
+                                 + buf + b"\r\n")
+                i += 1
+                time.sleep(0.04)
+        except OSError:
+            pass
+
+    def log_message(self, *args):
+        pass
+
+socketserver.TCPServer.allow_reuse_address = True
+with socketserver.ThreadingTCPServer(("127.0.0.1", int(sys.argv[1])), Handler) as server:
+    server.serve_forever()
+'''
+
+
+def test_detect_video_live_stream_reconnects(yolo_fastest, tmp_path) -> None:
+    """A local MJPEG-over-HTTP stream killed and restarted mid-run: the run goes on and its video plays."""
+    tflite, _ = yolo_fastest
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    script = tmp_path / "server.py"
+    script.write_text(_SERVER)
+    video = str(shared_path("data", "video", "license_plate.mp4"))
+
+    def serve() -> subprocess.Popen:
+        proc = subprocess.Popen([sys.executable, str(script), str(port), video])
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                return proc
+            except OSError:
+                time.sleep(0.1)
+        proc.kill()
+        pytest.skip("could not start a local HTTP server")
+
+    server = serve()
+    out = tmp_path / "live.avi"
+    frames = tmp_path / "frames.jsonl"
+    app = subprocess.Popen([sys.executable, str(REPO / "detect_video.py"), "--weights", str(tflite), "--nolpr",
+                            "--video", f"http://127.0.0.1:{port}/stream.mjpg", "--output", str(out),
+                            "--output_format", "MJPG", "--frames_json", str(frames), "--max_frames", "60",
+                            "--dont_show"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+                           cwd=REPO)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and (not frames.exists() or
+                                               len(frames.read_text().splitlines()) < 15):
+            time.sleep(0.2)
+        before = len(frames.read_text().splitlines())
+        server.kill()
+        server.wait()
+        time.sleep(1.5)
+        server = serve()
+        stdout, stderr = app.communicate(timeout=180)
+    finally:
+        app.kill()
+        server.kill()
+        server.wait()
+    assert app.returncode == 0, stderr
+    assert before >= 15 and "reconnect" in stderr.lower()
+    assert len(frames.read_text().splitlines()) == 60  # it kept going after the restart
+    cap = cv2.VideoCapture(str(out))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    assert n == 60
+
+
+def test_detect_video_sigterm_closes_outputs(yolo_fastest, tmp_path) -> None:
+    tflite, _ = yolo_fastest
+    import signal
+
+    out = tmp_path / "stopped.avi"
+    frames = tmp_path / "frames.jsonl"
+    app = subprocess.Popen([sys.executable, str(REPO / "detect_video.py"), "--weights", str(tflite), "--nolpr",
+                            "--video", str(shared_path("data", "video", "road.mp4")), "--output", str(out),
+                            "--output_format", "MJPG", "--frames_json", str(frames), "--dont_show"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=REPO)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not frames.exists() or len(frames.read_text().splitlines()) < 5):
+        time.sleep(0.1)
+    app.send_signal(signal.SIGTERM)
+    stdout, stderr = app.communicate(timeout=60)
+    assert "Traceback" not in stderr
+    written = len(frames.read_text().splitlines())
+    assert 5 <= written < 38  # stopped early (road.mp4 has 38 frames)
+    cap = cv2.VideoCapture(str(out))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    assert n == written
