@@ -307,41 +307,15 @@ class Detector:
         for COCO, are the bulk of the work otherwise).
         """
         if self.info.output == OUTPUT_RAW:
-            boxes, scores = self._decode_raw_above(outputs, score_threshold)
+            w, h = self.info.input_size
+            raws = [outputs[f"head_{i}"][0] for i in range(len(self.info.heads))]
+            boxes, scores = decode_heads(raws, self.info.heads, self.info.num_classes, w, h,
+                                         min_objectness=score_threshold)
         else:
             boxes, scores = outputs["boxes"][0], outputs["scores"][0]
             keep = scores.max(axis=1) >= score_threshold
             boxes, scores = boxes[keep], scores[keep]
         return _cap_pairs(boxes, scores, score_threshold, self.max_candidates)
-
-    def _decode_raw_above(self, outputs: Dict[str, np.ndarray], thr: float) -> Tuple[np.ndarray, np.ndarray]:
-        w, h = self.info.input_size
-        c = self.info.num_classes
-        all_boxes, all_scores = [], []
-        for i, head in enumerate(self.info.heads):
-            gh, gw = head.grid
-            p = outputs[f"head_{i}"][0].reshape(gh, gw, len(head.anchors), 5 + c)
-            obj = p[..., 4] if head.new_coords else _sigmoid(p[..., 4])
-            rows, cols, anc = np.nonzero(obj >= thr)
-            if rows.size == 0:
-                continue
-            sel = p[rows, cols, anc].astype(np.float32)
-            if head.new_coords:  # the conv already applied the logistic
-                txy, wh, cls = sel[:, 0:2], (2.0 * sel[:, 2:4]) ** 2, sel[:, 5:]
-            else:
-                txy, wh, cls = _sigmoid(sel[:, 0:2]), np.exp(sel[:, 2:4]), _sigmoid(sel[:, 5:])
-            s = np.float32(head.scale_x_y)
-            off = (s - 1.0) / 2.0
-            anchors = np.asarray(head.anchors, np.float32)[anc]
-            cx = (cols + txy[:, 0] * s - off) / gw
-            cy = (rows + txy[:, 1] * s - off) / gh
-            half_w = wh[:, 0] * anchors[:, 0] / w / 2.0
-            half_h = wh[:, 1] * anchors[:, 1] / h / 2.0
-            all_boxes.append(np.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], axis=1))
-            all_scores.append(obj[rows, cols, anc][:, None] * cls)
-        if not all_boxes:
-            return np.zeros((0, 4), np.float32), np.zeros((0, c), np.float32)
-        return np.concatenate(all_boxes).astype(np.float32), np.concatenate(all_scores).astype(np.float32)
 
     def postprocess(self, outputs: Dict[str, np.ndarray], lb: Letterbox, score_threshold: float,
                     iou_threshold: float) -> List[Detection]:
@@ -375,10 +349,6 @@ class Detector:
         from core.images import read_image
 
         return self.detect(read_image(path), score_threshold, iou_threshold)
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (np.tanh(0.5 * x) + 1.0)  # overflow-free logistic, as core.yolo
 
 
 def _cap_pairs(boxes: np.ndarray, scores: np.ndarray, thr: float, cap: int) -> Tuple[np.ndarray, np.ndarray]:

@@ -15,7 +15,7 @@ bring them to original-image pixels.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -74,36 +74,41 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (np.tanh(0.5 * x) + 1.0)  # overflow-free logistic
 
 
-def decode_head(raw: np.ndarray, head: YoloHead, num_classes: int, in_w: int, in_h: int
-                ) -> Tuple[np.ndarray, np.ndarray]:
-    """One head's raw output [H, W, A*(5+C)] -> (boxes [N,4] as cx,cy,w,h fractions, scores [N,C])."""
+def decode_head(raw: np.ndarray, head: YoloHead, num_classes: int, in_w: int, in_h: int,
+                min_objectness: Optional[float] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """One head's raw output [H, W, A*(5+C)] -> (boxes [N,4] as cx,cy,w,h fractions, scores [N,C]).
+
+    With ``min_objectness`` only the candidates whose objectness reaches it are decoded (a score is
+    objectness x class probability, so no other candidate can pass a score threshold that high);
+    without it every candidate is returned, in (row, col, anchor) order.
+    """
     gh, gw = head.grid
     na = len(head.anchors)
     p = np.asarray(raw, np.float32).reshape(gh, gw, na, 5 + num_classes)
-    cols = np.arange(gw, dtype=np.float32)[None, :, None]
-    rows = np.arange(gh, dtype=np.float32)[:, None, None]
-    anchors = np.asarray(head.anchors, np.float32)
-    s = np.float32(head.scale_x_y)
-    if head.new_coords:
-        txy, twh, obj, cls = p[..., 0:2], p[..., 2:4], p[..., 4], p[..., 5:]
-        wh = (2.0 * twh) ** 2
+    obj = p[..., 4] if head.new_coords else _sigmoid(p[..., 4])
+    if min_objectness is None:
+        rows, cols, anc = (a.reshape(-1) for a in np.meshgrid(np.arange(gh), np.arange(gw), np.arange(na),
+                                                              indexing="ij"))
     else:
-        txy, obj, cls = _sigmoid(p[..., 0:2]), _sigmoid(p[..., 4]), _sigmoid(p[..., 5:])
-        wh = np.exp(p[..., 2:4])
+        rows, cols, anc = np.nonzero(obj >= min_objectness)
+    sel = p[rows, cols, anc]
+    if head.new_coords:  # the convolution already applied the logistic
+        txy, wh, cls = sel[:, 0:2], (2.0 * sel[:, 2:4]) ** 2, sel[:, 5:]
+    else:
+        txy, wh, cls = _sigmoid(sel[:, 0:2]), np.exp(sel[:, 2:4]), _sigmoid(sel[:, 5:])
+    s = np.float32(head.scale_x_y)
     off = (s - 1.0) / 2.0
-    cx = (cols + txy[..., 0] * s - off) / gw
-    cy = (rows + txy[..., 1] * s - off) / gh
-    bw = wh[..., 0] * anchors[:, 0] / in_w
-    bh = wh[..., 1] * anchors[:, 1] / in_h
-    boxes = np.stack([cx, cy, bw, bh], axis=-1).reshape(-1, 4)
-    scores = (obj[..., None] * cls).reshape(-1, num_classes)
-    return boxes, scores
+    anchors = np.asarray(head.anchors, np.float32)[anc]
+    boxes = np.stack([(cols + txy[:, 0] * s - off) / gw, (rows + txy[:, 1] * s - off) / gh,
+                      wh[:, 0] * anchors[:, 0] / in_w, wh[:, 1] * anchors[:, 1] / in_h], axis=1)
+    scores = obj[rows, cols, anc][:, None] * cls
+    return boxes.astype(np.float32), scores.astype(np.float32)
 
 
 def decode_heads(raws: Sequence[np.ndarray], heads: Sequence[YoloHead], num_classes: int,
-                 in_w: int, in_h: int) -> Tuple[np.ndarray, np.ndarray]:
+                 in_w: int, in_h: int, min_objectness: Optional[float] = None) -> Tuple[np.ndarray, np.ndarray]:
     """All heads of one image -> (boxes [N,4] x1,y1,x2,y2 fractions of the input, scores [N,C])."""
-    parts = [decode_head(r, h, num_classes, in_w, in_h) for r, h in zip(raws, heads)]
+    parts = [decode_head(r, h, num_classes, in_w, in_h, min_objectness) for r, h in zip(raws, heads)]
     boxes = np.concatenate([b for b, _ in parts])
     scores = np.concatenate([s for _, s in parts])
     return to_corners(boxes), scores

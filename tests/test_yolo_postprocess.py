@@ -79,3 +79,19 @@ def test_filter_and_nms_is_per_class() -> None:
     assert c.tolist() == [0, 1] and s.tolist() == pytest.approx([0.9, 0.7])
     b, s, c = filter_and_nms(boxes, scores, 0.95, 0.45)
     assert len(b) == 0
+
+
+def test_decode_above_objectness_is_the_full_decode_filtered() -> None:
+    rng = np.random.default_rng(3)
+    heads = [YoloHead(grid=(4, 5), anchors=((10.0, 12.0), (30.0, 20.0)), scale_x_y=1.05),
+             YoloHead(grid=(2, 3), anchors=((40.0, 50.0),), scale_x_y=1.0)]
+    raws = [rng.normal(0, 2, (4, 5, 2 * 8)).astype(np.float32), rng.normal(0, 2, (2, 3, 8)).astype(np.float32)]
+    from core.yolo import decode_heads
+
+    boxes, scores = decode_heads(raws, heads, 3, 96, 64)
+    obj = np.concatenate([1 / (1 + np.exp(-r.reshape(-1, 8)[:, 4])) for r in raws])
+    keep = obj >= 0.6
+    b2, s2 = decode_heads(raws, heads, 3, 96, 64, min_objectness=0.6)
+    np.testing.assert_allclose(b2, boxes[keep], rtol=1e-6)
+    np.testing.assert_allclose(s2, scores[keep], rtol=1e-6)
+    assert 0 < keep.sum() < keep.size
