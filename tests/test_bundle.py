@@ -312,6 +312,8 @@ def _fresh_venv_install(bundle, tmp_path: Path, python: str) -> None:
                           text=True, timeout=1200)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "install: TFLite interpreter" in proc.stdout and "check: demo.jpg:" in proc.stdout
+    print("\n" + "\n".join(ln for ln in (proc.stdout + proc.stderr).splitlines()
+                            if ln.startswith(("install:", "check:", "bundle "))))
     vpy = root / ".venv" / "bin" / "python"
     cfg = (root / ".venv" / "pyvenv.cfg").read_text()
     assert "include-system-site-packages = false" in cfg
@@ -336,3 +338,21 @@ def test_fresh_python38_venv_install_and_detect(bundle, tmp_path: Path) -> None:
     if not PY38.is_file():
         pytest.skip(f"no Python 3.8 interpreter at {PY38}")
     _fresh_venv_install(bundle, tmp_path, str(PY38))
+
+
+def test_verify_check_runs_detection_and_compares_with_the_labels(bundle, tmp_path: Path) -> None:
+    root = bundle["root"]
+    env = _blocked_env(tmp_path)
+    want = [ln.split()[5] for ln in (root / "data/images/demo.txt").read_text().splitlines() if len(ln.split()) > 5]
+    assert want == ["45누7812", "123가4567", "38다2057"]
+    ok = subprocess.run([sys.executable, "verify_bundle.py", "--quiet", "--check"], cwd=root, env=env,
+                        capture_output=True, text=True, timeout=300)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    line = ok.stdout.strip().splitlines()[-1]
+    # random-weight reader: it detects plates but reads none of the three labelled ones
+    assert line.startswith("check: demo.jpg: ") and line.endswith(
+        "; 0 of 3 expected plate(s) read (45누7812, 123가4567, 38다2057)")
+    strict = subprocess.run([sys.executable, "verify_bundle.py", "--quiet", "--check", "--strict"], cwd=root,
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert strict.returncode == 1
+    assert strict.stderr.strip() == "error: expected plates not read: 45누7812, 123가4567, 38다2057"

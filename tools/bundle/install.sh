@@ -58,7 +58,17 @@ if [ "$SYSTEM_OPENCV" = 1 ]; then
   trap 'rm -f "$REQS"' EXIT
   grep -v -i '^opencv' requirements-edge.txt > "$REQS"
 fi
-"$VPY" -m pip install -q --disable-pip-version-check -r "$REQS"
+if ! "$VPY" -m pip install -q --disable-pip-version-check -r "$REQS"; then
+  # e.g. Python 3.8 on x86_64: requirements-edge.txt asks for ai-edge-litert, which has no 3.8 wheel
+  echo "install: requirements-edge.txt did not install; retrying with whichever TFLite interpreter has a wheel" >&2
+  BASE="$(mktemp)"
+  grep -v -i -E '^(tflite-runtime|tflite_runtime|ai-edge-litert|ai_edge_litert)' "$REQS" > "$BASE"
+  "$VPY" -m pip install -q --disable-pip-version-check -r "$BASE"
+  rm -f "$BASE"
+  "$VPY" -m pip install -q --disable-pip-version-check tflite-runtime ||
+    "$VPY" -m pip install -q --disable-pip-version-check ai-edge-litert ||
+    { echo "error: no TFLite interpreter (tflite-runtime or ai-edge-litert) installs for $("$VPY" --version 2>&1)" >&2; exit 2; }
+fi
 "$VPY" -c 'from core.tflite_runtime import interpreter_class as c; k = c(); print("install: TFLite interpreter", k.__module__)'
 
 if [ "$CHECK" = 1 ]; then

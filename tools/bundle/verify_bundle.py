@@ -108,7 +108,8 @@ def check_detection(root: Path, manifest: Dict, python: str, strict: bool) -> in
     plates = [(d.get("plate") or {}).get("text") or "" for d in found]
     want = expected_plates(image.with_suffix(".txt")) if charset else []
     hits = [t for t in want if t in plates]
-    print(f"check: {image.name}: {len(found)} plate(s) detected, read {plates}"
+    shown = plates if len(plates) <= 8 else plates[:8] + [f"... {len(plates) - 8} more"]
+    print(f"check: {image.name}: {len(found)} plate(s) detected, read {shown}"
           + (f"; {len(hits)} of {len(want)} expected plate(s) read ({', '.join(want)})" if want else ""))
     if strict and want and len(hits) < len(want):
         print(f"error: expected plates not read: {', '.join(t for t in want if t not in hits)}", file=sys.stderr)
