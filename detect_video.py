@@ -34,7 +34,7 @@ flags.DEFINE_boolean("tiny", True, "kept for compatibility with tensorflow-yolov
 flags.DEFINE_string("model", "yolov4", "kept for compatibility with tensorflow-yolov4-tflite")
 flags.DEFINE_string("output", None, "annotated output video file")
 flags.DEFINE_string("output_format", "mp4v", "FourCC codec of --output (mp4v, XVID, MJPG, ...)")
-flags.DEFINE_string("events", None, "JSON Lines file of plate events (one per tracked vehicle)")
+flags.DEFINE_string("events", None, "JSON Lines file of plate events (one per tracked vehicle), appended to")
 flags.DEFINE_string("frames_json", None, "JSON Lines file with every frame's detections")
 flags.DEFINE_float("iou", 0.45, "IoU threshold of the per-class NMS")
 flags.DEFINE_float("score", None, "score threshold (default: the one stored with the model)")

@@ -221,7 +221,7 @@ def run_video(job: VideoJob, out: TextIO = STDOUT, err: TextIO = sys.stderr) -> 
     tracker = IouTracker(report_after=job.report_after)
     meter = FpsMeter()
     writer: Optional[VideoWriter] = None
-    events = JsonlWriter(job.events) if job.events else None
+    events = JsonlWriter(job.events, append=True) if job.events else None  # an event log survives restarts
     frames_out = JsonlWriter(job.frames_json) if job.frames_json else None
     show = job.show and display_available()
     n_frames, n_events, last_log = 0, 0, time.monotonic()
