@@ -105,17 +105,10 @@ def _convert_int8_clipped(
     converter, calib: np.ndarray, percentile: float | None, logit_floor: float | None,
     values_per_crop: int = 2000,
 ) -> bytes:
-    """Full-integer int8 with percentile activation ranges.
-
-    Calibrate only (a float model carrying min/max per activation), measure the activations on the
-    calibration crops, narrow the ranges, then quantize. Uses TF's calibrate-only switch, the
-    flatbuffer utilities and mlir_quantize (the steps TFLiteConverter runs itself).
-    """
+    """Full-integer int8 with percentile activation ranges and a logit floor (``core.keras.quantize``)."""
     import tensorflow as tf
-    from tensorflow.lite.python import convert as tfl_convert
-    from tensorflow.lite.tools import flatbuffer_utils
 
-    from core.tflite_runtime import interpreter_class
+    from core.keras.quantize import quantize_with_percentile_ranges
 
     def representative() -> Iterator[List[np.ndarray]]:
         for i in range(len(calib)):
@@ -127,40 +120,8 @@ def _convert_int8_clipped(
     converter._experimental_calibrate_only = True
     try:
         calibrated = converter.convert()
-        model = flatbuffer_utils.convert_bytearray_to_object(calibrated)
-        graph = model.subgraphs[0]
-        inputs = set(int(i) for i in graph.inputs)
-        outputs = set(int(i) for i in graph.outputs)
-        ranged = [i for i, t in enumerate(graph.tensors)
-                  if t.quantization is not None and t.quantization.min is not None and len(t.quantization.min)]
-        if percentile is not None:
-            interp = interpreter_class()(model_content=calibrated, experimental_preserve_all_tensors=True)
-            interp.allocate_tensors()
-            index = interp.get_input_details()[0]["index"]
-            rng = np.random.default_rng(0)
-            values: dict = {i: [] for i in ranged if i not in inputs and i not in outputs}
-            for k in range(len(calib)):
-                interp.set_tensor(index, calib[k : k + 1])
-                interp.invoke()
-                for i in values:
-                    v = interp.get_tensor(i).ravel()
-                    values[i].append(v if v.size <= values_per_crop else rng.choice(v, values_per_crop, False))
-            for i, chunks in values.items():
-                v = np.concatenate(chunks)
-                q = graph.tensors[i].quantization
-                lo = min(0.0, float(np.percentile(v, 100.0 - percentile)))
-                hi = max(0.0, float(np.percentile(v, percentile)))
-                q.min = np.array([max(float(q.min[0]), lo)], np.float32)
-                q.max = np.array([min(float(q.max[0]), hi)], np.float32)
-        if logit_floor is not None:
-            for i in outputs:
-                q = graph.tensors[i].quantization
-                if q is not None and q.min is not None and len(q.min):
-                    q.min = np.array([max(float(q.min[0]), logit_floor)], np.float32)
-        return tfl_convert.mlir_quantize(
-            flatbuffer_utils.convert_object_to_bytearray(model),
-            fully_quantize=True, input_data_type=tf.int8, output_data_type=tf.int8,
-        )
+        return quantize_with_percentile_ranges(calibrated, [calib[k : k + 1] for k in range(len(calib))],
+                                               percentile, output_floor=logit_floor, per_sample=values_per_crop)
     except AlprError:
         raise
     except Exception as exc:  # noqa: BLE001

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import random
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
@@ -24,6 +23,7 @@ import numpy as np
 
 from core.errors import AlprError
 from core.images import IMAGE_EXTENSIONS, expand_image_args, read_image
+from core.keras.quantize import quantize_with_percentile_ranges
 from core.model_info import OUTPUT_RAW, ModelInfo, load_model_info, save_model_info
 from core.yolo import letterbox_image, to_input_tensor
 
@@ -37,7 +37,7 @@ SIGNATURE = "serving_default"
 # exp(-8) makes a box 3.4e-4 of its anchor. The clamp roughly halves the output step.
 INT8_LOGIT_FLOOR = -8.0
 # int8 activation ranges: this percentile of each activation's calibration values (both tails) rather
-# than min/max (see _quantize_with_percentile_ranges). On Yolo-Fastest with three calibration samples of
+# than min/max (see core.keras.quantize). On Yolo-Fastest with three calibration samples of
 # the shared photos, 99.99 kept 4/4, 3/4, 4/4 of the float32 detections at score 0.25 (min/max: the same)
 # and 8, 8, 9 of 11 at score 0.1 (min/max: 8, 5, 8), and moved car AP on generated scenes less.
 INT8_RANGE_PERCENTILE: Optional[float] = 99.99
@@ -269,7 +269,7 @@ def convert_saved_model(saved_model_dir: str | os.PathLike, output: str | os.Pat
     try:
         flatbuffer = converter.convert()
         if quantize_mode == "int8" and range_percentile is not None:
-            flatbuffer = _quantize_with_percentile_ranges(flatbuffer, calib, range_percentile, dtype, seed)
+            flatbuffer = quantize_with_percentile_ranges(flatbuffer, calib, range_percentile, seed=seed)
     except AlprError:
         raise
     except Exception as exc:  # the converter raises ConverterError / ValueError / RuntimeError
@@ -302,53 +302,6 @@ def convert_saved_model(saved_model_dir: str | os.PathLike, output: str | os.Pat
         x = calib[0] if calib else _verification_input(info, seed)
         report.max_abs_diff = compare_with_saved_model(out, src, x, floor)
     return report
-
-
-def _quantize_with_percentile_ranges(calibrated: bytes, calib: Sequence[np.ndarray], percentile: float,
-                                     io_dtype, seed: int = 0, per_image: int = 512) -> bytes:
-    """Quantize a calibrate-only model (float, carrying min/max per activation) with narrower ranges.
-
-    A few activations of a calibration set reach far beyond the bulk of their values; min/max
-    ranges then spend most int8 levels on them. Here every activation between the model's input
-    and outputs gets [percentile(100 - p), percentile(p)] of a sample of its values (``per_image``
-    per image), never wider than min/max and always containing 0; the input ([0, 1]) and the
-    outputs (the clamped heads) keep min/max. Then the same MLIR quantizer the converter runs,
-    fully quantized: integer ops only.
-    """
-    from tensorflow.lite.python import convert as tfl_convert
-    from tensorflow.lite.tools import flatbuffer_utils
-
-    from core.tflite_runtime import interpreter_class
-
-    model = flatbuffer_utils.convert_bytearray_to_object(calibrated)
-    graph = model.subgraphs[0]
-    boundary = {int(i) for i in graph.inputs} | {int(i) for i in graph.outputs}
-    ranged = [i for i, t in enumerate(graph.tensors)
-              if i not in boundary and t.quantization is not None and t.quantization.min is not None
-              and len(t.quantization.min) == 1]
-    # preserve_all_tensors keeps every intermediate readable (it also keeps delegates away)
-    with warnings.catch_warnings():  # "intended for debugging": that is what it is used for here
-        warnings.simplefilter("ignore")
-        interp = interpreter_class()(model_content=calibrated, experimental_preserve_all_tensors=True)
-    interp.allocate_tensors()
-    index = interp.get_input_details()[0]["index"]
-    rng = np.random.default_rng(seed)
-    samples: Dict[int, List[np.ndarray]] = {i: [] for i in ranged}
-    for x in calib:
-        interp.set_tensor(index, x)
-        interp.invoke()
-        for i in ranged:
-            v = interp.get_tensor(i).ravel()
-            samples[i].append(v if v.size <= per_image else v[rng.integers(0, v.size, per_image)])
-    for i in ranged:
-        v = np.concatenate(samples[i])
-        q = graph.tensors[i].quantization
-        lo = min(0.0, float(np.percentile(v, 100.0 - percentile)))
-        hi = max(0.0, float(np.percentile(v, percentile)))
-        q.min = np.array([max(float(q.min[0]), lo)], np.float32)
-        q.max = np.array([min(float(q.max[0]), hi)], np.float32)
-    return tfl_convert.mlir_quantize(flatbuffer_utils.convert_object_to_bytearray(model), fully_quantize=True,
-                                     input_data_type=io_dtype, output_data_type=io_dtype)  # int8 only here
 
 
 def _verification_input(info: ModelInfo, seed: int) -> np.ndarray:
