@@ -43,6 +43,11 @@ def open_pipeline(choice: ModelChoice) -> Pipeline:
     if choice.framework not in DEFAULT_DETECTOR:
         raise AlprError(f"unknown --framework {choice.framework!r}: use tflite or tf")
     weights = Path(choice.weights) if choice.weights else DEFAULT_DETECTOR[choice.framework]
+    if not choice.weights and choice.framework == "tf" and not weights.exists():
+        # Only the Darknet weights and the TFLite model are shipped; the SavedModel is one command away.
+        raise AlprError(f"no SavedModel at {weights}: create it with 'python save_model.py --cfg "
+                        f"checkpoints/yolov4-tiny-alpr.cfg --weights checkpoints/yolov4-tiny-alpr.weights "
+                        f"--input_size 416 --output {weights}'")
     if choice.framework == "tflite" and weights.is_dir():
         raise AlprError(f"{weights} is a folder (a SavedModel?): use --framework tf, or give a .tflite file")
     if choice.framework == "tf" and weights.is_file():
