@@ -1,0 +1,70 @@
+"""The shipped models (checkpoints/) through the README's main command, checked against the demo's labels.
+
+``data/images/demo.txt`` holds the demo scene's ground truth (YOLO lines, the plate text as a 6th
+token), written by the scene renderer that drew the image: an independent record of what is in it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+
+from core.yolo import iou_matrix
+from core.yolo_dataset import read_labels
+from lprnet.charset import load_charset
+from tests.paths import REPO
+
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(REPO))
+DEMO = REPO / "data" / "images" / "demo.jpg"
+NAMES = ("car", "license_plate", "disabled_sticker")
+
+
+def _truth():
+    h, w = cv2.imread(str(DEMO)).shape[:2]
+    boxes, problems = read_labels(REPO / "data" / "images" / "demo.txt", num_classes=3)
+    assert not problems
+    out = []
+    for b in boxes:
+        x1, y1, x2, y2 = b.to_xyxy(w, h)
+        out.append((NAMES[b.class_id], np.array([x1, y1, x2, y2], np.float32), b.text))
+    return out
+
+
+def test_readme_main_command_on_the_demo(tmp_path) -> None:
+    r = subprocess.run([sys.executable, "detect.py", "--images", str(DEMO), "--lpr", "--json", "--output",
+                        str(tmp_path), "--dont_show"], capture_output=True, text=True, env=ENV, cwd=REPO, timeout=300)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads((tmp_path / "demo.json").read_text(encoding="utf-8"))
+    dets = doc["detections"]
+    truth = _truth()
+    for name in NAMES:
+        want = [t for t in truth if t[0] == name]
+        got = [d for d in dets if d["class"] == name]
+        assert len(got) == len(want), (name, len(got), len(want))
+        iou = iou_matrix(np.array([t[1] for t in want]), np.array([d["box"] for d in got], np.float32))
+        assert np.all(iou.max(axis=1) >= 0.5), (name, iou)
+    # every plate was read with the Korean charset, belongs to a car, and is printed
+    charset = load_charset("kr")
+    plates = [d for d in dets if d["class"] == "license_plate"]
+    for p in plates:
+        assert p["vehicle"] is not None and dets[p["vehicle"]]["class"] == "car"
+        text = p["plate"]["text"]
+        assert text and charset.can_encode(text), text
+        assert f"plate {text}" in r.stdout
+    # the reader is a first small model (see checkpoints/MODEL_CARD.md): at least 2 of the 3 labelled
+    # texts must come back exactly
+    read = {p["plate"]["text"] for p in plates}
+    assert sum(t[2] in read for t in truth if t[0] == "license_plate") >= 2, read
+    # the sticker is on the red car (the rightmost one)
+    sticker = next(d for d in dets if d["class"] == "disabled_sticker")
+    cars = [d for d in dets if d["class"] == "car"]
+    assert dets[sticker["vehicle"]] is max(cars, key=lambda d: d["box"][0])
+    # the EV plate 45누7812 (light blue) is flagged, the white ones are not
+    truth_plates = [t for t in truth if t[0] == "license_plate"]
+    for t in truth_plates:
+        p = max(plates, key=lambda d: float(iou_matrix(t[1][None], np.array([d["box"]], np.float32))[0, 0]))
+        assert p["plate"]["ev"] == (t[2] == "45누7812"), (t[2], p["plate"])
