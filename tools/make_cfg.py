@@ -82,39 +82,8 @@ def _schedule(classes: int) -> int:
     return max(6000, classes * 2000)
 
 
-def yolov4_tiny(classes: int, size: int) -> str:
-    w = CfgWriter()
-    w.net(size, 64, 1, 0.00261, 1000, _schedule(classes), mosaic=False)
-    w.conv(32, 3, 2)
-    w.conv(64, 3, 2)
-    csp_out = None
-    for filters in (64, 128, 256):
-        w.conv(filters, 3)
-        w.route(-1, groups=2, group_id=1)
-        w.conv(filters // 2, 3)
-        w.conv(filters // 2, 3)
-        w.route(-1, -2)
-        csp_out = w.conv(filters, 1)
-        w.route(-6, -1)
-        if filters < 256:
-            w.maxpool(2, 2)
-    w.maxpool(2, 2)
-    w.conv(512, 3)
-    w.conv(256, 1)
-    w.conv(512, 3)
-    w.head((3, 4, 5), TINY_ANCHORS, classes, 1.05)
-    w.route(-4)
-    w.conv(128, 1)
-    w.upsample()
-    w.route(-1, csp_out)
-    w.conv(256, 3)
-    w.head((1, 2, 3), TINY_ANCHORS, classes, 1.05)
-    return w.text(f"yolov4-tiny, {classes} classes")
-
-
-def yolov4_tiny_3l(classes: int, size: int) -> str:
-    w = CfgWriter()
-    w.net(size, 64, 1, 0.00261, 1000, _schedule(classes), mosaic=False)
+def _tiny_backbone(w: CfgWriter) -> List[int]:
+    """yolov4-tiny's CSP backbone up to the last 3x3 conv; returns the three CSP merge convs."""
     w.conv(32, 3, 2)
     w.conv(64, 3, 2)
     csp = []
@@ -132,6 +101,27 @@ def yolov4_tiny_3l(classes: int, size: int) -> str:
     w.conv(512, 3)
     w.conv(256, 1)
     w.conv(512, 3)
+    return csp
+
+
+def yolov4_tiny(classes: int, size: int) -> str:
+    w = CfgWriter()
+    w.net(size, 64, 1, 0.00261, 1000, _schedule(classes), mosaic=False)
+    csp = _tiny_backbone(w)
+    w.head((3, 4, 5), TINY_ANCHORS, classes, 1.05)
+    w.route(-4)
+    w.conv(128, 1)
+    w.upsample()
+    w.route(-1, csp[2])
+    w.conv(256, 3)
+    w.head((1, 2, 3), TINY_ANCHORS, classes, 1.05)
+    return w.text(f"yolov4-tiny, {classes} classes")
+
+
+def yolov4_tiny_3l(classes: int, size: int) -> str:
+    w = CfgWriter()
+    w.net(size, 64, 1, 0.00261, 1000, _schedule(classes), mosaic=False)
+    csp = _tiny_backbone(w)
     w.head((6, 7, 8), TINY_3L_ANCHORS, classes, 1.05)
     w.route(-4)
     w.conv(128, 1)
