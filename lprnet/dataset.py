@@ -67,6 +67,15 @@ def _check_text(text: str, charset: Charset) -> str:
     return ""
 
 
+def _add(listing: Listing, path: Path, text: str, charset: Charset) -> None:
+    """A sample, or a skipped entry saying why its label is unusable."""
+    problem = _check_text(text, charset)
+    if problem:
+        listing.skipped.append((str(path), problem))
+    else:
+        listing.samples.append(Sample(path, text))
+
+
 def list_folder(folder: Union[str, Path], charset: Charset) -> Listing:
     folder = Path(folder)
     if not folder.is_dir():
@@ -75,12 +84,7 @@ def list_folder(folder: Union[str, Path], charset: Charset) -> Listing:
     for path in sorted(folder.iterdir()):
         if path.suffix.lower() not in IMAGE_EXTENSIONS or not path.is_file():
             continue
-        text = text_from_filename(path)
-        problem = _check_text(text, charset)
-        if problem:
-            listing.skipped.append((str(path), problem))
-        else:
-            listing.samples.append(Sample(path, text))
+        _add(listing, path, text_from_filename(path), charset)
     return listing
 
 
@@ -101,13 +105,7 @@ def list_label_file(label_file: Union[str, Path], charset: Charset) -> Listing:
         if len(parts) < 2 or not parts[0].strip():
             listing.skipped.append((f"{label_file}:{number}", "malformed line: expected filename<TAB>text[<TAB>...]"))
             continue
-        path = label_file.parent / parts[0].strip()
-        text = parts[1].strip()
-        problem = _check_text(text, charset)
-        if problem:
-            listing.skipped.append((str(path), problem))
-        else:
-            listing.samples.append(Sample(path, text))
+        _add(listing, label_file.parent / parts[0].strip(), parts[1].strip(), charset)
     return listing
 
 
