@@ -18,6 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
+from core.app import define_model_flags  # noqa: E402
 from core.cli import guarded  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -27,29 +28,17 @@ flags.DEFINE_integer("csi_sensor", 0, "CSI sensor id")
 flags.DEFINE_string("csi_size", "1280x720", "CSI capture size WxH")
 flags.DEFINE_integer("csi_fps", 30, "CSI frame rate")
 flags.DEFINE_integer("csi_flip", 0, "CSI flip method (nvvidconv flip-method)")
-flags.DEFINE_enum("framework", "tflite", ["tflite", "tf"], "tflite: a .tflite model; tf: a SavedModel folder")
-flags.DEFINE_string("weights", None, "detector model (default: the shipped yolov4-tiny for --framework)")
-flags.DEFINE_integer("size", None, "input size; must match the model's")
-flags.DEFINE_boolean("tiny", True, "kept for compatibility with tensorflow-yolov4-tflite")
-flags.DEFINE_string("model", "yolov4", "kept for compatibility with tensorflow-yolov4-tflite")
+define_model_flags(flags, lpr_default=True)
 flags.DEFINE_string("output", None, "annotated output video file")
 flags.DEFINE_string("output_format", "mp4v", "FourCC codec of --output (mp4v, XVID, MJPG, ...)")
 flags.DEFINE_string("events", None, "JSON Lines file of plate events (one per tracked vehicle), appended to")
 flags.DEFINE_string("frames_json", None, "JSON Lines file with every frame's detections")
-flags.DEFINE_float("iou", 0.45, "IoU threshold of the per-class NMS")
-flags.DEFINE_float("score", None, "score threshold (default: the one stored with the model)")
-flags.DEFINE_boolean("dont_show", False, "do not open a window (a window opens only where a display exists)")
-flags.DEFINE_boolean("lpr", True, "read the plates (--nolpr: detection only)")
-flags.DEFINE_string("lpr_weights", None, "plate reader .tflite (default: the shipped one for --charset)")
-flags.DEFINE_enum("charset", "kr", ["kr", "cn"], "plate alphabet and conventions")
-flags.DEFINE_string("classes", None, "class names file (default: the names stored with the model)")
-flags.DEFINE_integer("num_threads", None, "TFLite interpreter threads")
 flags.DEFINE_integer("max_frames", None, "stop after this many frames")
 flags.DEFINE_integer("report_after", None, "report a vehicle's plate after N frames instead of when it leaves")
 
 
 def main(argv):
-    from core.app import ModelChoice, VideoJob, run_video
+    from core.app import VideoJob, model_choice, run_video
     from core.errors import AlprError
 
     if FLAGS.csi:
@@ -64,9 +53,7 @@ def main(argv):
         source = FLAGS.video
     else:
         raise AlprError("give --video (file, camera index, URL or GStreamer pipeline) or --csi")
-    models = ModelChoice(framework=FLAGS.framework, weights=FLAGS.weights, classes=FLAGS.classes, size=FLAGS.size,
-                         lpr=FLAGS.lpr, lpr_weights=FLAGS.lpr_weights, charset=FLAGS.charset, score=FLAGS.score,
-                         iou=FLAGS.iou, num_threads=FLAGS.num_threads)
+    models = model_choice(FLAGS)
     job = VideoJob(video=source, models=models, output=FLAGS.output, output_format=FLAGS.output_format,
                    events=FLAGS.events, frames_json=FLAGS.frames_json, show=not FLAGS.dont_show,
                    max_frames=FLAGS.max_frames, report_after=FLAGS.report_after)

@@ -39,6 +39,30 @@ class ModelChoice:
     num_threads: Optional[int] = None
 
 
+def define_model_flags(flags, lpr_default: bool) -> None:
+    """The detector/reader flags detect.py and detect_video.py share (tensorflow-yolov4-tflite names)."""
+    flags.DEFINE_enum("framework", "tflite", ["tflite", "tf"], "tflite: a .tflite model; tf: a SavedModel folder")
+    flags.DEFINE_string("weights", None, "detector model (default: the shipped yolov4-tiny for --framework)")
+    flags.DEFINE_integer("size", None, "input size; must match the model's (models have a fixed input size)")
+    flags.DEFINE_boolean("tiny", True, "kept for compatibility with tensorflow-yolov4-tflite")
+    flags.DEFINE_string("model", "yolov4", "kept for compatibility with tensorflow-yolov4-tflite")
+    flags.DEFINE_float("iou", 0.45, "IoU threshold of the per-class NMS")
+    flags.DEFINE_float("score", None, "score threshold (default: the one stored with the model)")
+    flags.DEFINE_boolean("dont_show", False, "do not open a window (a window opens only where a display exists)")
+    flags.DEFINE_boolean("lpr", lpr_default, "read the plates" + (" (--nolpr: detection only)" if lpr_default else ""))
+    flags.DEFINE_string("lpr_weights", None, "plate reader .tflite (default: the shipped one for --charset)")
+    flags.DEFINE_enum("charset", "kr", ["kr", "cn"], "plate alphabet and conventions")
+    flags.DEFINE_string("classes", None, "class names file (default: the names stored with the model)")
+    flags.DEFINE_integer("num_threads", None, "TFLite interpreter threads (default: the runtime's choice)")
+
+
+def model_choice(values) -> ModelChoice:
+    """``ModelChoice`` from the parsed values of ``define_model_flags`` (the front end passes its FLAGS)."""
+    return ModelChoice(framework=values.framework, weights=values.weights, classes=values.classes, size=values.size,
+                       lpr=values.lpr, lpr_weights=values.lpr_weights, charset=values.charset, score=values.score,
+                       iou=values.iou, num_threads=values.num_threads)
+
+
 def open_pipeline(choice: ModelChoice) -> Pipeline:
     if choice.framework not in DEFAULT_DETECTOR:
         raise AlprError(f"unknown --framework {choice.framework!r}: use tflite or tf")
