@@ -24,6 +24,7 @@ KR_RE = re.compile(f"^({'|'.join(REGIONS)})?[0-9]{{2,3}}[{HANGUL}][0-9]{{4}}$")
 CN_RE = re.compile(f"^[{PROVINCES}][{LETTERS}][0-9{LETTERS}]{{5,6}}$")
 EXPECTED = {  # kind -> (format regex, two-line?, EV?)
     "kr_white": (re.compile(f"^[0-9]{{2,3}}[{HANGUL}][0-9]{{4}}$"), False, False),
+    "kr_white_old": (re.compile(f"^[0-9]{{2}}[{HANGUL}][0-9]{{4}}$"), False, False),
     "kr_ev": (re.compile(f"^[0-9]{{2,3}}[{HANGUL}][0-9]{{4}}$"), False, True),
     "kr_yellow": (re.compile(f"^({'|'.join(REGIONS)})[0-9]{{2}}[바사아자배][0-9]{{4}}$"), False, False),
     "kr_yellow2": (re.compile(f"^({'|'.join(REGIONS)})[0-9]{{2}}[바사아자배][0-9]{{4}}$"), True, False),

@@ -72,6 +72,7 @@ FORMATS: Dict[str, re.Pattern[str]] = {
 
 KIND_PATTERNS: Dict[str, re.Pattern[str]] = {
     "kr_white": re.compile(f"^[0-9]{{2,3}}[{KR_PRIVATE_HANGUL}{KR_RENTAL_HANGUL}][0-9]{{4}}$"),
+    "kr_white_old": re.compile(f"^[0-9]{{2}}[{KR_PRIVATE_HANGUL}][0-9]{{4}}$"),
     "kr_ev": re.compile(f"^[0-9]{{2,3}}[{KR_PRIVATE_HANGUL}{KR_RENTAL_HANGUL}][0-9]{{4}}$"),
     "kr_yellow": re.compile(f"^{_R}[0-9]{{2}}[{KR_COMMERCIAL_HANGUL}][0-9]{{4}}$"),
     "kr_yellow2": re.compile(f"^{_R}[0-9]{{2}}[{KR_COMMERCIAL_HANGUL}][0-9]{{4}}$"),

@@ -63,6 +63,8 @@ KINDS: Dict[str, PlateKind] = {
     k.name: k
     for k in (
         PlateKind("kr_white", "kr", (520, 110), 1, False, (245, 245, 242), (20, 20, 22)),
+        # the older, shorter private plate (335x155, one line), still common on the road
+        PlateKind("kr_white_old", "kr", (335, 155), 1, False, (240, 240, 236), (20, 20, 22)),
         PlateKind("kr_ev", "kr", (520, 110), 1, True, (140, 200, 235), (15, 20, 30)),
         PlateKind("kr_yellow", "kr", (520, 110), 1, False, (240, 190, 25), (20, 20, 20)),
         PlateKind("kr_yellow2", "kr", (335, 170), 2, False, (240, 190, 25), (20, 20, 20)),
@@ -74,7 +76,7 @@ KINDS: Dict[str, PlateKind] = {
     )
 }
 KIND_WEIGHTS = {
-    "kr": {"kr_white": 0.4, "kr_ev": 0.2, "kr_yellow": 0.14, "kr_yellow2": 0.13, "kr_green2": 0.13},
+    "kr": {"kr_white": 0.3, "kr_white_old": 0.1, "kr_ev": 0.2, "kr_yellow": 0.14, "kr_yellow2": 0.13, "kr_green2": 0.13},
     "cn": {"cn_blue": 0.5, "cn_green": 0.25, "cn_yellow": 0.15, "cn_yellow2": 0.1},
 }
 
@@ -108,6 +110,8 @@ def _cn_alnum(rng: np.random.Generator, n: int, p_letter: float = 0.25) -> str:
 def random_text(rng: np.random.Generator, kind: PlateKind) -> str:
     """A random, valid plate text for ``kind`` (matches ``charsets.KIND_PATTERNS[kind.name]``)."""
     n = kind.name
+    if n == "kr_white_old":
+        return _digits(rng, 2) + _choice(rng, cs.KR_PRIVATE_HANGUL) + _digits(rng, 4)
     if n in ("kr_white", "kr_ev"):
         han = cs.KR_RENTAL_HANGUL if rng.random() < 0.1 else cs.KR_PRIVATE_HANGUL
         return _digits(rng, 2 if rng.random() < 0.45 else 3) + _choice(rng, han) + _digits(rng, 4)
@@ -158,11 +162,12 @@ def _layout(rng: np.random.Generator, kind: PlateKind, text: str) -> Tuple[List[
     if kind.charset == "kr":
         region, d1, han, d2 = _split_kr(text)
         if kind.lines == 1:
-            strip = kind.ev or (len(d1) == 3 and rng.random() < 0.6)
+            short = H > 120  # the old 335x155 plate: bigger glyphs, no strip
+            strip = not short and (kind.ev or (len(d1) == 3 and rng.random() < 0.6))
             deco["strip"] = strip
             x0 = 46.0 if strip else 18.0
             x1 = W - 14.0
-            h = 80.0 * j(0.05)
+            h = (0.66 * H if short else 80.0) * j(0.05)
             space = rng.uniform(0.0, 0.55)  # real plates often leave a gap after the Hangul
             glyphs = list(d1) + [han, " "] + list(d2)
             if region:
