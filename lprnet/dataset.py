@@ -21,7 +21,7 @@ import numpy as np
 
 from core.errors import AlprError
 from lprnet.charset import Charset
-from lprnet.preprocess import resize_crop
+from lprnet.preprocess import layout_input
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 _DUPLICATE_SUFFIX = re.compile(r"^(.+?)[-_][0-9]+$")
@@ -31,6 +31,7 @@ _DUPLICATE_SUFFIX = re.compile(r"^(.+?)[-_][0-9]+$")
 class Sample:
     path: Path
     text: str
+    lines: int = 0  # 1 or 2 when the label file says so (the plate renderer does), 0 when unknown
 
 
 @dataclass
@@ -67,13 +68,13 @@ def _check_text(text: str, charset: Charset) -> str:
     return ""
 
 
-def _add(listing: Listing, path: Path, text: str, charset: Charset) -> None:
+def _add(listing: Listing, path: Path, text: str, charset: Charset, lines: int = 0) -> None:
     """A sample, or a skipped entry saying why its label is unusable."""
     problem = _check_text(text, charset)
     if problem:
         listing.skipped.append((str(path), problem))
     else:
-        listing.samples.append(Sample(path, text))
+        listing.samples.append(Sample(path, text, lines))
 
 
 def list_folder(folder: Union[str, Path], charset: Charset) -> Listing:
@@ -105,7 +106,9 @@ def list_label_file(label_file: Union[str, Path], charset: Charset) -> Listing:
         if len(parts) < 2 or not parts[0].strip():
             listing.skipped.append((f"{label_file}:{number}", "malformed line: expected filename<TAB>text[<TAB>...]"))
             continue
-        _add(listing, label_file.parent / parts[0].strip(), parts[1].strip(), charset)
+        lines = parts[4].strip() if len(parts) > 4 else ""
+        _add(listing, label_file.parent / parts[0].strip(), parts[1].strip(), charset,
+             int(lines) if lines in ("1", "2") else 0)
     return listing
 
 
@@ -137,8 +140,7 @@ def read_image(path: Union[str, Path]) -> np.ndarray:
     return image
 
 
-def load_crops(listing: Listing, progress: bool = False) -> Tuple[np.ndarray, List[str]]:
-    """Read and resize every sample to uint8 [N, 24, 94, 3]; corrupt images move to ``skipped``."""
+def _load(listing: Listing, progress: bool, transform) -> Tuple[List[np.ndarray], List[str]]:
     images: List[np.ndarray] = []
     texts: List[str] = []
     kept: List[Sample] = []
@@ -149,7 +151,7 @@ def load_crops(listing: Listing, progress: bool = False) -> Tuple[np.ndarray, Li
         items = tqdm(items, desc="loading crops", unit="crop", leave=False)
     for sample in items:
         try:
-            images.append(resize_crop(read_image(sample.path)))
+            images.append(transform(read_image(sample.path), sample))
         except AlprError as exc:
             listing.skipped.append((str(sample.path), f"bad image: {exc}"))
             continue
@@ -158,4 +160,16 @@ def load_crops(listing: Listing, progress: bool = False) -> Tuple[np.ndarray, Li
     listing.samples = kept
     if not images:
         raise AlprError(f"no readable plate crops ({listing.summary()})")
+    return images, texts
+
+
+def load_crops(listing: Listing, progress: bool = False) -> Tuple[np.ndarray, List[str]]:
+    """Model inputs for training: uint8 [N, 24, 94, 3], two-line plates stitched when the label file
+    says a crop has two lines (``lprnet.preprocess.layout_input``); corrupt images move to ``skipped``."""
+    images, texts = _load(listing, progress, lambda img, sample: layout_input(img, sample.lines))
     return np.stack(images), texts
+
+
+def load_originals(listing: Listing, progress: bool = False) -> Tuple[List[np.ndarray], List[str]]:
+    """The crops as they are (BGR, any size), for reading them as the runtime does."""
+    return _load(listing, progress, lambda img, sample: img)

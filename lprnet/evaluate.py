@@ -19,8 +19,7 @@ import numpy as np
 
 from core.errors import AlprError
 from lprnet.charset import Charset
-from lprnet.ctc import decode
-from lprnet.preprocess import normalize
+from lprnet.preprocess import normalize, resize_crop
 
 LogitsFn = Callable[[np.ndarray], np.ndarray]
 
@@ -119,32 +118,31 @@ def score(preds: Sequence[str], texts: Sequence[str], charset: Charset, top: int
 
 def evaluate(
     logits_fn: LogitsFn,
-    images: np.ndarray,
+    crops: Sequence[np.ndarray],
     texts: Sequence[str],
     charset: Charset,
     decoder: str = "greedy",
     batch_size: int = 64,
     latency_samples: int = 200,
 ) -> Dict[str, object]:
-    """Decode every crop (uint8 [N,24,94,3]) in batches, time batch-1 calls, and score."""
-    x = normalize(images)
-    preds: List[str] = []
-    confidences: List[float] = []
-    for start in range(0, len(x), batch_size):
-        logits = logits_fn(x[start : start + batch_size])
-        for res in decode(logits, decoder, blank=charset.blank, is_probs=False):
-            preds.append(charset.decode(res.ids))
-            confidences.append(res.confidence)
+    """Read every crop (BGR, any size) as the runtime does (lprnet.reader.read_crops), time batch-1
+    model calls, and score."""
+    from lprnet.reader import read_crops
+
+    reads = []
+    for start in range(0, len(crops), batch_size):
+        reads += read_crops(crops[start : start + batch_size], logits_fn, charset, decoder)
+    preds = [r.text for r in reads]
+    x = normalize(np.stack([resize_crop(c) for c in crops[:latency_samples]]))
     times = []
-    n_lat = min(len(x), latency_samples)
     logits_fn(x[:1])  # warm-up (retracing, allocation)
-    for i in range(n_lat):
+    for i in range(len(x)):
         t0 = time.perf_counter()
         logits_fn(x[i : i + 1])
         times.append(time.perf_counter() - t0)
     result = score(preds, texts, charset)
     result["latency_ms_median"] = float(np.median(times) * 1000.0)
-    result["mean_confidence"] = float(np.mean(confidences))
+    result["mean_confidence"] = float(np.mean([r.confidence for r in reads]))
     result["wrong"] = [[t, p] for t, p in zip(texts, preds) if t != p][:50]
     return result
 
@@ -164,13 +162,13 @@ def main(argv: Sequence[str]) -> None:
 
     from core.cli import atomic_path
     from lprnet.charset import load_charset
-    from lprnet.dataset import list_samples, load_crops
+    from lprnet.dataset import list_samples, load_originals
 
     del argv
     f = flags.FLAGS
     charset = load_charset(f.charset)
     listing = list_samples(f.images, charset)
-    images, texts = load_crops(listing, progress=True)
+    images, texts = load_originals(listing, progress=True)
     if listing.skipped:
         print(f"skipped: {listing.summary()}")
     logits_fn, kind = load_backend(f.weights, charset, f.threads)

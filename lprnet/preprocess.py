@@ -1,10 +1,19 @@
 """Reader pre-processing (edge runtime, TF-free), as LPRNet_Pytorch does it.
 
 BGR crop as OpenCV reads it -> resize to 94x24 -> (x - 127.5) * 0.0078125 -> NHWC float32.
+
+Two-line plates (Korean commercial and old green plates, Chinese yellow rear plates) cannot be read
+by 18 horizontal CTC steps as they are: the top line would have to come out before the bottom line
+although both span the whole width. They are *stitched* instead: the crop is cut between the lines
+(the quietest row of the text band, by horizontal gradient energy) and the two lines are laid side by
+side, the top line in the left ``TOP_WIDTH`` pixels. A crop's aspect ratio alone cannot tell a
+two-line plate from a loosely cropped one-line plate (they overlap between about 1.2 and 2.3), so a
+crop narrower than ``TWO_LINE_MAX_ASPECT`` is read both ways and the reader keeps the better read
+(``candidate_inputs`` here, the choice in ``lprnet.reader``).
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import List, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -15,10 +24,12 @@ INPUT_WIDTH = 94
 INPUT_HEIGHT = 24
 MEAN = 127.5
 SCALE = 0.0078125
+# crops at least this wide for their height are one-line plates; narrower ones may be two-line
+TWO_LINE_MAX_ASPECT = 2.6
+TOP_WIDTH = 40  # pixels of the 94 given to the top line of a stitched two-line plate
 
 
-def resize_crop(crop: np.ndarray) -> np.ndarray:
-    """One BGR (or grey) uint8 crop -> uint8 [24, 94, 3]."""
+def _as_bgr(crop: np.ndarray) -> np.ndarray:
     arr = np.asarray(crop)
     if arr.ndim == 2:
         arr = cv2.cvtColor(arr, cv2.COLOR_GRAY2BGR)
@@ -28,9 +39,79 @@ def resize_crop(crop: np.ndarray) -> np.ndarray:
         raise AlprError(f"a plate crop must be an HxWx3 BGR image, got shape {arr.shape}")
     if arr.dtype != np.uint8:
         arr = np.clip(arr, 0, 255).astype(np.uint8)
+    return arr
+
+
+def resize_crop(crop: np.ndarray) -> np.ndarray:
+    """One BGR (or grey) uint8 crop -> uint8 [24, 94, 3]."""
+    arr = _as_bgr(crop)
     if arr.shape[:2] != (INPUT_HEIGHT, INPUT_WIDTH):
         arr = cv2.resize(arr, (INPUT_WIDTH, INPUT_HEIGHT), interpolation=cv2.INTER_LINEAR)
     return arr
+
+
+def line_split_row(crop: np.ndarray) -> int:
+    """Row between the two lines of a two-line plate crop.
+
+    Characters make strong horizontal gradients; the gap between the lines (and the car body around
+    a loose crop) makes weak ones. The text band is the span of rows with at least a quarter of the
+    strongest row's (smoothed) gradient energy; the top line takes roughly its upper third, so the
+    cut is the quietest row between 15% and 60% of that band.
+    """
+    arr = _as_bgr(crop)
+    h = arr.shape[0]
+    fallback = int(round(0.4 * h))
+    if h < 8:
+        return max(1, fallback)
+    grey = arr.astype(np.float32).mean(axis=2)
+    energy = np.abs(np.diff(grey, axis=1)).mean(axis=1)
+    k = max(1, h // 24)
+    energy = np.convolve(energy, np.ones(2 * k + 1, np.float32) / (2 * k + 1), mode="same")
+    strong = np.nonzero(energy >= 0.25 * float(energy.max()))[0]
+    if strong.size == 0 or strong[-1] - strong[0] < 6:
+        return max(1, fallback)
+    y0, y1 = int(strong[0]), int(strong[-1])
+    lo = y0 + int(0.15 * (y1 - y0))
+    hi = y0 + int(np.ceil(0.6 * (y1 - y0)))
+    return lo + int(np.argmin(energy[lo : hi + 1])) + 1
+
+
+def stitch_two_lines(crop: np.ndarray) -> np.ndarray:
+    """A two-line plate crop -> uint8 [24, 94, 3] with the top line left of the bottom line."""
+    arr = _as_bgr(crop)
+    if arr.shape[0] < 2:  # nothing to cut: both halves are the whole (degenerate) crop
+        arr = np.concatenate([arr, arr])
+    cut = min(max(1, line_split_row(arr)), arr.shape[0] - 1)
+    top = cv2.resize(arr[:cut], (TOP_WIDTH, INPUT_HEIGHT), interpolation=cv2.INTER_AREA)
+    bottom = cv2.resize(arr[cut:], (INPUT_WIDTH - TOP_WIDTH, INPUT_HEIGHT), interpolation=cv2.INTER_AREA)
+    return np.concatenate([top, bottom], axis=1)
+
+
+def may_be_two_lines(crop: np.ndarray) -> bool:
+    h, w = np.asarray(crop).shape[:2]
+    return h >= 8 and w < TWO_LINE_MAX_ASPECT * h
+
+
+def layout_input(crop: np.ndarray, lines: int) -> np.ndarray:
+    """uint8 [24, 94, 3] of a crop whose line count is known (training data)."""
+    return stitch_two_lines(crop) if lines == 2 else resize_crop(crop)
+
+
+def candidate_inputs(crops: Sequence[np.ndarray]) -> Tuple[np.ndarray, np.ndarray]:
+    """Every crop as one-line input, and narrow ones also stitched as two-line input.
+
+    Returns uint8 [M, 24, 94, 3] and, for each row, the index of the crop it came from."""
+    images: List[np.ndarray] = []
+    owners: List[int] = []
+    for i, c in enumerate(crops):
+        images.append(resize_crop(c))
+        owners.append(i)
+        if may_be_two_lines(c):
+            images.append(stitch_two_lines(c))
+            owners.append(i)
+    if not images:
+        return np.zeros((0, INPUT_HEIGHT, INPUT_WIDTH, 3), np.uint8), np.zeros((0,), np.int64)
+    return np.stack(images), np.array(owners, np.int64)
 
 
 def normalize(batch_uint8: np.ndarray) -> np.ndarray:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, List, Sequence, Union
+from typing import Any, Callable, List, Optional, Sequence, Union
 
 import numpy as np
 
@@ -17,7 +17,7 @@ from core.errors import AlprError
 from core.tflite_runtime import load_interpreter
 from lprnet.charset import Charset, load_charset
 from lprnet.ctc import decode
-from lprnet.preprocess import INPUT_HEIGHT, INPUT_WIDTH, preprocess_batch
+from lprnet.preprocess import INPUT_HEIGHT, INPUT_WIDTH, candidate_inputs, normalize
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,41 @@ class PlateRead:
 
 
 EMPTY_READ = PlateRead("", 0.0, False)
+
+
+def _better(a: PlateRead, b: Optional[PlateRead]) -> bool:
+    """A format-valid read beats an invalid one; then the more confident read wins."""
+    return b is None or (a.valid, a.confidence) > (b.valid, b.confidence)
+
+
+def read_crops(
+    crops: Sequence[np.ndarray],
+    logits_fn: Callable[[np.ndarray], np.ndarray],
+    charset: Charset,
+    decoder: str = "greedy",
+    beam_width: int = 8,
+    batch_size: int = 0,
+) -> List[PlateRead]:
+    """BGR crops (any size) -> one PlateRead each, with any model behind ``logits_fn``
+    (float32 [N,24,94,3] -> logits [N,18,classes]).
+
+    Narrow crops are read as one-line and as stitched two-line plates (lprnet.preprocess) and the
+    better read is kept. Empty crops give ``EMPTY_READ``. ``batch_size`` 0: one call for everything.
+    """
+    out: List[Optional[PlateRead]] = [None] * len(crops)
+    usable = [i for i, c in enumerate(crops) if np.asarray(c).size > 0]
+    if usable:
+        images, owners = candidate_inputs([crops[i] for i in usable])
+        x = normalize(images)
+        step = batch_size if batch_size > 0 else len(x)
+        logits = np.concatenate([logits_fn(x[i : i + step]) for i in range(0, len(x), step)])
+        results = decode(logits, decoder, blank=charset.blank, beam_width=beam_width, is_probs=False)
+        for owner, res in zip(owners, results):
+            text = charset.decode(res.ids)
+            read = PlateRead(text, res.confidence, charset.is_valid_format(text))
+            if _better(read, out[usable[owner]]):
+                out[usable[owner]] = read
+    return [r if r is not None else EMPTY_READ for r in out]
 
 
 def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:
@@ -101,21 +136,9 @@ class PlateReader:
         return _dequantize(self._interp.get_tensor(self._out["index"]), self._out)
 
     def read(self, crops: Sequence[np.ndarray]) -> List[PlateRead]:
-        """BGR crops (any size) -> one PlateRead each, in order; all in one batch.
+        """BGR crops (any size) -> one PlateRead each, in order; all in one batch (see read_crops).
 
         An empty crop (zero width or height, e.g. a box clipped away at the image edge) gives
         ``PlateRead("", 0.0, False)`` instead of failing the whole batch.
         """
-        if len(crops) == 0:
-            return []
-        usable = [i for i, c in enumerate(crops) if np.asarray(c).size > 0]
-        out = [EMPTY_READ] * len(crops)
-        if not usable:
-            return out
-        scores = self.logits(preprocess_batch([crops[i] for i in usable]))
-        results = decode(scores, self.decoder, blank=self.charset.blank, beam_width=self.beam_width,
-                         is_probs=False)
-        for i, res in zip(usable, results):
-            text = self.charset.decode(res.ids)
-            out[i] = PlateRead(text, res.confidence, self.charset.is_valid_format(text))
-        return out
+        return read_crops(crops, self.logits, self.charset, self.decoder, self.beam_width)

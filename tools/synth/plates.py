@@ -76,7 +76,8 @@ KINDS: Dict[str, PlateKind] = {
     )
 }
 KIND_WEIGHTS = {
-    "kr": {"kr_white": 0.3, "kr_white_old": 0.1, "kr_ev": 0.2, "kr_yellow": 0.14, "kr_yellow2": 0.13, "kr_green2": 0.13},
+    "kr": {"kr_white": 0.3, "kr_white_old": 0.1, "kr_ev": 0.2, "kr_yellow": 0.14, "kr_yellow2": 0.13,
+           "kr_green2": 0.13},
     "cn": {"cn_blue": 0.5, "cn_green": 0.25, "cn_yellow": 0.15, "cn_yellow2": 0.1},
 }
 

@@ -1,0 +1,126 @@
+"""Two-line plates: the cut between the lines, the stitched layout, and the reader's two-way read."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from lprnet.charset import load_charset
+from lprnet.dataset import list_samples, load_crops, load_originals
+from lprnet.preprocess import (
+    INPUT_HEIGHT,
+    INPUT_WIDTH,
+    TOP_WIDTH,
+    candidate_inputs,
+    line_split_row,
+    may_be_two_lines,
+    resize_crop,
+    stitch_two_lines,
+)
+from lprnet.reader import read_crops
+
+
+def _bars(img: np.ndarray, y0: int, y1: int, x0: int, x1: int, n: int) -> None:
+    """n black vertical bars (stand-in glyphs: strong horizontal gradients) in rows y0:y1."""
+    xs = np.linspace(x0, x1, 2 * n + 1).astype(int)
+    for i in range(n):
+        img[y0:y1, xs[2 * i] : xs[2 * i + 1]] = 0
+
+
+def _two_line_plate(top=(8, 22), bottom=(30, 58), h=64, w=120, pad=0) -> np.ndarray:
+    img = np.full((h + 2 * pad, w, 3), 230, np.uint8)
+    _bars(img, top[0] + pad, top[1] + pad, 35, 85, 3)
+    _bars(img, bottom[0] + pad, bottom[1] + pad, 8, 112, 5)
+    return img
+
+
+def test_cut_falls_in_the_gap_between_the_lines() -> None:
+    # gap between the lines: rows 22..29 (hand-made plate)
+    assert 22 <= line_split_row(_two_line_plate()) <= 30
+    # a loose crop: 20 quiet rows above and below the plate
+    assert 42 <= line_split_row(_two_line_plate(pad=20)) <= 50
+
+
+def test_cut_of_a_rendered_plate() -> None:
+    from tools.synth.plates import KINDS, draw_plate
+
+    rng = np.random.default_rng(4)
+    plate, (x1, y1, x2, y2) = draw_plate(rng, KINDS["kr_yellow2"], "서울12바3456", px_per_mm=0.5)
+    crop = plate[y1:y2, x1:x2]
+    # the renderer puts the top line at 15-61 mm and the bottom line from 70 mm of 170 mm
+    cut_mm = line_split_row(crop) / crop.shape[0] * 170.0
+    assert 58.0 <= cut_mm <= 74.0
+
+
+def test_stitched_layout_puts_the_top_line_left() -> None:
+    img = _two_line_plate()
+    out = stitch_two_lines(img)
+    assert out.shape == (INPUT_HEIGHT, INPUT_WIDTH, 3) and out.dtype == np.uint8
+    # the top line's 3 bars sit in the middle of the left part, the bottom line's 5 span the right part
+    left, right = out[:, :TOP_WIDTH, 0], out[:, TOP_WIDTH:, 0]
+    dark_cols_left = np.nonzero((left < 128).mean(axis=0) > 0.3)[0]
+    assert dark_cols_left.min() > 0.2 * TOP_WIDTH and dark_cols_left.max() < 0.8 * TOP_WIDTH
+    runs_right = np.diff(((right < 128).mean(axis=0) > 0.3).astype(int))
+    assert int((runs_right == 1).sum()) + int(right[:, 0].mean() < 128) == 5
+
+
+def test_only_narrow_crops_get_a_second_candidate() -> None:
+    wide = np.zeros((24, 94, 3), np.uint8)
+    narrow = np.zeros((60, 120, 3), np.uint8)
+    assert not may_be_two_lines(wide) and may_be_two_lines(narrow)
+    images, owners = candidate_inputs([wide, narrow, wide])
+    assert images.shape == (4, INPUT_HEIGHT, INPUT_WIDTH, 3)
+    assert owners.tolist() == [0, 1, 1, 2]
+    assert np.array_equal(images[0], resize_crop(wide))
+
+
+def _logits_for(text: str, charset) -> np.ndarray:
+    """[18, classes] logits whose greedy decoding is ``text`` (blank between the symbols)."""
+    ids = charset.encode(text)
+    steps = np.full(18, charset.blank)
+    steps[1 : 2 * len(ids) : 2] = ids
+    out = np.full((18, charset.num_classes), -5.0, np.float32)
+    out[np.arange(18), steps] = 5.0
+    return out
+
+
+def test_reader_keeps_the_format_valid_read() -> None:
+    cs = load_charset("kr")
+    calls = []
+
+    def fake(x: np.ndarray) -> np.ndarray:
+        calls.append(len(x))
+        # every one-line candidate reads "12가34" (invalid), every stitched one "서울12가3456" (valid)
+        texts = ["12가34", "서울12가3456", "12가3456"]
+        return np.stack([_logits_for(texts[i], cs) for i in range(len(x))])
+
+    narrow = np.zeros((60, 120, 3), np.uint8)
+    wide = np.zeros((24, 94, 3), np.uint8)
+    reads = read_crops([narrow, wide], fake, cs)
+    assert calls == [3]
+    assert reads[0].text == "서울12가3456" and reads[0].valid
+    assert reads[1].text == "12가3456" and reads[1].valid
+
+
+def test_label_lines_column_picks_the_training_layout(tmp_path: Path) -> None:
+    plate = _two_line_plate()
+    cv2.imwrite(str(tmp_path / "a.png"), plate)
+    cv2.imwrite(str(tmp_path / "b.png"), plate)
+    (tmp_path / "labels.txt").write_text(
+        "a.png\t서울12가3456\tkr_yellow2\t0\t2\nb.png\t12가3456\tkr_white\t0\t1\n", encoding="utf-8"
+    )
+    listing = list_samples(tmp_path / "labels.txt", load_charset("kr"))
+    assert [s.lines for s in listing.samples] == [2, 1]
+    images, _ = load_crops(listing)
+    assert np.array_equal(images[0], stitch_two_lines(plate))
+    assert np.array_equal(images[1], resize_crop(plate))
+    originals, _ = load_originals(list_samples(tmp_path / "labels.txt", load_charset("kr")))
+    assert originals[0].shape == plate.shape
+
+
+@pytest.mark.parametrize("h", [1, 3, 7])
+def test_tiny_crops_do_not_fail(h: int) -> None:
+    crop = np.full((h, 20, 3), 128, np.uint8)
+    assert stitch_two_lines(crop).shape == (INPUT_HEIGHT, INPUT_WIDTH, 3)
