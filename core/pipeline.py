@@ -25,7 +25,7 @@ CHECKPOINTS = REPO / "checkpoints"
 # The models the product ships (see checkpoints/MODEL_CARD.md); detect.py and detect_video.py default to them.
 DEFAULT_DETECTOR = {"tflite": CHECKPOINTS / "yolov4-tiny-alpr-416-int8.tflite",
                     "tf": CHECKPOINTS / "yolov4-tiny-alpr-416"}
-DEFAULT_READER = {"kr": CHECKPOINTS / "lprnet-kr-int8.tflite", "cn": CHECKPOINTS / "lprnet-cn-int8.tflite"}
+DEFAULT_READER = {"kr": CHECKPOINTS / "lprnet-kr-f16.tflite", "cn": CHECKPOINTS / "lprnet-cn-f16.tflite"}
 
 # Plates are cropped with a small margin: the reader is trained on loose crops, and a box that is a
 # few pixels short would cut characters.

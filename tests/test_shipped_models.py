@@ -21,6 +21,12 @@ from tests.paths import REPO
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(REPO))
 DEMO = REPO / "data" / "images" / "demo.jpg"
 NAMES = ("car", "license_plate", "disabled_sticker")
+# Regression floors for the shipped float16 readers, a few points under the figures of
+# checkpoints/MODEL_CARD.md (kr 0.766 and cn 0.758 on the 2000 held-out rendered crops, cn 0.310 on the
+# real crops). The issue's target (0.98 on held-out rendered crops) is not met yet.
+KR_FLOOR = 0.70
+CN_FLOOR = 0.70
+CN_REAL_FLOOR = 0.27
 
 
 def _truth():
@@ -55,10 +61,9 @@ def test_readme_main_command_on_the_demo(tmp_path) -> None:
         text = p["plate"]["text"]
         assert text and charset.can_encode(text), text
         assert f"plate {text}" in r.stdout
-    # the reader is a first small model (see checkpoints/MODEL_CARD.md): at least 2 of the 3 labelled
-    # texts must come back exactly
+    # every labelled plate text comes back exactly
     read = {p["plate"]["text"] for p in plates}
-    assert sum(t[2] in read for t in truth if t[0] == "license_plate") >= 2, read
+    assert all(t[2] in read for t in truth if t[0] == "license_plate"), read
     # the sticker is on the red car (the rightmost one)
     sticker = next(d for d in dets if d["class"] == "disabled_sticker")
     cars = [d for d in dets if d["class"] == "car"]
@@ -68,3 +73,46 @@ def test_readme_main_command_on_the_demo(tmp_path) -> None:
     for t in truth_plates:
         p = max(plates, key=lambda d: float(iou_matrix(t[1][None], np.array([d["box"]], np.float32))[0, 0]))
         assert p["plate"]["ev"] == (t[2] == "45누7812"), (t[2], p["plate"])
+
+
+def _sequence_accuracy(model, charset: str, crops, texts) -> float:
+    from lprnet.reader import PlateReader
+
+    reads = PlateReader(model, charset, num_threads=2).read(crops)
+    return float(np.mean([r.text == t for r, t in zip(reads, texts)]))
+
+
+def _rendered(tmp_path, charset: str, count: int, seed: int):
+    """Crops at their rendered size from the plate renderer (exact labels), read back from disk."""
+    from lprnet.dataset import list_samples, load_originals
+    from tools.synth.plates import write_crops
+
+    out = write_crops(str(tmp_path / charset), charset, count, seed, size=None, workers=1, progress=False)
+    return load_originals(list_samples(out / "labels.txt", load_charset(charset)))
+
+
+def test_shipped_kr_reader_on_held_out_rendered_plates(tmp_path) -> None:
+    """The first 300 crops of the held-out set (seed 9001) of checkpoints/MODEL_CARD.md, read as the
+    runtime reads them. A regression floor below the card's figure; the issue's 0.98 is not met yet."""
+    crops, texts = _rendered(tmp_path, "kr", 300, 9001)
+    acc = _sequence_accuracy(REPO / "checkpoints" / "lprnet-kr-f16.tflite", "kr", crops, texts)
+    print(f"kr float16 sequence accuracy on 300 held-out rendered crops: {acc:.3f}")
+    assert acc >= KR_FLOOR
+
+
+def test_shipped_cn_reader_on_held_out_rendered_plates(tmp_path) -> None:
+    crops, texts = _rendered(tmp_path, "cn", 300, 9004)
+    acc = _sequence_accuracy(REPO / "checkpoints" / "lprnet-cn-f16.tflite", "cn", crops, texts)
+    print(f"cn float16 sequence accuracy on 300 held-out rendered crops: {acc:.3f}")
+    assert acc >= CN_FLOOR
+
+
+def test_shipped_cn_reader_on_real_crops() -> None:
+    """493 real Chinese crops (../shared/data/cn_plates_dev), never used in training or calibration."""
+    from lprnet.dataset import list_samples, load_originals
+    from tests.paths import shared_path
+
+    crops, texts = load_originals(list_samples(shared_path("data", "cn_plates_dev"), load_charset("cn")))
+    acc = _sequence_accuracy(REPO / "checkpoints" / "lprnet-cn-f16.tflite", "cn", crops, texts)
+    print(f"cn float16 sequence accuracy on cn_plates_dev: {acc:.3f}")
+    assert acc >= CN_REAL_FLOOR

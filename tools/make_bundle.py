@@ -38,7 +38,7 @@ ENTRY_POINTS = ("detect.py", "detect_video.py")
 BLOCKED_TOP = ("tensorflow", "keras", "tf_keras")
 # Where the edge runtime looks for its default models (core.pipeline.DEFAULT_DETECTOR / DEFAULT_READER).
 DETECTOR_NAME = "checkpoints/yolov4-tiny-alpr-416-int8.tflite"
-READER_NAMES = {"kr": "checkpoints/lprnet-kr-int8.tflite", "cn": "checkpoints/lprnet-cn-int8.tflite"}
+READER_NAMES = {"kr": "checkpoints/lprnet-kr-f16.tflite", "cn": "checkpoints/lprnet-cn-f16.tflite"}
 DATA_FILES = ("requirements-edge.txt",)
 DATA_DIRS = ("data/classes", "data/charsets")
 TEST_IMAGE = ("data/images/demo.jpg", "data/images/demo.txt")
