@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,8 @@ import numpy as np
 import pytest
 
 from core.yolo import iou_matrix
+from tests.fixtures.mjpeg_server import free_port
+from tests.fixtures.mjpeg_server import serve as serve_mjpeg
 from tests.paths import REPO, shared_path
 
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(REPO))
@@ -148,63 +149,14 @@ def test_detect_video_file(yolo_fastest, tmp_path) -> None:
     assert n == 40
 
 
-_SERVER = r'''
-import http.server, socketserver, sys, time
-import cv2
-frames = []
-cap = cv2.VideoCapture(sys.argv[2])
-while len(frames) < 60:
-    ok, img = cap.read()
-    if not ok:
-        break
-    frames.append(cv2.imencode(".jpg", cv2.resize(img, (640, 360)))[1].tobytes())
-
-class Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.send_response(200)
-        self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-        self.end_headers()
-        i = 0
-        try:
-            while True:
-                buf = frames[i % len(frames)]
-                self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(buf)
-                                 + buf + b"\r\n")
-                i += 1
-                time.sleep(0.04)
-        except OSError:
-            pass
-
-    def log_message(self, *args):
-        pass
-
-socketserver.TCPServer.allow_reuse_address = True
-with socketserver.ThreadingTCPServer(("127.0.0.1", int(sys.argv[1])), Handler) as server:
-    server.serve_forever()
-'''
-
-
 def test_detect_video_live_stream_reconnects(yolo_fastest, tmp_path) -> None:
     """A local MJPEG-over-HTTP stream killed and restarted mid-run: the run goes on and its video plays."""
     tflite, _ = yolo_fastest
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    script = tmp_path / "server.py"
-    script.write_text(_SERVER)
+    port = free_port()
     video = str(shared_path("data", "video", "license_plate.mp4"))
 
     def serve() -> subprocess.Popen:
-        proc = subprocess.Popen([sys.executable, str(script), str(port), video])
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                return proc
-            except OSError:
-                time.sleep(0.1)
-        proc.kill()
-        pytest.skip("could not start a local HTTP server")
+        return serve_mjpeg(port, "--video", video)
 
     server = serve()
     out = tmp_path / "live.avi"

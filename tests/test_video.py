@@ -250,61 +250,13 @@ def test_fps_meter_moving_average() -> None:
     assert meter.count == 9
 
 
-_MJPEG_SERVER = r'''
-import http.server, socketserver, sys, time
-import cv2, numpy as np
-start = int(sys.argv[2])
-
-class Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.send_response(200)
-        self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-        self.end_headers()
-        i = start
-        try:
-            while True:
-                ok, buf = cv2.imencode(".jpg", np.full((48, 64, 3), i % 256, np.uint8))
-                head = b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(buf)
-                self.wfile.write(head + buf.tobytes() + b"\r\n")
-                i += 1
-                time.sleep(0.02)
-        except OSError:
-            pass
-
-    def log_message(self, *args):
-        pass
-
-socketserver.TCPServer.allow_reuse_address = True
-with socketserver.ThreadingTCPServer(("127.0.0.1", int(sys.argv[1])), Handler) as server:
-    server.serve_forever()
-'''
-
-
 def test_http_stream_killed_and_restarted_reconnects(tmp_path: Path) -> None:
     """A real MJPEG-over-HTTP server on 127.0.0.1, killed mid-run and restarted: the reader goes on."""
-    import socket
-    import subprocess
-    import sys
+    from tests.fixtures.mjpeg_server import free_port, serve
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    script = tmp_path / "server.py"
-    script.write_text(_MJPEG_SERVER)
+    port = free_port()
 
-    def serve(start: int) -> subprocess.Popen:
-        proc = subprocess.Popen([sys.executable, str(script), str(port), str(start)])
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                return proc
-            except OSError:
-                time.sleep(0.05)
-        proc.kill()
-        pytest.skip("could not start a local HTTP server")
-
-    server = serve(0)
+    server = serve(port, "--start", "0", timeout=10)
     messages: List[str] = []
     reader = FrameReader(f"http://127.0.0.1:{port}/stream.mjpg", queue_size=4, backoff_initial=0.2,
                          backoff_max=0.8, max_reconnects=30, on_event=messages.append)
@@ -317,7 +269,7 @@ def test_http_stream_killed_and_restarted_reconnects(tmp_path: Path) -> None:
                 server.kill()
                 server.wait()
                 time.sleep(0.5)
-                server = serve(200)  # the restarted stream counts from 200
+                server = serve(port, "--start", "200", timeout=10)  # the restarted stream counts from 200
             if values[-1] >= 205:
                 break
     finally:
