@@ -14,7 +14,6 @@ size, input, quantization and converter versions; the bundle's version).
 from __future__ import annotations
 
 import ast
-import hashlib
 import io
 import json
 import os
@@ -31,6 +30,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from core.errors import AlprError  # noqa: E402
+from tools.bundle.verify_bundle import sha256_file  # noqa: E402  (the bundle checks with the same function)
 
 TEMPLATE = REPO / "tools" / "bundle"
 BUNDLE_DIR = "alpr-edge"  # the archive's top folder
@@ -170,14 +170,6 @@ def edge_modules(root: Path = REPO, entry_points: Sequence[str] = ENTRY_POINTS) 
 
 
 # ----------------------------------------------------------------------------------------- models
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _tensor_quant(detail: Dict[str, Any]) -> str:
     import numpy as np
 
