@@ -129,9 +129,7 @@ def evaluate(
     model calls, and score."""
     from lprnet.reader import read_crops
 
-    reads = []
-    for start in range(0, len(crops), batch_size):
-        reads += read_crops(crops[start : start + batch_size], logits_fn, charset, decoder)
+    reads = read_crops(crops, logits_fn, charset, decoder, batch_size=batch_size)
     preds = [r.text for r in reads]
     x = normalize(np.stack([resize_crop(c) for c in crops[:latency_samples]]))
     times = []
