@@ -193,3 +193,23 @@ def test_tokens_are_in_the_readers_charset_file(charset: str, repo_root: Path) -
 
     assert set(tokens(charset)) <= reader
     assert len(tokens(charset)) == (67 if charset == "kr" else 65)
+
+
+def test_stroke_plate_font_has_the_chinese_plate_shapes() -> None:
+    """The plate font facts the stroke font encodes: every letter and digit of a Chinese plate, a 1:2 box,
+    a plain-bar 1, a flat-topped 3 (top-left corner inked, unlike the round-topped 2)."""
+    from tools.synth import charsets as cs
+    from tools.synth.stroke_font import HEIGHT, has_glyph, stroke_glyph
+
+    for ch in list(cs.DIGITS) + list(cs.CN_LETTERS):
+        assert has_glyph(ch), ch
+    zero, one = stroke_glyph("0"), stroke_glyph("1")
+    assert abs(zero.shape[1] / zero.shape[0] - 0.5) < 0.08
+    assert one.shape[1] < 0.35 * zero.shape[1]  # a bar as wide as the stroke
+    assert abs(zero.shape[0] - HEIGHT) <= 0.25 * HEIGHT
+
+    def corner(mask: np.ndarray) -> float:
+        h, w = mask.shape
+        return float(mask[: h // 10, : w // 5].mean())
+
+    assert corner(stroke_glyph("3")) > 100 and corner(stroke_glyph("2")) < 60

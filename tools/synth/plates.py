@@ -40,6 +40,7 @@ from PIL import Image, ImageDraw, ImageFont
 from core.errors import AlprError
 from tools.synth import charsets as cs
 from tools.synth.fonts import FontSpec, find_digit_fonts, find_fonts
+from tools.synth.stroke_font import has_glyph, stroke_glyph
 from tools.synth.yolo_io import building_folder
 
 
@@ -75,6 +76,7 @@ KINDS: Dict[str, PlateKind] = {
         PlateKind("cn_yellow2", "cn", (440, 220), 2, False, (245, 185, 15), (15, 15, 15)),
     )
 }
+CN_STROKE_FONT = 0.6  # share of Chinese plates drawn with the stroke-built plate font
 KIND_WEIGHTS = {
     "kr": {"kr_white": 0.3, "kr_white_old": 0.1, "kr_ev": 0.2, "kr_yellow": 0.14, "kr_yellow2": 0.13,
            "kr_green2": 0.13},
@@ -302,11 +304,18 @@ def draw_plate(rng: np.random.Generator, kind: PlateKind, text: str, px_per_mm: 
     condense = rng.uniform(0.75, 1.0)
     weight = int(rng.choice([-1, 0, 0, 1, 1]))
     emboss = rng.random() < 0.5
+    # Chinese plates: most draw their letters and digits in the stroke-built plate font (tools.synth.stroke_font)
+    stroke = float(rng.uniform(0.15, 0.26)) if kind.charset == "cn" and rng.random() < CN_STROKE_FONT else 0.0
     for g, x, y, w, h in slots:
-        m = _glyph(dfont if g in cs.DIGITS or g in cs.CN_LETTERS else font, g)
+        latin = g in cs.DIGITS or g in cs.CN_LETTERS
+        if stroke and latin and has_glyph(g):
+            m = stroke_glyph(g, stroke)
+            ratio = 1.0  # the plate font already has the plate's 1:2 box
+        else:
+            m = _glyph(dfont if latin else font, g)
+            ratio = condense if latin else 1.0
         gh = max(2, int(round(h * s)))
         aspect = m.shape[1] / m.shape[0]
-        ratio = condense if g in cs.DIGITS or g in cs.CN_LETTERS else 1.0
         gw = max(1, min(int(round(w * s)), int(round(gh * aspect * ratio))))
         if g in cs.KR_HANGUL or g in cs.CN_PROVINCES:
             gw = int(round(w * s))  # wide glyphs fill their slot

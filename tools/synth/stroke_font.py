@@ -1,0 +1,121 @@
+"""A stroke-drawn plate font for the Latin letters and digits of Chinese plates.
+
+The characters on Chinese plates are not a desktop typeface: each sits in a 45 x 90 mm box with strokes of
+even width, the ``1`` is a plain vertical bar, the ``3`` has a flat top, ``0`` is a tall stadium and ``M``
+has straight sides (I and O are not used, so that they cannot be confused with 1 and 0). A reader trained
+only on desktop fonts (DejaVu, WenQuanYi) reads real ``1`` as nothing, ``T`` or ``J`` and real ``3`` as
+``5`` (measured on ../shared/data/cn_plates_dev). Each glyph here is a list of strokes (polylines) in a unit
+box, x to the right and y down, drawn with round caps at a chosen stroke width.
+"""
+from __future__ import annotations
+
+import math
+from typing import Dict, List, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+Point = Tuple[float, float]
+Stroke = List[Point]
+
+
+def _arc(cx: float, cy: float, rx: float, ry: float, a0: float, a1: float, n: int = 14) -> Stroke:
+    """Points of an elliptical arc; angles in degrees, 0 = right, 90 = down (image coordinates)."""
+    return [(cx + rx * math.cos(math.radians(a)), cy + ry * math.sin(math.radians(a)))
+            for a in np.linspace(a0, a1, n)]
+
+
+def _stadium(y0: float, y1: float) -> Stroke:
+    """A closed tall rounded shape between y0 and y1 (the 0, O-like outline)."""
+    r = 0.5
+    return _arc(0.5, y0 + r, r, r, 180, 360) + _arc(0.5, y1 - r, r, r, 0, 180) + [(0.0, y0 + r)]
+
+
+def _bowl_right(x0: float, y0: float, y1: float, x1: float = 1.0) -> Stroke:
+    """From (x0, y0) right, around a half-ellipse, back left to (x0, y1) (the bowls of B, D, P, R)."""
+    ry = (y1 - y0) / 2
+    rx = min(ry, x1 - x0)
+    xc = x1 - rx
+    return [(x0, y0), (xc, y0)] + _arc(xc, y0 + ry, rx, ry, -90, 90) + [(x0, y1)]
+
+
+GLYPHS: Dict[str, List[Stroke]] = {
+    "0": [_stadium(0.0, 1.0)],
+    "1": [[(0.5, 0.0), (0.5, 1.0)]],
+    "2": [_arc(0.5, 0.27, 0.5, 0.27, 180, 360) + [(1.0, 0.3), (0.0, 1.0), (1.0, 1.0)]],
+    "3": [[(0.0, 0.0), (1.0, 0.0), (0.42, 0.4)] + _arc(0.47, 0.69, 0.53, 0.31, -90, 150)],
+    "4": [[(0.72, 1.0), (0.72, 0.0), (0.0, 0.7), (1.0, 0.7)]],
+    "5": [[(0.95, 0.0), (0.08, 0.0), (0.05, 0.45)] + _arc(0.48, 0.69, 0.52, 0.31, -120, 150)],
+    "6": [_arc(0.5, 0.3, 0.5, 0.3, -40, -180) + [(0.0, 0.7)] + _arc(0.5, 0.7, 0.5, 0.3, 180, 540, 24)],
+    "7": [[(0.0, 0.0), (1.0, 0.0), (0.35, 1.0)]],
+    "8": [_arc(0.5, 0.24, 0.42, 0.24, 0, 360, 20), _arc(0.5, 0.72, 0.5, 0.28, 0, 360, 20)],
+    "9": [_arc(0.5, 0.7, 0.5, 0.3, 140, 0) + [(1.0, 0.3)] + _arc(0.5, 0.3, 0.5, 0.3, 0, 360, 24)],
+    "A": [[(0.0, 1.0), (0.5, 0.0), (1.0, 1.0)], [(0.2, 0.65), (0.8, 0.65)]],
+    "B": [[(0.0, 0.0), (0.0, 1.0)], _bowl_right(0.0, 0.0, 0.48, 0.92), _bowl_right(0.0, 0.48, 1.0)],
+    "C": [_arc(0.5, 0.5, 0.5, 0.5, -40, -90) + [(0.5, 0.0)] + _arc(0.5, 0.5, 0.5, 0.5, -90, -180)
+          + [(0.0, 0.5)] + _arc(0.5, 0.5, 0.5, 0.5, 180, 40)],
+    "D": [[(0.0, 0.0), (0.0, 1.0)], [(0.0, 0.0), (0.45, 0.0)] + _arc(0.45, 0.5, 0.55, 0.5, -90, 90)
+          + [(0.0, 1.0)]],
+    "E": [[(1.0, 0.0), (0.0, 0.0), (0.0, 1.0), (1.0, 1.0)], [(0.0, 0.48), (0.85, 0.48)]],
+    "F": [[(1.0, 0.0), (0.0, 0.0), (0.0, 1.0)], [(0.0, 0.48), (0.85, 0.48)]],
+    "G": [_arc(0.5, 0.5, 0.5, 0.5, -35, -180, 18) + _arc(0.5, 0.5, 0.5, 0.5, 180, 90, 10)
+          + [(0.7, 1.0), (1.0, 1.0), (1.0, 0.55), (0.55, 0.55)]],
+    "H": [[(0.0, 0.0), (0.0, 1.0)], [(1.0, 0.0), (1.0, 1.0)], [(0.0, 0.48), (1.0, 0.48)]],
+    "J": [[(1.0, 0.0), (1.0, 0.7)] + _arc(0.5, 0.7, 0.5, 0.3, 0, 170)],
+    "K": [[(0.0, 0.0), (0.0, 1.0)], [(1.0, 0.0), (0.0, 0.62)], [(0.32, 0.42), (1.0, 1.0)]],
+    "L": [[(0.0, 0.0), (0.0, 1.0), (1.0, 1.0)]],
+    "M": [[(0.0, 1.0), (0.0, 0.0), (0.5, 0.62), (1.0, 0.0), (1.0, 1.0)]],
+    "N": [[(0.0, 1.0), (0.0, 0.0), (1.0, 1.0), (1.0, 0.0)]],
+    "P": [[(0.0, 1.0), (0.0, 0.0)], _bowl_right(0.0, 0.0, 0.52)],
+    "Q": [_stadium(0.0, 1.0), [(0.6, 0.75), (1.0, 1.0)]],
+    "R": [[(0.0, 1.0), (0.0, 0.0)], _bowl_right(0.0, 0.0, 0.52), [(0.45, 0.52), (1.0, 1.0)]],
+    "S": [_arc(0.5, 0.26, 0.5, 0.26, -20, -270, 16) + _arc(0.5, 0.74, 0.5, 0.26, -90, 160, 18)],
+    "T": [[(0.0, 0.0), (1.0, 0.0)], [(0.5, 0.0), (0.5, 1.0)]],
+    "U": [[(0.0, 0.0), (0.0, 0.7)] + _arc(0.5, 0.7, 0.5, 0.3, 180, 0) + [(1.0, 0.0)]],
+    "V": [[(0.0, 0.0), (0.5, 1.0), (1.0, 0.0)]],
+    "W": [[(0.0, 0.0), (0.22, 1.0), (0.5, 0.3), (0.78, 1.0), (1.0, 0.0)]],
+    "X": [[(0.0, 0.0), (1.0, 1.0)], [(1.0, 0.0), (0.0, 1.0)]],
+    "Y": [[(0.0, 0.0), (0.5, 0.5), (1.0, 0.0)], [(0.5, 0.5), (0.5, 1.0)]],
+    "Z": [[(0.0, 0.0), (1.0, 0.0), (0.0, 1.0), (1.0, 1.0)]],
+}
+
+_CACHE: Dict[Tuple[str, int], np.ndarray] = {}
+HEIGHT = 64  # px of the returned mask, like the TrueType glyphs of tools.synth.plates
+
+
+def has_glyph(ch: str) -> bool:
+    return ch in GLYPHS
+
+
+def stroke_glyph(ch: str, stroke: float = 0.2) -> np.ndarray:
+    """Tight uint8 mask (255 = ink) of ``ch``, ``HEIGHT`` px tall; ``stroke`` is the stroke width as a
+    fraction of the 45 mm glyph width (real plates: about 0.2). The box is 1:2 like the plate's."""
+    key = (ch, int(round(stroke * 100)))
+    mask = _CACHE.get(key)
+    if mask is not None:
+        return mask
+    if ch not in GLYPHS:
+        raise KeyError(f"no stroke glyph for {ch!r}")
+    ss = 4  # supersampling
+    h = HEIGHT * ss
+    w = h // 2
+    t = max(1.0, stroke * w)
+    pad = t / 2 + 1
+    canvas = np.zeros((h + 2 * int(math.ceil(pad)), w + 2 * int(math.ceil(pad))), np.uint8)
+    off = math.ceil(pad)
+    for line in GLYPHS[ch]:
+        pts = np.array([[off + x * (w - 1), off + y * (h - 1)] for x, y in line], np.float32)
+        cv2.polylines(canvas, [np.round(pts * 16).astype(np.int32)], False, 255, int(round(t)), cv2.LINE_AA, 4)
+    small = cv2.resize(canvas, (canvas.shape[1] // ss, canvas.shape[0] // ss), interpolation=cv2.INTER_AREA)
+    ys, xs = np.nonzero(small > 8)
+    mask = small[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1].copy()
+    _CACHE[key] = mask
+    return mask
+
+
+def glyph_sheet(chars: Sequence[str], stroke: float = 0.2) -> np.ndarray:
+    """All ``chars`` side by side (for a look: ``cv2.imwrite('sheet.png', glyph_sheet(GLYPHS))``)."""
+    masks = [stroke_glyph(c, stroke) for c in chars]
+    h = max(m.shape[0] for m in masks)
+    cells = [np.pad(m, ((0, h - m.shape[0]), (6, 6))) for m in masks]
+    return 255 - np.concatenate(cells, axis=1)
