@@ -30,7 +30,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
-from lprnet.preprocess import INPUT_HEIGHT, INPUT_WIDTH
+from lprnet.preprocess import IDENTITY_THETA, INPUT_HEIGHT, INPUT_WIDTH
 
 NUM_STEPS = 18
 BN_EPSILON = 1e-5  # torch's BatchNorm2d default
@@ -247,6 +247,33 @@ def freeze_context(model: keras.Model, images: np.ndarray | None = None) -> kera
 
 def has_stn(model: keras.Model) -> bool:
     return any(layer.name == "stn_sampler" for layer in model.layers)
+
+
+def stn_stages(model: keras.Model, offset: bool = True) -> tuple[keras.Model, keras.Model, keras.Model]:
+    """Split an STN reader into ``(locate, warp, read)`` models sharing its weights (copies).
+
+    ``locate``: image -> theta [N, 6], or theta minus the identity with ``offset`` (the last Dense
+    layer's bias shifted, no extra op; a small range around 0 quantizes finer in int8). ``warp``:
+    image -> the STN's resampled image (the float model's own warp, for calibrating ``read``).
+    ``read``: the LPRNet backbone alone (``stn=False``), warped image -> logits.
+    """
+    if not has_stn(model):
+        raise ValueError("model has no spatial transformer (no 'stn_sampler' layer)")
+    image = keras.Input((INPUT_HEIGHT, INPUT_WIDTH, 3), name="image")
+    locate = keras.Model(image, _localisation(image), name="lprnet_locate")
+    for layer in locate.layers:
+        if layer.weights:
+            weights = model.get_layer(layer.name).get_weights()
+            if layer.name == "stn_theta" and offset:
+                weights = [weights[0], weights[1] - IDENTITY_THETA]
+            layer.set_weights(weights)
+    warp = keras.Model(model.input, model.get_layer("stn_sampler").output, name="lprnet_warp")
+    fixed = any(getattr(layer, "fixed", False) for layer in model.layers if isinstance(layer, MeanSquareNormalize))
+    read = build_lprnet(int(model.output.shape[-1]), stn=False, fixed_context=fixed)
+    for layer in read.layers:
+        if layer.weights:
+            layer.set_weights(model.get_layer(layer.name).get_weights())
+    return locate, warp, read
 
 
 def load_keras_model(path: str, num_classes: int = 68) -> keras.Model:

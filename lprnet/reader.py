@@ -1,5 +1,10 @@
 """The plate reader of the edge runtime: one TFLite LPRNet, loaded once, reading a batch per call.
 
+A model is either one graph (image -> logits) or, for int8 readers with a spatial transformer, two
+signatures in one file (lprnet.export): ``locate`` (image -> theta minus the identity), then the
+warp here in numpy (lprnet.preprocess.affine_warp, the STN sampler's geometry), then ``read``
+(warped image -> logits).
+
 TF-free: numpy, OpenCV and a TFLite interpreter (core.tflite_runtime). Usage::
 
     reader = PlateReader("reader.tflite", load_charset("kr"))
@@ -9,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -17,7 +22,13 @@ from core.errors import AlprError
 from core.tflite_runtime import load_interpreter
 from lprnet.charset import Charset, load_charset
 from lprnet.ctc import decode
-from lprnet.preprocess import INPUT_HEIGHT, INPUT_WIDTH, candidate_inputs, normalize
+from lprnet.preprocess import IDENTITY_THETA, INPUT_HEIGHT, INPUT_WIDTH, affine_warp, candidate_inputs, normalize
+
+# Two-stage STN readers (lprnet.export): signature names, their input, and locate's outputs.
+LOCATE_SIGNATURE = "locate"
+READ_SIGNATURE = "read"
+IMAGE_INPUT = "image"
+THETA_OUTPUTS = {"theta_offset": True, "theta": False}  # output name -> is it theta minus the identity
 
 
 @dataclass(frozen=True)
@@ -87,6 +98,25 @@ def _dequantize(x: np.ndarray, detail: dict) -> np.ndarray:
     return (x.astype(np.float32) - zero) * scale
 
 
+def _signature_list(interp: Any) -> Dict[str, Any]:
+    """The model's signatures (name -> {'inputs': [...], 'outputs': [...]}); {} where the interpreter
+    has no signature API (old tflite_runtime)."""
+    get = getattr(interp, "get_signature_list", None)
+    if get is None:
+        return {}
+    try:
+        return dict(get())
+    except (ValueError, RuntimeError):
+        return {}
+
+
+def _check_image_input(model_path: Union[str, Path], detail: dict) -> Tuple[int, ...]:
+    shape = tuple(int(s) for s in detail["shape"])
+    if len(shape) != 4 or shape[1:] != (INPUT_HEIGHT, INPUT_WIDTH, 3):
+        raise AlprError(f"{model_path}: input shape {shape} is not [N, {INPUT_HEIGHT}, {INPUT_WIDTH}, 3]")
+    return shape
+
+
 class PlateReader:
     """LPRNet TFLite reader. ``charset``: a Charset or a name/path for ``load_charset``."""
 
@@ -102,29 +132,81 @@ class PlateReader:
         self.decoder = decoder
         self.beam_width = beam_width
         self._interp: Any = load_interpreter(model_path, num_threads)
+        self._stages: Optional[Tuple[Any, Any]] = None
+        signatures = _signature_list(self._interp)
+        if LOCATE_SIGNATURE in signatures and READ_SIGNATURE in signatures:
+            self._init_two_stage(model_path, signatures)
+            return
         inputs = self._interp.get_input_details()
         outputs = self._interp.get_output_details()
         if len(inputs) != 1 or len(outputs) != 1:
             raise AlprError(f"{model_path}: expected one input and one output, got {len(inputs)}/{len(outputs)}")
         self._in = inputs[0]
         self._out = outputs[0]
-        shape = tuple(int(s) for s in self._in["shape"])
-        if len(shape) != 4 or shape[1:] != (INPUT_HEIGHT, INPUT_WIDTH, 3):
-            raise AlprError(f"{model_path}: input shape {shape} is not [N, {INPUT_HEIGHT}, {INPUT_WIDTH}, 3]")
-        out_shape = tuple(int(s) for s in self._out["shape"])
+        shape = _check_image_input(model_path, self._in)
+        self._check_logits(model_path, self._out)
+        self._batch = shape[0]
+
+    def _check_logits(self, model_path: Union[str, Path], detail: dict) -> None:
+        out_shape = tuple(int(s) for s in detail["shape"])
         if len(out_shape) != 3 or out_shape[2] != self.charset.num_classes:
             raise AlprError(
                 f"{model_path}: output shape {out_shape} does not match charset "
                 f"{self.charset.name!r} ({self.charset.num_classes} classes)"
             )
-        self._batch = shape[0]
+
+    def _init_two_stage(self, model_path: Union[str, Path], signatures: Dict[str, Any]) -> None:
+        """``locate`` (image -> theta or theta_offset [N,6]) and ``read`` (image -> logits)."""
+        locate_io, read_io = signatures[LOCATE_SIGNATURE], signatures[READ_SIGNATURE]
+        theta_names = [n for n in locate_io.get("outputs", []) if n in THETA_OUTPUTS]
+        if list(locate_io.get("inputs", [])) != [IMAGE_INPUT] or len(theta_names) != 1 \
+                or list(read_io.get("inputs", [])) != [IMAGE_INPUT] or len(read_io.get("outputs", [])) != 1:
+            raise AlprError(f"{model_path}: signatures 'locate'/'read' do not have the inputs and outputs of a "
+                            f"two-stage reader: {locate_io} / {read_io}")
+        try:
+            locate = self._interp.get_signature_runner(LOCATE_SIGNATURE)
+            read = self._interp.get_signature_runner(READ_SIGNATURE)
+            self._loc_in = locate.get_input_details()[IMAGE_INPUT]
+            self._theta_name = theta_names[0]
+            self._loc_out = locate.get_output_details()[self._theta_name]
+            self._in = read.get_input_details()[IMAGE_INPUT]
+            self._logits_name = list(read_io["outputs"])[0]
+            self._out = read.get_output_details()[self._logits_name]
+        except (ValueError, RuntimeError, KeyError, AttributeError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise AlprError(f"cannot load TFLite model {model_path}: {first}") from None
+        _check_image_input(model_path, self._loc_in)
+        theta_shape = tuple(int(s) for s in self._loc_out["shape"])
+        if len(theta_shape) != 2 or theta_shape[1] != 6:
+            raise AlprError(f"{model_path}: 'locate' output shape {theta_shape} is not [N, 6]")
+        self._theta_base = IDENTITY_THETA if THETA_OUTPUTS[self._theta_name] else np.zeros(6, np.float32)
+        _check_image_input(model_path, self._in)
+        self._check_logits(model_path, self._out)
+        self._stages = (locate, read)
 
     @property
     def input_dtype(self) -> Any:
-        return self._in["dtype"]
+        return self._loc_in["dtype"] if self._stages is not None else self._in["dtype"]
+
+    @property
+    def two_stage(self) -> bool:
+        """True for a ``locate`` + ``read`` model (the STN's warp done here, see the module docstring)."""
+        return self._stages is not None
+
+    def theta(self, batch: np.ndarray) -> np.ndarray:
+        """Two-stage models: pre-processed float32 [N,24,94,3] -> the STN's affines [N,6] (row-major 2x3)."""
+        if self._stages is None:
+            raise AlprError("theta() needs a two-stage (locate + read) reader model")
+        out = self._stages[0](**{IMAGE_INPUT: _quantize(batch, self._loc_in)})[self._theta_name]
+        return _dequantize(np.asarray(out), self._loc_out) + self._theta_base
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
-        """Pre-processed float32 [N,24,94,3] -> float32 logits [N,18,classes], one interpreter call."""
+        """Pre-processed float32 [N,24,94,3] -> float32 logits [N,18,classes]: one interpreter call, or for
+        a two-stage model ``locate``, the warp, ``read``."""
+        if self._stages is not None:
+            warped = affine_warp(batch, self.theta(batch))
+            out = self._stages[1](**{IMAGE_INPUT: _quantize(warped, self._in)})[self._logits_name]
+            return _dequantize(np.asarray(out), self._out)
         n = int(batch.shape[0])
         if n != self._batch:
             self._interp.resize_tensor_input(self._in["index"], [n, INPUT_HEIGHT, INPUT_WIDTH, 3])

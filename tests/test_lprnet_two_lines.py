@@ -129,3 +129,25 @@ def test_label_lines_column_picks_the_training_layout(tmp_path: Path) -> None:
 def test_tiny_crops_do_not_fail(h: int) -> None:
     crop = np.full((h, 20, 3), 128, np.uint8)
     assert stitch_two_lines(crop).shape == (INPUT_HEIGHT, INPUT_WIDTH, 3)
+
+
+def test_loose_crops_are_also_read_cut_to_their_characters() -> None:
+    """A one-line plate (rows 40-80, columns 60-240) with 7 dark bars (rows 46-74, columns 70-224) inside a
+    flat 100x300 'car body': ``tighten`` cuts to the plate (its bars, and its edges, which are as strong as
+    a bar's), with a margin of at most a tenth of the band's height; a tight crop is left alone."""
+    from lprnet.preprocess import tighten
+
+    loose = np.full((100, 300, 3), 90, np.uint8)  # 3:1, so no two-line candidate
+    loose[40:80, 60:240] = 235
+    for k in range(7):
+        x = 70 + 24 * k
+        loose[46:74, x : x + 10] = 20
+    cut = tighten(loose)
+    assert cut is not None
+    h, w = cut.shape[:2]
+    assert 28 <= h <= 40 + 2 * 5 and 154 <= w <= 180 + 2 * 5 + 2
+    assert float((cut[:, :, 0] < 60).mean()) > 0.25  # the bars are a quarter of it (6 % of the loose crop)
+    tight = loose[44:76, 66:230]
+    assert tighten(tight) is None
+    images, owners = candidate_inputs([loose, tight])
+    assert owners.tolist() == [0, 0, 1]
