@@ -184,6 +184,9 @@ def describe_model(path: Path) -> Dict[str, Any]:
 
     interp = load_interpreter(path, 1)  # also rejects a file that is not a TFLite model
     inputs, outputs = interp.get_input_details(), interp.get_output_details()
+    signatures = sorted(interp.get_signature_list()) if hasattr(interp, "get_signature_list") else []
+    if {"locate", "read"} <= set(signatures):  # a two-stage reader (lprnet.export): describe its logits
+        outputs = list(interp.get_signature_runner("read").get_output_details().values())
     sidecar = path.with_name(path.name + ".json")
     source: Dict[str, Any] = {}
     if sidecar.is_file():
@@ -209,6 +212,7 @@ def describe_model(path: Path) -> Dict[str, Any]:
         "input_size": [int(inputs[0]["shape"][2]), int(inputs[0]["shape"][1])],  # width, height
         "input_type": _tensor_quant(inputs[0]),
         "output_types": [_tensor_quant(d) for d in outputs],
+        "signatures": signatures,
         "quantization": mode,
         "converted_with": versions,
         "source": source,
