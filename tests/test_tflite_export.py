@@ -440,10 +440,10 @@ def test_yolo_fastest_float32_int8_parity():
     assert diff32 <= 1e-4 and diff16 < 0.2
     n, n16, n8 = counts[0.25]
     assert n >= 4 and n16 == n  # cars and trucks in the shared photos
-    # The issue asks for >= 90%. With 4 reference detections that means all 4, and Yolo-Fastest int8
-    # gives 3 or 4 depending on the calibration sample (even on how the SavedModel was serialised), so
-    # the test holds the level every measured sample reached; the report gives the figures.
-    assert n8 / n >= 0.75, (n8, n)
+    # The issue asks for >= 90%; with 4 reference detections that means all 4. Measured 4 of 4 in the
+    # runs of sessions 2 and 3 (the calibration is deterministic for a given SavedModel and TF version);
+    # session-1 runs with other calibration samples gave 3 of 4.
+    assert n8 / n >= 0.9, (n8, n)
     n, _, n8 = counts[0.1]
     assert n >= 10 and n8 / n >= 0.6, (n8, n)
 
