@@ -6,7 +6,7 @@ quantizes/dequantizes with the tensors' own scale and zero point). Only TFLite b
 allowed; the converter fails rather than silently adding Select-TF ops.
 
 int8 of a reader with a spatial transformer is a *two-stage* model: one .tflite file with two
-signatures (``STN_SIGNATURES``), both full-integer int8 with int8 inputs and outputs and no float op
+signatures (names in lprnet.reader), both full-integer int8 with int8 inputs and outputs and no float op
 inside, and the geometry done exactly by the runtime in between (lprnet.preprocess.affine_warp):
 
 - ``locate``: ``image`` int8 [N,24,94,3] -> ``theta_offset`` int8 [N,6], the STN's row-major 2x3
@@ -32,12 +32,12 @@ import numpy as np
 
 from core.errors import AlprError
 from lprnet.preprocess import INPUT_HEIGHT, INPUT_WIDTH
+from lprnet.reader import IMAGE_INPUT, LOCATE_SIGNATURE, LOGITS_OUTPUT, READ_SIGNATURE, THETA_OUTPUT
 
 QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
 # signature name, its input's name, its output's name (two-stage int8 STN readers)
-LOCATE = ("locate", "image", "theta_offset")
-READ = ("read", "image", "logits")
-STN_SIGNATURES = (LOCATE[0], READ[0])
+LOCATE = (LOCATE_SIGNATURE, IMAGE_INPUT, THETA_OUTPUT)
+READ = (READ_SIGNATURE, IMAGE_INPUT, LOGITS_OUTPUT)
 
 
 def convert_to_tflite(
@@ -107,27 +107,24 @@ def _convert_one_graph(model, quantization: str, calibration: Optional[np.ndarra
 
 
 def _convert_int8_two_stage(model, calibration: np.ndarray, percentile: Optional[float],
-                            logit_floor: Optional[float], locate_percentile: Optional[float] = None,
-                            offset: bool = True, batch_size: int = 64) -> bytes:
+                            logit_floor: Optional[float], batch_size: int = 64) -> bytes:
     """int8 of an STN reader as two signatures (see the module docstring) in one flatbuffer.
 
     ``read`` gets the percentile ranges, logit floor and frozen context of a plain reader, measured on
-    the calibration crops warped by the float STN. ``locate`` keeps min/max ranges by default
-    (``locate_percentile`` None); its output is never clipped (the quantizer leaves model outputs at
-    their calibration min/max). ``offset`` False: ``locate`` outputs theta itself (``theta``).
-    Measured on the Korean validation crops (theta error at the crop's corners, mean / max): offset and
-    min/max 0.20 / 0.59 pixel, theta itself 0.25 / 0.79, locate at the 99.9th percentile 0.29 / 2.3."""
+    the calibration crops warped by the float STN. ``locate`` keeps min/max ranges; its output is never
+    clipped (the quantizer leaves model outputs at their calibration min/max). Measured on the Korean
+    validation crops (theta error at the crop's corners, mean / max): theta minus the identity with
+    min/max ranges 0.20 / 0.59 pixel, theta itself 0.25 / 0.79, locate at the 99.9th percentile 0.29 / 2.3."""
     from lprnet.model import freeze_context, stn_stages
 
-    locate, warp, read = stn_stages(model, offset=offset)
+    locate, warp, read = stn_stages(model)
     warped = np.concatenate([np.asarray(warp(calibration[i : i + batch_size], training=False), np.float32)
                              for i in range(0, len(calibration), batch_size)])
     read = freeze_context(read, warped)
     steps = len(calibration)
-    locate_data = _convert_one_graph(locate, "int8", calibration, steps, locate_percentile, None)
+    locate_data = _convert_one_graph(locate, "int8", calibration, steps, None, None)
     read_data = _convert_one_graph(read, "int8", warped, steps, percentile, logit_floor)
-    locate_sig = LOCATE if offset else (LOCATE[0], LOCATE[1], "theta")
-    return merge_signatures([(locate_sig, locate_data), (READ, read_data)])
+    return merge_signatures([(LOCATE, locate_data), (READ, read_data)])
 
 
 def merge_signatures(parts: Sequence[Tuple[Tuple[str, str, str], bytes]]) -> bytes:

@@ -249,11 +249,11 @@ def has_stn(model: keras.Model) -> bool:
     return any(layer.name == "stn_sampler" for layer in model.layers)
 
 
-def stn_stages(model: keras.Model, offset: bool = True) -> tuple[keras.Model, keras.Model, keras.Model]:
+def stn_stages(model: keras.Model) -> tuple[keras.Model, keras.Model, keras.Model]:
     """Split an STN reader into ``(locate, warp, read)`` models sharing its weights (copies).
 
-    ``locate``: image -> theta [N, 6], or theta minus the identity with ``offset`` (the last Dense
-    layer's bias shifted, no extra op; a small range around 0 quantizes finer in int8). ``warp``:
+    ``locate``: image -> theta minus the identity [N, 6] (the last Dense layer's bias shifted, no extra
+    op; a small range around 0 quantizes finer in int8). ``warp``:
     image -> the STN's resampled image (the float model's own warp, for calibrating ``read``).
     ``read``: the LPRNet backbone alone (``stn=False``), warped image -> logits.
     """
@@ -264,7 +264,7 @@ def stn_stages(model: keras.Model, offset: bool = True) -> tuple[keras.Model, ke
     for layer in locate.layers:
         if layer.weights:
             weights = model.get_layer(layer.name).get_weights()
-            if layer.name == "stn_theta" and offset:
+            if layer.name == "stn_theta":
                 weights = [weights[0], weights[1] - IDENTITY_THETA]
             layer.set_weights(weights)
     warp = keras.Model(model.input, model.get_layer("stn_sampler").output, name="lprnet_warp")

@@ -24,11 +24,12 @@ from lprnet.charset import Charset, load_charset
 from lprnet.ctc import decode
 from lprnet.preprocess import IDENTITY_THETA, INPUT_HEIGHT, INPUT_WIDTH, affine_warp, candidate_inputs, normalize
 
-# Two-stage STN readers (lprnet.export): signature names, their input, and locate's outputs.
+# Two-stage STN readers (written by lprnet.export): signature names, their input and output names.
 LOCATE_SIGNATURE = "locate"
 READ_SIGNATURE = "read"
 IMAGE_INPUT = "image"
-THETA_OUTPUTS = {"theta_offset": True, "theta": False}  # output name -> is it theta minus the identity
+THETA_OUTPUT = "theta_offset"  # locate's output: the STN's affine minus the identity
+LOGITS_OUTPUT = "logits"
 
 
 @dataclass(frozen=True)
@@ -156,10 +157,9 @@ class PlateReader:
             )
 
     def _init_two_stage(self, model_path: Union[str, Path], signatures: Dict[str, Any]) -> None:
-        """``locate`` (image -> theta or theta_offset [N,6]) and ``read`` (image -> logits)."""
+        """``locate`` (image -> theta_offset [N,6]) and ``read`` (image -> logits)."""
         locate_io, read_io = signatures[LOCATE_SIGNATURE], signatures[READ_SIGNATURE]
-        theta_names = [n for n in locate_io.get("outputs", []) if n in THETA_OUTPUTS]
-        if list(locate_io.get("inputs", [])) != [IMAGE_INPUT] or len(theta_names) != 1 \
+        if list(locate_io.get("inputs", [])) != [IMAGE_INPUT] or list(locate_io.get("outputs", [])) != [THETA_OUTPUT] \
                 or list(read_io.get("inputs", [])) != [IMAGE_INPUT] or len(read_io.get("outputs", [])) != 1:
             raise AlprError(f"{model_path}: signatures 'locate'/'read' do not have the inputs and outputs of a "
                             f"two-stage reader: {locate_io} / {read_io}")
@@ -167,8 +167,7 @@ class PlateReader:
             locate = self._interp.get_signature_runner(LOCATE_SIGNATURE)
             read = self._interp.get_signature_runner(READ_SIGNATURE)
             self._loc_in = locate.get_input_details()[IMAGE_INPUT]
-            self._theta_name = theta_names[0]
-            self._loc_out = locate.get_output_details()[self._theta_name]
+            self._loc_out = locate.get_output_details()[THETA_OUTPUT]
             self._in = read.get_input_details()[IMAGE_INPUT]
             self._logits_name = list(read_io["outputs"])[0]
             self._out = read.get_output_details()[self._logits_name]
@@ -179,7 +178,6 @@ class PlateReader:
         theta_shape = tuple(int(s) for s in self._loc_out["shape"])
         if len(theta_shape) != 2 or theta_shape[1] != 6:
             raise AlprError(f"{model_path}: 'locate' output shape {theta_shape} is not [N, 6]")
-        self._theta_base = IDENTITY_THETA if THETA_OUTPUTS[self._theta_name] else np.zeros(6, np.float32)
         _check_image_input(model_path, self._in)
         self._check_logits(model_path, self._out)
         self._stages = (locate, read)
@@ -197,8 +195,8 @@ class PlateReader:
         """Two-stage models: pre-processed float32 [N,24,94,3] -> the STN's affines [N,6] (row-major 2x3)."""
         if self._stages is None:
             raise AlprError("theta() needs a two-stage (locate + read) reader model")
-        out = self._stages[0](**{IMAGE_INPUT: _quantize(batch, self._loc_in)})[self._theta_name]
-        return _dequantize(np.asarray(out), self._loc_out) + self._theta_base
+        out = self._stages[0](**{IMAGE_INPUT: _quantize(batch, self._loc_in)})[THETA_OUTPUT]
+        return _dequantize(np.asarray(out), self._loc_out) + IDENTITY_THETA
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
         """Pre-processed float32 [N,24,94,3] -> float32 logits [N,18,classes]: one interpreter call, or for

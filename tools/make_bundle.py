@@ -181,12 +181,13 @@ def _tensor_quant(detail: Dict[str, Any]) -> str:
 def describe_model(path: Path) -> Dict[str, Any]:
     """What the manifest says about a model: checksum, size, tensors, quantization, converter versions."""
     from core.tflite_runtime import load_interpreter
+    from lprnet.reader import LOCATE_SIGNATURE, READ_SIGNATURE
 
     interp = load_interpreter(path, 1)  # also rejects a file that is not a TFLite model
     inputs, outputs = interp.get_input_details(), interp.get_output_details()
     signatures = sorted(interp.get_signature_list()) if hasattr(interp, "get_signature_list") else []
-    if {"locate", "read"} <= set(signatures):  # a two-stage reader (lprnet.export): describe its logits
-        outputs = list(interp.get_signature_runner("read").get_output_details().values())
+    if {LOCATE_SIGNATURE, READ_SIGNATURE} <= set(signatures):  # a two-stage reader: describe its logits
+        outputs = list(interp.get_signature_runner(READ_SIGNATURE).get_output_details().values())
     sidecar = path.with_name(path.name + ".json")
     source: Dict[str, Any] = {}
     if sidecar.is_file():
