@@ -40,7 +40,9 @@ flags.DEFINE_boolean("lpr", False, "also measure the plate-read accuracy of dete
 flags.DEFINE_string("lpr_weights", None, "LPRNet TFLite reader, for --lpr")
 flags.DEFINE_string("charset", "kr", "reader charset name or file, for --lpr")
 flags.DEFINE_float("lpr_score", 0.25, "plate detections read with --lpr score at least this")
-flags.DEFINE_float("crop_pad", 0.0, "plate crops grow by this fraction of their size on each side")
+flags.DEFINE_float("crop_pad", None, "plate crops grow by this fraction of their size on each side "
+                   "(default: the runtime's, core.plate_reading.PLATE_PAD)")
+flags.DEFINE_boolean("lpr_retry", True, "read weak reads again from a taller crop, as the runtime does")
 flags.mark_flags_as_required(["weights", "dataset"])
 
 
@@ -65,7 +67,8 @@ def main(argv):
     names = read_class_names(FLAGS.classes)
     backend = open_backend(FLAGS.weights, FLAGS.framework, names, FLAGS.size, FLAGS.cfg, FLAGS.threads)
     report = evaluate_dataset(backend, FLAGS.dataset, names, FLAGS.score, FLAGS.iou, FLAGS.max_images,
-                              reader=reader, lpr_score=FLAGS.lpr_score, crop_pad=FLAGS.crop_pad)
+                              reader=reader, lpr_score=FLAGS.lpr_score, crop_pad=FLAGS.crop_pad,
+                              lpr_retry=FLAGS.lpr_retry)
     report.extra.update({"weights": str(FLAGS.weights), "framework": FLAGS.framework, "dataset": str(FLAGS.dataset)})
     print(report.table())
     print(f"{report.images} images in {report.seconds:.1f} s"

@@ -121,8 +121,10 @@ def _match_plates(found: Sequence[Any], truths: Sequence[Any], w: int, h: int, p
 def evaluate_dataset(backend: Any, dataset: str | Path, class_names: Sequence[str],
                      score_threshold: float = EVAL_SCORE_THRESHOLD, iou_threshold: float = EVAL_IOU_THRESHOLD,
                      max_images: Optional[int] = None, progress: bool = True, reader: Any = None,
-                     lpr_score: float = 0.25, crop_pad: float = 0.0) -> EvalReport:
-    """Run ``backend`` on every image of ``dataset`` and score it against the labels (and ``reader``'s reads)."""
+                     lpr_score: float = 0.25, crop_pad: Optional[float] = None,
+                     lpr_retry: bool = True) -> EvalReport:
+    """Run ``backend`` on every image of ``dataset`` and score it against the labels (and ``reader``'s reads,
+    cropped and read as the runtime does: ``core.plate_reading``; ``crop_pad`` None is the runtime's pad)."""
     from core.images import read_image
 
     names = tuple(class_names)
@@ -153,15 +155,15 @@ def evaluate_dataset(backend: Any, dataset: str | Path, class_names: Sequence[st
             if not 0 <= d.class_id < len(names):
                 raise AlprError(f"the detector returned class {d.class_id} but {len(names)} classes were given")
         if reader is not None:
-            from core.crops import crop
+            from core.plate_reading import PLATE_PAD, read_plate_boxes
 
             pairs = _match_plates(found, sample.boxes, w, h, plate_class, lpr_score)
             lpr["plates"] += len(pairs)
-            hits = [(g, c) for g, c in ((g, crop(bgr, d.box, crop_pad)) for g, d in pairs if d is not None)
-                    if c is not None]
-            lpr["found"] += len(hits)
-            reads = reader.read([c for _, c in hits]) if hits else []
-            lpr["read"] += sum(1 for (g, _), r in zip(hits, reads) if r.text == g.text)
+            matched = [(g, d) for g, d in pairs if d is not None]
+            _, reads = read_plate_boxes(reader, bgr, [d.box for _, d in matched],
+                                        PLATE_PAD if crop_pad is None else crop_pad, lpr_retry)
+            lpr["found"] += sum(1 for r in reads if r is not None)
+            lpr["read"] += sum(1 for (g, _), r in zip(matched, reads) if r is not None and r.text == g.text)
         dets.append(ImageBoxes.from_detections(found) if found else ImageBoxes.make(np.zeros((0, 4)), [], []))
         truths.append(ImageBoxes.make([b.to_xyxy(w, h) for b in sample.boxes], [b.class_id for b in sample.boxes]))
     if not truths:

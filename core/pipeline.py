@@ -12,10 +12,10 @@ from typing import Any, List, Optional, Sequence
 
 import numpy as np
 
-from core.crops import crop
 from core.detector import Detector
 from core.errors import AlprError
 from core.plate_color import classify_plate_colors
+from core.plate_reading import PLATE_PAD, read_plate_boxes
 from core.results import FrameResult, PlateInfo, build_frame_result, plates_of
 from core.types import Detection
 
@@ -23,13 +23,10 @@ REPO = Path(__file__).resolve().parents[1]
 CHECKPOINTS = REPO / "checkpoints"
 
 # The models the product ships (see checkpoints/MODEL_CARD.md); detect.py and detect_video.py default to them.
-DEFAULT_DETECTOR = {"tflite": CHECKPOINTS / "yolov4-tiny-alpr-416-int8.tflite",
-                    "tf": CHECKPOINTS / "yolov4-tiny-alpr-416"}
+DEFAULT_DETECTOR = {"tflite": CHECKPOINTS / "yolov4-tiny-alpr-544-int8.tflite",
+                    "tf": CHECKPOINTS / "yolov4-tiny-alpr-544"}
 DEFAULT_READER = {"kr": CHECKPOINTS / "lprnet-kr-f16.tflite", "cn": CHECKPOINTS / "lprnet-cn-f16.tflite"}
 
-# Plates are cropped with a small margin: the reader is trained on loose crops, and a box that is a
-# few pixels short would cut characters.
-PLATE_PAD = 0.06
 
 
 @dataclass(frozen=True)
@@ -38,6 +35,7 @@ class PipelineOptions:
     iou_threshold: float = 0.45
     region: str = "kr"  # plate conventions for the EV colour rule: "kr" or "cn"
     plate_pad: float = PLATE_PAD
+    retry_weak_reads: bool = True  # read weak reads again from a taller crop (core.plate_reading)
 
 
 class Pipeline:
@@ -67,15 +65,17 @@ class Pipeline:
         return cls(detector, reader, opts)
 
     def read_plates(self, image: np.ndarray, plates: Sequence[Detection]) -> List[PlateInfo]:
-        """Crop every plate, read them all in one batch, and check their colour."""
-        crops = [crop(image, p.box, self.options.plate_pad) for p in plates]
-        usable = [i for i, c in enumerate(crops) if c is not None and c.size > 0]
+        """Crop every plate, read them all in one batch (weak reads again from a taller crop:
+        ``core.plate_reading``), and check their colour."""
         infos = [PlateInfo() for _ in plates]
-        if not usable or self.reader is None:
+        if self.reader is None or not plates:
             return infos
-        reads = self.reader.read([crops[i] for i in usable])
+        crops, reads = read_plate_boxes(self.reader, image, [p.box for p in plates], self.options.plate_pad,
+                                        self.options.retry_weak_reads)
+        usable = [i for i, r in enumerate(reads) if r is not None]
         colors = classify_plate_colors([crops[i] for i in usable], self.options.region)
-        for i, read, color in zip(usable, reads, colors):
+        for i, color in zip(usable, colors):
+            read = reads[i]
             infos[i] = PlateInfo(text=read.text, confidence=float(read.confidence), valid=bool(read.valid),
                                  ev=bool(color.ev), color=color.color)
         return infos

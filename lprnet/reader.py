@@ -44,7 +44,7 @@ class PlateRead:
 EMPTY_READ = PlateRead("", 0.0, False)
 
 
-def _better(a: PlateRead, b: Optional[PlateRead]) -> bool:
+def better_read(a: PlateRead, b: Optional[PlateRead]) -> bool:
     """A format-valid read beats an invalid one; then the more confident read wins."""
     return b is None or (a.valid, a.confidence) > (b.valid, b.confidence)
 
@@ -74,7 +74,7 @@ def read_crops(
         for owner, res in zip(owners, results):
             text = charset.decode(res.ids)
             read = PlateRead(text, res.confidence, charset.is_valid_format(text))
-            if _better(read, out[usable[owner]]):
+            if better_read(read, out[usable[owner]]):
                 out[usable[owner]] = read
     return [r if r is not None else EMPTY_READ for r in out]
 

@@ -37,7 +37,7 @@ BUNDLE_DIR = "alpr-edge"  # the archive's top folder
 ENTRY_POINTS = ("detect.py", "detect_video.py")
 BLOCKED_TOP = ("tensorflow", "keras", "tf_keras")
 # Where the edge runtime looks for its default models (core.pipeline.DEFAULT_DETECTOR / DEFAULT_READER).
-DETECTOR_NAME = "checkpoints/yolov4-tiny-alpr-416-int8.tflite"
+DETECTOR_NAME = "checkpoints/yolov4-tiny-alpr-544-int8.tflite"
 READER_NAMES = {"kr": "checkpoints/lprnet-kr-f16.tflite", "cn": "checkpoints/lprnet-cn-f16.tflite"}
 DATA_FILES = ("requirements-edge.txt",)
 DATA_DIRS = ("data/classes", "data/charsets")

@@ -1,0 +1,58 @@
+"""Read the plates of one image from the detector's boxes: one batch, then a taller crop for weak reads.
+
+Plate boxes are wide and short, so a vertical error of a few pixels (common: plate AP@0.5:0.95 is about
+0.43 against 0.95 at IoU 0.5) is a large part of the plate's height and can cut the characters in half.
+A read that is not format-valid or has a CTC confidence under ``RETRY_CONFIDENCE`` is read once more from a
+crop grown by ``RETRY_PAD`` (fractions of the box's width and height on each side); the reader cuts that
+loose crop to its characters (``lprnet.preprocess.tighten``), and the better read of the two is kept
+(format-valid first, then the more confident: ``lprnet.reader.better_read``). Used by the runtime
+(``core.pipeline``) and by ``evaluate.py --lpr`` alike.
+"""
+from __future__ import annotations
+
+from typing import Any, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from core.crops import crop
+from core.types import Box
+
+# The reader is trained on loose crops, and a box that is a few pixels short would cut characters.
+PLATE_PAD = 0.06
+RETRY_CONFIDENCE = 0.5
+RETRY_PAD = (0.1, 0.5)
+
+
+def grow_box(box: Box, pad_x: float, pad_y: float) -> Box:
+    """``box`` (x1, y1, x2, y2) grown by ``pad_x`` of its width left and right, ``pad_y`` of its height
+    above and below (not clamped: ``core.crops.crop`` clamps)."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    dx, dy = (x2 - x1) * pad_x, (y2 - y1) * pad_y
+    return (x1 - dx, y1 - dy, x2 + dx, y2 + dy)
+
+
+def read_plate_boxes(reader: Any, image: np.ndarray, boxes: Sequence[Box], pad: float = PLATE_PAD,
+                     retry: bool = True) -> Tuple[List[Optional[np.ndarray]], List[Optional[Any]]]:
+    """(crops, reads) for ``boxes`` in ``image``; ``None`` for a box wholly outside the image.
+
+    ``reader`` is anything with ``read(list of BGR crops) -> list of reads`` (``lprnet.reader.PlateReader``).
+    The crops are those of the first pass (``pad``), for the colour check."""
+    from lprnet.reader import better_read
+
+    crops = [crop(image, b, pad) for b in boxes]
+    reads: List[Optional[Any]] = [None] * len(boxes)
+    usable = [i for i, c in enumerate(crops) if c is not None and c.size > 0]
+    if not usable:
+        return crops, reads
+    for i, r in zip(usable, reader.read([crops[i] for i in usable])):
+        reads[i] = r
+    if not retry:
+        return crops, reads
+    weak = [i for i in usable if not reads[i].valid or reads[i].confidence < RETRY_CONFIDENCE]
+    grown = [(i, crop(image, grow_box(boxes[i], *RETRY_PAD))) for i in weak]
+    grown = [(i, c) for i, c in grown if c is not None and c.size > 0]
+    if grown:
+        for (i, _), r in zip(grown, reader.read([c for _, c in grown])):
+            if better_read(r, reads[i]):
+                reads[i] = r
+    return crops, reads
