@@ -63,7 +63,10 @@ def model_choice(values) -> ModelChoice:
                        iou=values.iou, num_threads=values.num_threads)
 
 
-def open_pipeline(choice: ModelChoice) -> Pipeline:
+def open_pipeline(choice: ModelChoice, retry_weak_reads: bool = True) -> Pipeline:
+    """The pipeline of ``choice``. ``retry_weak_reads``: read weak plate reads again from a taller crop
+    (``core.plate_reading``); video turns it off, since the next frames give the plate more chances and the
+    second read costs frame rate wherever the detector finds many weak plates."""
     if choice.framework not in DEFAULT_DETECTOR:
         raise AlprError(f"unknown --framework {choice.framework!r}: use tflite or tf")
     weights = Path(choice.weights) if choice.weights else DEFAULT_DETECTOR[choice.framework]
@@ -81,7 +84,8 @@ def open_pipeline(choice: ModelChoice) -> Pipeline:
         if choice.charset not in DEFAULT_READER:
             raise AlprError(f"unknown --charset {choice.charset!r}: use kr or cn")
         reader_path = Path(choice.lpr_weights) if choice.lpr_weights else DEFAULT_READER[choice.charset]
-    options = PipelineOptions(score_threshold=choice.score, iou_threshold=choice.iou, region=choice.charset)
+    options = PipelineOptions(score_threshold=choice.score, iou_threshold=choice.iou, region=choice.charset,
+                              retry_weak_reads=retry_weak_reads)
     pipeline = Pipeline.open(weights, reader_path, choice.charset, choice.num_threads, choice.classes, options)
     if choice.size and tuple(pipeline.detector.input_size) != (choice.size, choice.size):
         w, h = pipeline.detector.input_size
@@ -246,7 +250,7 @@ def run_video(job: VideoJob, out: TextIO = STDOUT, err: TextIO = sys.stderr) -> 
     from core.video import FpsMeter, FrameReader, JsonlWriter, VideoWriter, parse_source, stop_on_signals
 
     spec = parse_source(job.video)
-    pipeline = open_pipeline(job.models)
+    pipeline = open_pipeline(job.models, retry_weak_reads=False)
     tracker = IouTracker(report_after=job.report_after)
     meter = FpsMeter()
     writer: Optional[VideoWriter] = None
