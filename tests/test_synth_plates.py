@@ -99,8 +99,17 @@ def test_text_argument_and_bad_text() -> None:
         render_plate(rng, "kr", "cn_blue")
 
 
-def test_clean_plate_ink_where_the_text_is() -> None:
-    """A clean white plate has dark ink inside the glyph band and none in its top and bottom margins."""
+def test_clean_plate_ink_where_the_text_is(monkeypatch) -> None:
+    """A clean white plate has dark ink inside the glyph band and none in its top and bottom margins.
+
+    One face (the first the machine has: a bold Nanum face where fonts-nanum is installed) for every glyph,
+    so that the seed does not pick a different face on a machine with more or fewer fonts installed."""
+    from tools.synth import plates as plates_mod
+    from tools.synth.fonts import find_fonts
+
+    first = find_fonts("kr")[:1]
+    monkeypatch.setattr(plates_mod, "find_fonts", lambda charset: first)
+    monkeypatch.setattr(plates_mod, "find_digit_fonts", lambda charset: first)
     rng = np.random.default_rng(3)
     img, box = draw_plate(rng, KINDS["kr_white"], "12가3456", px_per_mm=1.0, decorate=False)
     assert box == (0, 0, 520, 110)
