@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import unicodedata
 from pathlib import Path
-from typing import Tuple
+from typing import Tuple, Union
 
 import cv2
 import numpy as np
@@ -24,20 +24,25 @@ IntBox = Tuple[int, int, int, int]
 MAX_NAME_CHARS = 80
 
 
-def clamp_box(box: Box, width: int, height: int, pad: float = 0.0) -> IntBox:
+Pad = Union[float, Tuple[float, float]]
+
+
+def clamp_box(box: Box, width: int, height: int, pad: Pad = 0.0) -> IntBox:
     """Integer pixel box (x1, y1, x2, y2; x2/y2 exclusive) inside a ``width`` x ``height`` image.
 
     ``pad`` grows the box by that fraction of its width (each side left/right) and height (top/bottom)
-    before clamping. The outer edges are rounded outwards (floor / ceil) so a box never loses a partly
-    covered pixel. A box wholly outside the image comes back empty (x1 == x2 or y1 == y2).
+    before clamping; a pair ``(pad_x, pad_y)`` gives the two fractions separately. The outer edges are
+    rounded outwards (floor / ceil) so a box never loses a partly covered pixel. A box wholly outside the
+    image comes back empty (x1 == x2 or y1 == y2).
     """
     x1, y1, x2, y2 = (float(v) for v in box)
     if x2 < x1:
         x1, x2 = x2, x1
     if y2 < y1:
         y1, y2 = y2, y1
-    if pad:
-        dx, dy = (x2 - x1) * pad, (y2 - y1) * pad
+    pad_x, pad_y = pad if isinstance(pad, tuple) else (pad, pad)
+    if pad_x or pad_y:
+        dx, dy = (x2 - x1) * pad_x, (y2 - y1) * pad_y
         x1, y1, x2, y2 = x1 - dx, y1 - dy, x2 + dx, y2 + dy
     ix1 = int(min(max(np.floor(x1), 0), width))
     iy1 = int(min(max(np.floor(y1), 0), height))
@@ -46,7 +51,7 @@ def clamp_box(box: Box, width: int, height: int, pad: float = 0.0) -> IntBox:
     return ix1, iy1, ix2, iy2
 
 
-def crop(image: np.ndarray, box: Box, pad: float = 0.0) -> np.ndarray | None:
+def crop(image: np.ndarray, box: Box, pad: Pad = 0.0) -> np.ndarray | None:
     """The clamped crop of ``box`` (a view into ``image``), or None when it is empty."""
     h, w = image.shape[:2]
     x1, y1, x2, y2 = clamp_box(box, w, h, pad)

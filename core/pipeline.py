@@ -28,7 +28,6 @@ DEFAULT_DETECTOR = {"tflite": CHECKPOINTS / "yolov4-tiny-alpr-544-int8.tflite",
 DEFAULT_READER = {"kr": CHECKPOINTS / "lprnet-kr-f16.tflite", "cn": CHECKPOINTS / "lprnet-cn-f16.tflite"}
 
 
-
 @dataclass(frozen=True)
 class PipelineOptions:
     score_threshold: Optional[float] = None  # None: the threshold stored with the detector

@@ -20,15 +20,7 @@ from core.types import Box
 # The reader is trained on loose crops, and a box that is a few pixels short would cut characters.
 PLATE_PAD = 0.06
 RETRY_CONFIDENCE = 0.5
-RETRY_PAD = (0.1, 0.5)
-
-
-def grow_box(box: Box, pad_x: float, pad_y: float) -> Box:
-    """``box`` (x1, y1, x2, y2) grown by ``pad_x`` of its width left and right, ``pad_y`` of its height
-    above and below (not clamped: ``core.crops.crop`` clamps)."""
-    x1, y1, x2, y2 = (float(v) for v in box)
-    dx, dy = (x2 - x1) * pad_x, (y2 - y1) * pad_y
-    return (x1 - dx, y1 - dy, x2 + dx, y2 + dy)
+RETRY_PAD = (0.1, 0.5)  # (of the width, of the height): core.crops.crop's pad
 
 
 def read_plate_boxes(reader: Any, image: np.ndarray, boxes: Sequence[Box], pad: float = PLATE_PAD,
@@ -39,9 +31,9 @@ def read_plate_boxes(reader: Any, image: np.ndarray, boxes: Sequence[Box], pad: 
     The crops are those of the first pass (``pad``), for the colour check."""
     from lprnet.reader import better_read
 
-    crops = [crop(image, b, pad) for b in boxes]
+    crops = [crop(image, b, pad) for b in boxes]  # None: empty once clamped to the image
     reads: List[Optional[Any]] = [None] * len(boxes)
-    usable = [i for i, c in enumerate(crops) if c is not None and c.size > 0]
+    usable = [i for i, c in enumerate(crops) if c is not None]
     if not usable:
         return crops, reads
     for i, r in zip(usable, reader.read([crops[i] for i in usable])):
@@ -49,10 +41,8 @@ def read_plate_boxes(reader: Any, image: np.ndarray, boxes: Sequence[Box], pad: 
     if not retry:
         return crops, reads
     weak = [i for i in usable if not reads[i].valid or reads[i].confidence < RETRY_CONFIDENCE]
-    grown = [(i, crop(image, grow_box(boxes[i], *RETRY_PAD))) for i in weak]
-    grown = [(i, c) for i, c in grown if c is not None and c.size > 0]
-    if grown:
-        for (i, _), r in zip(grown, reader.read([c for _, c in grown])):
+    if weak:  # a box that clamped to a non-empty crop still does when grown
+        for i, r in zip(weak, reader.read([crop(image, boxes[i], RETRY_PAD) for i in weak])):
             if better_read(r, reads[i]):
                 reads[i] = r
     return crops, reads

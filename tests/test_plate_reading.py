@@ -5,7 +5,8 @@ from typing import List
 
 import numpy as np
 
-from core.plate_reading import RETRY_CONFIDENCE, grow_box, read_plate_boxes
+from core.crops import clamp_box
+from core.plate_reading import RETRY_CONFIDENCE, read_plate_boxes
 from lprnet.reader import PlateRead
 
 TOP_ROW_VALUE = 200  # the fake plate's top edge (rows 40-41) has this value; nothing else does
@@ -31,8 +32,8 @@ def _image() -> np.ndarray:
     return img
 
 
-def test_grow_box_by_fractions_of_width_and_height() -> None:
-    assert grow_box((10, 20, 110, 40), 0.1, 0.5) == (0.0, 10.0, 120.0, 50.0)
+def test_crop_pad_by_separate_fractions_of_width_and_height() -> None:
+    assert clamp_box((10, 20, 110, 40), 200, 100, (0.1, 0.5)) == (0, 10, 120, 50)
 
 
 def test_a_box_cut_short_at_the_top_is_read_again_from_a_taller_crop() -> None:
