@@ -53,7 +53,8 @@ def define_model_flags(flags, lpr_default: bool) -> None:
     flags.DEFINE_string("lpr_weights", None, "plate reader .tflite (default: the shipped one for --charset)")
     flags.DEFINE_enum("charset", "kr", ["kr", "cn"], "plate alphabet and conventions")
     flags.DEFINE_string("classes", None, "class names file (default: the names stored with the model)")
-    flags.DEFINE_integer("num_threads", None, "TFLite interpreter threads (default: the runtime's choice)")
+    flags.DEFINE_integer("num_threads", None, "TFLite interpreter threads of the detector and the reader "
+                         "(default: every core for the detector, one for the reader)")
 
 
 def model_choice(values) -> ModelChoice:

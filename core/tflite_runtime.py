@@ -6,6 +6,7 @@ successor), then ``tf.lite`` as a last resort on a workstation.
 from __future__ import annotations
 
 import importlib
+import os
 from pathlib import Path
 from typing import Any, Optional
 
@@ -29,6 +30,14 @@ def interpreter_class() -> Any:
     except ImportError:
         raise AlprError(_INSTALL_HINT) from None
     return tf.lite.Interpreter
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (the affinity mask where the OS has one, e.g. in a container)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def load_interpreter(path: str | Path, num_threads: Optional[int] = None) -> Any:
