@@ -102,3 +102,26 @@ def test_blocker_really_blocks(tmp_path):
     proc = subprocess.run([sys.executable, "-c", "import tensorflow"], capture_output=True, text=True, env=env,
                           timeout=60)
     assert proc.returncode == 1 and "blocked for the edge-runtime test: tensorflow" in proc.stderr
+
+
+def test_pipeline_thread_defaults(monkeypatch):
+    """Without --num_threads the detector gets every usable core and the reader one (the runtime's own
+    default is a single thread); an explicit count goes to both."""
+    import lprnet.reader
+    from core import pipeline as pl
+    from core.tflite_runtime import usable_cores
+
+    seen = {}
+    monkeypatch.setattr(pl.Detector, "open", classmethod(
+        lambda cls, path, num_threads=None, class_names=None: seen.setdefault("det", []).append(num_threads)))
+
+    class FakeReader:
+        def __init__(self, path, charset, num_threads=None):
+            seen.setdefault("reader", []).append(num_threads)
+
+    monkeypatch.setattr(lprnet.reader, "PlateReader", FakeReader)
+    reader_file = REPO / "data" / "classes" / "custom.names"  # any existing file: the fake does not read it
+    pl.Pipeline.open("detector.tflite", reader_file, "kr")
+    pl.Pipeline.open("detector.tflite", reader_file, "kr", num_threads=3)
+    assert seen == {"det": [usable_cores(), 3], "reader": [1, 3]}
+    assert usable_cores() == len(os.sched_getaffinity(0))
