@@ -30,15 +30,16 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from core.errors import AlprError  # noqa: E402
+from core.pipeline import DEFAULT_DETECTOR, DEFAULT_READER  # noqa: E402
 from tools.bundle.verify_bundle import sha256_file  # noqa: E402  (the bundle checks with the same function)
 
 TEMPLATE = REPO / "tools" / "bundle"
 BUNDLE_DIR = "alpr-edge"  # the archive's top folder
 ENTRY_POINTS = ("detect.py", "detect_video.py")
 BLOCKED_TOP = ("tensorflow", "keras", "tf_keras")
-# Where the edge runtime looks for its default models (core.pipeline.DEFAULT_DETECTOR / DEFAULT_READER).
-DETECTOR_NAME = "checkpoints/yolov4-tiny-alpr-544-int8.tflite"
-READER_NAMES = {"kr": "checkpoints/lprnet-kr-f16.tflite", "cn": "checkpoints/lprnet-cn-f16.tflite"}
+# Where the edge runtime looks for its default models, relative to the bundle's root.
+DETECTOR_NAME = DEFAULT_DETECTOR["tflite"].relative_to(REPO).as_posix()
+READER_NAMES = {k: p.relative_to(REPO).as_posix() for k, p in DEFAULT_READER.items()}
 DATA_FILES = ("requirements-edge.txt",)
 DATA_DIRS = ("data/classes", "data/charsets")
 TEST_IMAGE = ("data/images/demo.jpg", "data/images/demo.txt")
@@ -328,8 +329,6 @@ def build_bundle(out: str | Path, detector: str | Path, reader: Optional[str | P
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     import argparse
-
-    from core.pipeline import DEFAULT_DETECTOR, DEFAULT_READER
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--detector", default=str(DEFAULT_DETECTOR["tflite"]), help="detector .tflite (+ .json sidecar)")
