@@ -32,6 +32,7 @@ class Sample:
     path: Path
     text: str
     lines: int = 0  # 1 or 2 when the label file says so (the plate renderer does), 0 when unknown
+    kind: str = ""  # plate kind from the label file's third column (e.g. kr_yellow2), "" when unknown
 
 
 @dataclass
@@ -68,13 +69,13 @@ def _check_text(text: str, charset: Charset) -> str:
     return ""
 
 
-def _add(listing: Listing, path: Path, text: str, charset: Charset, lines: int = 0) -> None:
+def _add(listing: Listing, path: Path, text: str, charset: Charset, lines: int = 0, kind: str = "") -> None:
     """A sample, or a skipped entry saying why its label is unusable."""
     problem = _check_text(text, charset)
     if problem:
         listing.skipped.append((str(path), problem))
     else:
-        listing.samples.append(Sample(path, text, lines))
+        listing.samples.append(Sample(path, text, lines, kind))
 
 
 def list_folder(folder: Union[str, Path], charset: Charset) -> Listing:
@@ -107,8 +108,9 @@ def list_label_file(label_file: Union[str, Path], charset: Charset) -> Listing:
             listing.skipped.append((f"{label_file}:{number}", "malformed line: expected filename<TAB>text[<TAB>...]"))
             continue
         lines = parts[4].strip() if len(parts) > 4 else ""
+        kind = parts[2].strip() if len(parts) > 2 else ""
         _add(listing, label_file.parent / parts[0].strip(), parts[1].strip(), charset,
-             int(lines) if lines in ("1", "2") else 0)
+             int(lines) if lines in ("1", "2") else 0, kind)
     return listing
 
 

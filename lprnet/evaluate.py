@@ -13,7 +13,7 @@ import json
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -124,9 +124,11 @@ def evaluate(
     decoder: str = "greedy",
     batch_size: int = 64,
     latency_samples: int = 200,
+    kinds: Optional[Sequence[str]] = None,
 ) -> Dict[str, object]:
     """Read every crop (BGR, any size) as the runtime does (lprnet.reader.read_crops), time batch-1
-    model calls, and score."""
+    model calls, and score; with ``kinds`` (one plate kind per crop, "" when unknown) also the
+    sequence accuracy of each kind."""
     from lprnet.reader import read_crops
 
     reads = read_crops(crops, logits_fn, charset, decoder, batch_size=batch_size)
@@ -142,7 +144,17 @@ def evaluate(
     result["latency_ms_median"] = float(np.median(times) * 1000.0)
     result["mean_confidence"] = float(np.mean([r.confidence for r in reads]))
     result["wrong"] = [[t, p] for t, p in zip(texts, preds) if t != p][:50]
+    if kinds is not None and any(kinds):
+        result["by_kind"] = accuracy_by_kind(preds, texts, kinds)
     return result
+
+
+def accuracy_by_kind(preds: Sequence[str], texts: Sequence[str], kinds: Sequence[str]) -> Dict[str, Dict[str, float]]:
+    """{kind: {"count", "sequence_accuracy"}}, kinds sorted by name; crops of unknown kind under "?"."""
+    hits: Dict[str, List[bool]] = {}
+    for pred, truth, kind in zip(preds, texts, kinds):
+        hits.setdefault(kind or "?", []).append(pred == truth)
+    return {k: {"count": len(v), "sequence_accuracy": float(np.mean(v))} for k, v in sorted(hits.items())}
 
 
 def format_report(result: Dict[str, object]) -> str:
@@ -152,7 +164,8 @@ def format_report(result: Dict[str, object]) -> str:
         f"char accuracy {result['char_accuracy']:.4f}, format-valid {result['format_valid_rate']:.4f}, "
         f"latency median {result['latency_ms_median']:.2f} ms/plate\n"
         f"most common confusions: {conf or 'none'}"
-    )
+    ) + "".join(f"\n  {k}: {v['sequence_accuracy']:.4f} of {v['count']}"
+                for k, v in result.get("by_kind", {}).items())  # type: ignore[union-attr]
 
 
 def main(argv: Sequence[str]) -> None:
@@ -170,7 +183,7 @@ def main(argv: Sequence[str]) -> None:
     if listing.skipped:
         print(f"skipped: {listing.summary()}")
     logits_fn, kind = load_backend(f.weights, charset, f.threads)
-    result = evaluate(logits_fn, images, texts, charset, f.decoder)
+    result = evaluate(logits_fn, images, texts, charset, f.decoder, kinds=[s.kind for s in listing.samples])
     result.update({"model": str(f.weights), "kind": kind, "charset": charset.name,
                    "images": str(f.images), "skipped": len(listing.skipped), "decoder": f.decoder})
     print(f"[{kind}] {format_report(result)}")

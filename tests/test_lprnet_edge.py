@@ -130,4 +130,19 @@ def test_label_file_accepts_extra_columns_of_the_renderer(tmp_path) -> None:
     (tmp_path / "labels.txt").write_text("a.jpg\t12가3456\tkr_white\t0\t1\nbroken-line\n", encoding="utf-8")
     listing = list_label_file(tmp_path / "labels.txt", load_charset("kr"))
     assert [s.text for s in listing.samples] == ["12가3456"]
+    assert [(s.kind, s.lines) for s in listing.samples] == [("kr_white", 1)]
     assert len(listing.skipped) == 1 and "malformed" in listing.skipped[0][1]
+
+
+def test_accuracy_by_kind_by_hand() -> None:
+    from lprnet.evaluate import accuracy_by_kind
+
+    preds = ["12가3456", "12나3456", "서울12가3456", "34다5678", "1"]
+    texts = ["12가3456", "12가3456", "서울12가3456", "34다5678", "2"]
+    kinds = ["kr_white", "kr_white", "kr_yellow", "", "kr_white"]
+    # kr_white: 1 of 3 right; kr_yellow 1 of 1; the unlabelled crop under "?"
+    assert accuracy_by_kind(preds, texts, kinds) == {
+        "?": {"count": 1, "sequence_accuracy": 1.0},
+        "kr_white": {"count": 3, "sequence_accuracy": pytest.approx(1 / 3)},
+        "kr_yellow": {"count": 1, "sequence_accuracy": 1.0},
+    }

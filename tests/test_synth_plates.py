@@ -222,3 +222,17 @@ def test_stroke_plate_font_has_the_chinese_plate_shapes() -> None:
         return float(mask[: h // 10, : w // 5].mean())
 
     assert corner(stroke_glyph("3")) > 100 and corner(stroke_glyph("2")) < 60
+
+
+def test_shear_changes_the_view_not_the_label(tmp_path: Path) -> None:
+    """--shear draws the oblique-view parameters after the text: the same seed gives the same plate
+    text and kind, seen from another angle; out-of-range values are refused."""
+    changed = 0
+    for i in range(6):
+        a, text_a, kind_a = render_plate(np.random.default_rng([3, i]), "cn")
+        b, text_b, kind_b = render_plate(np.random.default_rng([3, i]), "cn", shear=0.35)
+        assert (text_a, kind_a.name) == (text_b, kind_b.name)
+        changed += a.shape != b.shape or not np.array_equal(a, b)
+    assert changed == 6  # the view's extra draws move every later draw, so no crop stays the same
+    with pytest.raises(AlprError, match="--shear"):
+        write_crops(str(tmp_path / "x"), "cn", 2, 0, shear=0.9, progress=False)

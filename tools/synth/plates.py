@@ -494,11 +494,14 @@ _BODY_PAINTS = ((235, 235, 235), (190, 190, 195), (120, 120, 125), (35, 35, 38),
 
 
 def render_plate(rng: np.random.Generator, charset: str = "kr", kind: str | None = None,
-                 text: str | None = None) -> Tuple[np.ndarray, str, PlateKind]:
+                 text: str | None = None, shear: float = 0.0) -> Tuple[np.ndarray, str, PlateKind]:
     """One realistic plate crop (BGR uint8, loosely cropped as a detector would), its exact text and kind.
 
     ``kind`` is a name from ``KINDS`` (random by ``KIND_WEIGHTS`` when None); ``text`` is random when
-    None, else checked against the kind's format."""
+    None, else checked against the kind's format. ``shear`` > 0 adds the oblique views of a camera
+    beside and above the road (as in CCPD): characters leaning by up to ``shear`` (dx/dy), the plate's
+    top and bottom edges sloping by up to ``shear / 2`` and in-plane rotation up to 12 degrees instead of 6,
+    each on most but not all crops. 0 keeps the random stream, and so every seed's crops, as before."""
     pk = _pick_kind(rng, charset, kind)
     if text is None:
         text = random_text(rng, pk)
@@ -518,8 +521,13 @@ def render_plate(rng: np.random.Generator, charset: str = "kr", kind: str | None
     bw, bh = bx2 - bx1, by2 - by1
     scale = rng.uniform(0.55, 1.0)
     ang = math.radians(rng.uniform(-6, 6))
-    c, s_ = math.cos(ang), math.sin(ang)
     base = np.float32([[-bw / 2, -bh / 2], [bw / 2, -bh / 2], [bw / 2, bh / 2], [-bw / 2, bh / 2]]) * scale
+    if shear > 0:
+        lean, slope, wide = rng.uniform(-1, 1, 3) * (shear, shear / 2, 6.0) * (rng.random(3) < (0.7, 0.7, 0.5))
+        ang += math.radians(float(wide))
+        # row vectors: x' = x + lean * y, y' = y + slope * x
+        base = base @ np.float32([[1.0, slope], [lean, 1.0]])
+    c, s_ = math.cos(ang), math.sin(ang)
     dst = base @ np.float32([[c, s_], [-s_, c]])
     dst += rng.uniform(-1, 1, (4, 2)).astype(np.float32) * np.float32([0.02 * bw, 0.09 * bh]) * scale
     x_lo, y_lo = dst.min(0)
@@ -555,7 +563,7 @@ def parse_size(value: str) -> Tuple[int, int] | None:
     return w, h
 
 
-_Job = Tuple[str, Optional[str], int, int, Optional[Tuple[int, int]], str, bool]
+_Job = Tuple[str, Optional[str], int, int, Optional[Tuple[int, int]], str, bool, float]
 
 
 def _encode(img: np.ndarray, ext: str) -> bytes:
@@ -567,9 +575,9 @@ def _encode(img: np.ndarray, ext: str) -> bytes:
 
 
 def _render_job(args: _Job) -> Tuple[str, str, int, int, bytes, Optional[bytes]]:
-    charset, kind, seed, index, size, ext, keep_original = args
+    charset, kind, seed, index, size, ext, keep_original, shear = args
     rng = np.random.default_rng([seed, index])
-    img, text, pk = render_plate(rng, charset, kind)
+    img, text, pk = render_plate(rng, charset, kind, shear=shear)
     original = _encode(img, ext) if keep_original and size is not None else None
     if size is not None:
         interp = cv2.INTER_AREA if img.shape[1] > size[0] else cv2.INTER_LINEAR
@@ -586,10 +594,11 @@ def unique_name(text: str, seen: Dict[str, int]) -> str:
 
 def write_crops(out: str, charset: str, count: int, seed: int, size: Tuple[int, int] | None = (94, 24),
                 kind: str | None = None, workers: int = 0, ext: str = "jpg", progress: bool = True,
-                keep_original: bool = False) -> Path:
+                keep_original: bool = False, shear: float = 0.0) -> Path:
     """Render ``count`` crops into folder ``out`` (must not exist or be empty); returns the folder.
 
-    With ``keep_original`` the same crops at their rendered size go to ``out/original/`` too."""
+    With ``keep_original`` the same crops at their rendered size go to ``out/original/`` too;
+    ``shear`` as in ``render_plate``."""
     from multiprocessing import get_context
 
     from tqdm import tqdm
@@ -598,11 +607,13 @@ def write_crops(out: str, charset: str, count: int, seed: int, size: Tuple[int, 
         raise AlprError("--count must be positive")
     if ext not in ("jpg", "png"):
         raise AlprError(f"--ext must be jpg or png, got {ext!r}")
+    if not 0.0 <= shear <= 0.6:
+        raise AlprError(f"--shear must be between 0 and 0.6, got {shear}")
     find_fonts(charset)  # fail early with the install hint
     if kind is not None:
         _pick_kind(np.random.default_rng(0), charset, kind)
     with building_folder(out) as tmp:
-        jobs = ((charset, kind, seed, i, size, ext, keep_original) for i in range(count))
+        jobs = ((charset, kind, seed, i, size, ext, keep_original, shear) for i in range(count))
         if keep_original and size is not None:
             (tmp / "original").mkdir()
         workers = workers or (os.cpu_count() or 1)
@@ -656,7 +667,7 @@ def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
         raise AlprError(f"unexpected arguments: {' '.join(argv[1:])}")
     out = write_crops(f.out, f.charset, f.count, f.seed, parse_size(f.size), f.kind, f.workers, f.ext,
-                      keep_original=f.keep_original)
+                      keep_original=f.keep_original, shear=f.shear)
     print(f"wrote {f.count} {f.charset} crops and labels.txt to {out}")
 
 
@@ -672,6 +683,8 @@ def _define_flags() -> None:
     flags.DEFINE_integer("workers", 0, "processes (0: one per CPU core)")
     flags.DEFINE_enum("ext", "jpg", ["jpg", "png"], "image format")
     flags.DEFINE_boolean("keep_original", False, "also write each crop at its rendered size to OUT/original/")
+    flags.DEFINE_float("shear", 0.0, "oblique views: characters lean by up to this (dx/dy), edges slope by "
+                       "half of it, rotation up to 12 degrees; 0 (default) renders as before, 0.35 is CCPD-like")
     flags.mark_flag_as_required("out")
 
 
