@@ -21,7 +21,7 @@ import numpy as np
 
 from core.errors import AlprError
 from lprnet.charset import Charset
-from lprnet.preprocess import layout_input
+from lprnet.preprocess import layout_input, may_be_two_lines
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 _DUPLICATE_SUFFIX = re.compile(r"^(.+?)[-_][0-9]+$")
@@ -41,6 +41,9 @@ class Listing:
 
     samples: List[Sample] = field(default_factory=list)
     skipped: List[Tuple[str, str]] = field(default_factory=list)
+    # crops labelled two-line but too wide for the runtime to stitch (``may_be_two_lines``), e.g.
+    # rendered straight at 94x24: training stitches them, the runtime reads them as one line
+    wide_two_line: int = 0
 
     def summary(self) -> str:
         """One line: counts of used and skipped entries, by reason."""
@@ -168,7 +171,13 @@ def _load(listing: Listing, progress: bool, transform) -> Tuple[List[np.ndarray]
 def load_crops(listing: Listing, progress: bool = False) -> Tuple[np.ndarray, List[str]]:
     """Model inputs for training: uint8 [N, 24, 94, 3], two-line plates stitched when the label file
     says a crop has two lines (``lprnet.preprocess.layout_input``); corrupt images move to ``skipped``."""
-    images, texts = _load(listing, progress, lambda img, sample: layout_input(img, sample.lines))
+    def layout(img: np.ndarray, sample: Sample) -> np.ndarray:
+        if sample.lines == 2 and not may_be_two_lines(img):
+            listing.wide_two_line += 1
+        return layout_input(img, sample.lines)
+
+    listing.wide_two_line = 0
+    images, texts = _load(listing, progress, layout)
     return np.stack(images), texts
 
 

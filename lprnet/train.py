@@ -232,6 +232,10 @@ def _load(source: str, charset: Charset, progress: bool, log: Callable[[str], No
     images, texts = load_crops(listing, progress=progress)
     if listing.skipped:
         log(f"{source}: {listing.summary()}")
+    if listing.wide_two_line:
+        log(f"{source}: warning: {listing.wide_two_line} crops labelled two-line are too wide for the runtime "
+            "to stitch (rendered at a fixed size such as 94x24?): training stitches them, the runtime reads "
+            "them as one line; render with --size original")
     return images, texts, len(listing.skipped)
 
 

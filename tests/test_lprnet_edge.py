@@ -134,6 +134,23 @@ def test_label_file_accepts_extra_columns_of_the_renderer(tmp_path) -> None:
     assert len(listing.skipped) == 1 and "malformed" in listing.skipped[0][1]
 
 
+def test_two_line_crops_squashed_to_the_input_size_are_counted(tmp_path) -> None:
+    """A two-line crop rendered straight at 94x24 (aspect 3.9) is wider than any the runtime stitches
+    (aspect < 2.6), so training on it stitched would teach a layout the runtime never produces; a
+    two-line crop at its own size (150x80, aspect 1.9) and a one-line 94x24 crop are fine."""
+    cv2.imwrite(str(tmp_path / "squashed.png"), np.full((24, 94, 3), 200, np.uint8))
+    cv2.imwrite(str(tmp_path / "tall.png"), np.full((80, 150, 3), 200, np.uint8))
+    cv2.imwrite(str(tmp_path / "one.png"), np.full((24, 94, 3), 200, np.uint8))
+    (tmp_path / "labels.txt").write_text(
+        "squashed.png\t서울12가3456\tkr_yellow2\t0\t2\n"
+        "tall.png\t서울12가3456\tkr_yellow2\t0\t2\n"
+        "one.png\t12가3456\tkr_white\t0\t1\n", encoding="utf-8")
+    listing = list_samples(tmp_path / "labels.txt", load_charset("kr"))
+    images, _ = load_crops(listing)
+    assert images.shape == (3, 24, 94, 3)
+    assert listing.wide_two_line == 1
+
+
 def test_accuracy_by_kind_by_hand() -> None:
     from lprnet.evaluate import accuracy_by_kind
 

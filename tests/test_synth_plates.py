@@ -152,16 +152,17 @@ def test_keep_original(tmp_path: Path) -> None:
         assert np.abs(again.astype(int) - small.astype(int)).mean() < 12  # JPEG noise only
 
 
-def test_cli_original_size(tmp_path: Path, repo_root: Path) -> None:
+def test_cli_keeps_the_rendered_size_by_default(tmp_path: Path, repo_root: Path) -> None:
+    """No --size: crops at their rendered size (training stitches two-line plates from them)."""
     cmd = [sys.executable, "-m", "tools.synth.plates", "--charset", "cn", "--count", "6", "--out",
-           str(tmp_path / "o"), "--seed", "2", "--size", "original", "--workers", "1"]
+           str(tmp_path / "o"), "--seed", "2", "--workers", "1"]
     proc = subprocess.run(cmd, cwd=repo_root, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     rows = read_labels(str(tmp_path / "o" / "labels.txt"))
     assert len(rows) == 6 and all(CN_RE.match(t) for _, t, _, _, _ in rows)
     sizes = {cv2.imdecode(np.fromfile(str(tmp_path / "o" / r[0]), np.uint8), 1).shape for r in rows}
     assert len(sizes) > 1  # crops keep their rendered sizes
-    bad = subprocess.run(cmd[:-4] + ["--size", "94by24"], cwd=repo_root, capture_output=True, text=True,
+    bad = subprocess.run(cmd + ["--size", "94by24"], cwd=repo_root, capture_output=True, text=True,
                          timeout=120)
     assert bad.returncode == 2 and "--size must be" in bad.stderr
 

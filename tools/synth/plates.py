@@ -19,8 +19,11 @@ Command line (one crop per file, name = plate text, ``_N`` suffix for the N-th d
 
 writes ``OUT/<text>.jpg`` and ``OUT/labels.txt`` with one line per crop:
 ``filename<TAB>text<TAB>kind<TAB>ev<TAB>lines`` (``ev`` is 1 for electric / new-energy plates:
-Korean light-blue and Chinese green; ``lines`` is 1 or 2). ``--size original`` keeps each crop at
-the size it was rendered; ``--keep_original`` writes both (originals in ``OUT/original/``). The
+Korean light-blue and Chinese green; ``lines`` is 1 or 2). Crops keep the size they were rendered
+at (``--size original``, the default), which training needs to stitch two-line plates the way the
+runtime does; ``--size 94x24`` writes the reader's input size instead (two-line plates squashed into
+it, which the runtime never stitches), ``--keep_original`` then writes both (originals in
+``OUT/original/``). The
 output folder is built beside OUT and renamed into place at the end, so an interrupted run leaves
 nothing half-written.
 """
@@ -678,7 +681,8 @@ def _define_flags() -> None:
     flags.DEFINE_integer("count", 1000, "number of crops")
     flags.DEFINE_string("out", None, "output folder (new or empty)")
     flags.DEFINE_integer("seed", 0, "random seed; the same seed gives the same crops")
-    flags.DEFINE_string("size", "94x24", "crop size WIDTHxHEIGHT, or 'original'")
+    flags.DEFINE_string("size", "original", "crop size WIDTHxHEIGHT (e.g. 94x24), or 'original' (the "
+                       "rendered size; training stitches two-line plates from it as the runtime does)")
     flags.DEFINE_string("kind", None, "only this plate kind (e.g. kr_ev, cn_green); default: a mix")
     flags.DEFINE_integer("workers", 0, "processes (0: one per CPU core)")
     flags.DEFINE_enum("ext", "jpg", ["jpg", "png"], "image format")
