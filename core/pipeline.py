@@ -26,7 +26,7 @@ CHECKPOINTS = REPO / "checkpoints"
 # The models the product ships (see checkpoints/MODEL_CARD.md); detect.py and detect_video.py default to them.
 DEFAULT_DETECTOR = {"tflite": CHECKPOINTS / "yolov4-tiny-alpr-544-int8.tflite",
                     "tf": CHECKPOINTS / "yolov4-tiny-alpr-544"}
-DEFAULT_READER = {"kr": CHECKPOINTS / "lprnet-kr-f16.tflite", "cn": CHECKPOINTS / "lprnet-cn-f16.tflite"}
+DEFAULT_READER = {"kr": CHECKPOINTS / "lprnet-kr-int8.tflite", "cn": CHECKPOINTS / "lprnet-cn-int8.tflite"}
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from tests.test_edge_runtime import BLOCKER
 
 BUNDLE_DIR = "alpr-edge"
 DETECTOR = "checkpoints/yolov4-tiny-alpr-544-int8.tflite"
-READER_KR = "checkpoints/lprnet-kr-f16.tflite"
+READER_KR = "checkpoints/lprnet-kr-int8.tflite"
 PY38 = Path("/root/.pyenv/versions/3.8.18/bin/python3.8")
 
 # Runs a bundle script as __main__ and reports, at exit, peak RSS, TensorFlow modules and where core came from.
