@@ -1,20 +1,27 @@
-"""CTC decoding in numpy (edge runtime, TF-free): greedy and prefix beam search, a batch per call.
+"""CTC decoding in numpy (edge runtime, TF-free): greedy, prefix beam search, and beam search that
+prefers labels fitting the plate format, a batch per call.
 
 Input: scores [batch, steps, classes] (18 x 68 for LPRNet), raw logits or probabilities.
 Output: one ``Decoded(ids, confidence)`` per plate, ids without blanks and with repeats collapsed.
 Confidence: greedy gives the probability of the best path (product of the per-step maxima); beam
 search gives the CTC probability of the returned label (summed over all its alignments), so a beam
-confidence is never below the greedy one for the same label.
+confidence is never below the greedy one for the same label. ``format`` runs the beam search and
+returns the most probable label of the final beam that ``accept`` takes (a plate-format check), else
+the most probable one: an extra or missing character on a real plate usually leaves the right label
+close behind in the beam.
 """
 from __future__ import annotations
 
 import math
 from collections import defaultdict
-from typing import Dict, List, NamedTuple, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
 from core.errors import AlprError
+
+
+DECODERS = ("format", "greedy", "beam")  # the first is the runtime's default
 
 
 class Decoded(NamedTuple):
@@ -79,8 +86,9 @@ def _logsumexp(a: float, b: float) -> float:
     return m + math.log(math.exp(a - m) + math.exp(b - m))
 
 
-def _beam_one(logp: np.ndarray, blank: int, beam_width: int, prune: float) -> Decoded:
-    """CTC prefix beam search over one [steps, classes] log-probability matrix."""
+def _beam_one(logp: np.ndarray, blank: int, beam_width: int, prune: float) -> List[Decoded]:
+    """CTC prefix beam search over one [steps, classes] log-probability matrix: the final beam, most
+    probable label first."""
     ninf = -math.inf
     # prefix -> (log P(prefix, ending in blank), log P(prefix, ending in a non-blank))
     beams: Dict[Tuple[int, ...], Tuple[float, float]] = {(): (0.0, ninf)}
@@ -111,8 +119,8 @@ def _beam_one(logp: np.ndarray, blank: int, beam_width: int, prune: float) -> De
                     entry[1] = _logsumexp(entry[1], total + p)
         ranked = sorted(nxt.items(), key=lambda kv: _logsumexp(kv[1][0], kv[1][1]), reverse=True)
         beams = {k: (v[0], v[1]) for k, v in ranked[:beam_width]}
-    best, (pb, pnb) = max(beams.items(), key=lambda kv: _logsumexp(kv[1][0], kv[1][1]))
-    return Decoded(best, float(math.exp(_logsumexp(pb, pnb))))
+    final = [Decoded(k, float(math.exp(_logsumexp(pb, pnb)))) for k, (pb, pnb) in beams.items()]
+    return sorted(final, key=lambda d: d.confidence, reverse=True)
 
 
 def beam_decode(
@@ -121,14 +129,21 @@ def beam_decode(
     beam_width: int = 8,
     is_probs: bool | None = None,
     prune: float = 1e-4,
+    accept: Optional[Callable[[Tuple[int, ...]], bool]] = None,
 ) -> List[Decoded]:
-    """Prefix beam search per plate; classes below ``prune`` probability at a step are skipped."""
+    """Prefix beam search per plate; classes below ``prune`` probability at a step are skipped. With
+    ``accept``, the most probable label of the final beam that it takes, else the most probable."""
     if beam_width < 1:
         raise AlprError(f"beam width must be >= 1, got {beam_width}")
     probs = to_probs(scores, is_probs)
     blank = blank % probs.shape[2]
     logp = np.log(np.maximum(probs, 1e-300))
-    return [_beam_one(logp[i], blank, beam_width, prune) for i in range(probs.shape[0])]
+    out: List[Decoded] = []
+    for i in range(probs.shape[0]):
+        beam = _beam_one(logp[i], blank, beam_width, prune)
+        fitting = [d for d in beam if accept(d.ids)] if accept is not None else []
+        out.append(fitting[0] if fitting else beam[0])
+    return out
 
 
 def decode(
@@ -137,10 +152,15 @@ def decode(
     blank: int = -1,
     beam_width: int = 8,
     is_probs: bool | None = None,
+    accept: Optional[Callable[[Tuple[int, ...]], bool]] = None,
 ) -> List[Decoded]:
-    """Dispatch on ``method`` ('greedy' or 'beam')."""
+    """Dispatch on ``method``: 'greedy', 'beam', or 'format' (beam, preferring labels ``accept`` takes)."""
     if method == "greedy":
         return greedy_decode(scores, blank, is_probs)
     if method == "beam":
         return beam_decode(scores, blank, beam_width, is_probs)
-    raise AlprError(f"unknown CTC decoding method {method!r} (use 'greedy' or 'beam')")
+    if method == "format":
+        if accept is None:
+            raise AlprError("CTC decoding 'format' needs a format check (accept)")
+        return beam_decode(scores, blank, beam_width, is_probs, accept=accept)
+    raise AlprError(f"unknown CTC decoding method {method!r} (use 'greedy', 'beam' or 'format')")

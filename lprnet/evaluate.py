@@ -1,6 +1,6 @@
 """Evaluate a reader on a folder of crops named by their text (or a label file).
 
-python -m lprnet.evaluate --weights PATH --charset cn|kr --images DIR [--json OUT] [--decoder beam]
+python -m lprnet.evaluate --weights PATH --charset cn|kr --images DIR [--json OUT] [--decoder greedy]
 
 PATH may be a TFLite file (run with the edge interpreter, TF-free), a SavedModel directory, a Keras
 weights file (*.weights.h5) or a Keras model (*.keras). Metrics: sequence accuracy, character
@@ -19,6 +19,7 @@ import numpy as np
 
 from core.errors import AlprError
 from lprnet.charset import Charset
+from lprnet.ctc import DECODERS
 from lprnet.preprocess import normalize, resize_crop
 
 LogitsFn = Callable[[np.ndarray], np.ndarray]
@@ -121,7 +122,7 @@ def evaluate(
     crops: Sequence[np.ndarray],
     texts: Sequence[str],
     charset: Charset,
-    decoder: str = "greedy",
+    decoder: str = "format",
     batch_size: int = 64,
     latency_samples: int = 200,
     kinds: Optional[Sequence[str]] = None,
@@ -202,7 +203,8 @@ if __name__ == "__main__":
     flags.DEFINE_string("charset", "cn", "charset: cn, kr or a charset file")
     flags.DEFINE_string("images", None, "folder of crops named by their text, or a label file")
     flags.DEFINE_string("json", None, "write the metrics as JSON here")
-    flags.DEFINE_enum("decoder", "greedy", ["greedy", "beam"], "CTC decoding")
+    flags.DEFINE_enum("decoder", DECODERS[0], list(DECODERS), "CTC decoding: format (the runtime's: beam "
+                      "search, the most probable label that fits the plate format), greedy or beam")
     flags.DEFINE_integer("threads", 2, "TFLite interpreter threads")
     flags.mark_flags_as_required(["weights", "images"])
     app.run(guarded(main))

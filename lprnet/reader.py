@@ -53,7 +53,7 @@ def read_crops(
     crops: Sequence[np.ndarray],
     logits_fn: Callable[[np.ndarray], np.ndarray],
     charset: Charset,
-    decoder: str = "greedy",
+    decoder: str = "format",
     beam_width: int = 8,
     batch_size: int = 0,
 ) -> List[PlateRead]:
@@ -70,7 +70,8 @@ def read_crops(
         x = normalize(images)
         step = batch_size if batch_size > 0 else len(x)
         logits = np.concatenate([logits_fn(x[i : i + step]) for i in range(0, len(x), step)])
-        results = decode(logits, decoder, blank=charset.blank, beam_width=beam_width, is_probs=False)
+        results = decode(logits, decoder, blank=charset.blank, beam_width=beam_width, is_probs=False,
+                         accept=lambda ids: charset.is_valid_format(charset.decode(ids)))
         for owner, res in zip(owners, results):
             text = charset.decode(res.ids)
             read = PlateRead(text, res.confidence, charset.is_valid_format(text))
@@ -126,7 +127,7 @@ class PlateReader:
         model_path: Union[str, Path],
         charset: Union[Charset, str],
         num_threads: int | None = None,
-        decoder: str = "greedy",
+        decoder: str = "format",
         beam_width: int = 8,
     ) -> None:
         self.charset = charset if isinstance(charset, Charset) else load_charset(charset)

@@ -94,6 +94,33 @@ def test_batch_18x68_greedy_and_beam_agree_on_peaked_scores() -> None:
         assert 0.99 < g.confidence <= b.confidence + 1e-12 <= 1.0 + 1e-9
 
 
+def test_format_takes_the_best_fitting_label_by_hand() -> None:
+    # The "AA" example above: 'AA' 0.729 leads, 'A' follows with 0.262 (0.9*0.9*0.1 + 0.9*0.1*0.1 + ...
+    # over its six alignments). A format that wants one character gets 'A' with its own probability.
+    probs = np.array([[[0.9, 0.1], [0.1, 0.9], [0.9, 0.1]]])
+    ref = _brute_force(probs[0], blank=1)
+    one = decode(probs, "format", blank=1, beam_width=4, is_probs=True, accept=lambda ids: len(ids) == 1)[0]
+    assert one.ids == (0,)
+    assert one.confidence == pytest.approx(ref[(0,)]) and ref[(0,)] == pytest.approx(0.262)
+    # nothing fits: the most probable label, as plain beam search gives it
+    none = decode(probs, "format", blank=1, beam_width=4, is_probs=True, accept=lambda ids: False)[0]
+    assert none == decode(probs, "beam", blank=1, beam_width=4, is_probs=True)[0]
+
+
+def test_format_is_the_best_fitting_label_of_the_brute_force() -> None:
+    """With a beam wide enough to keep every label, 'format' is the most probable label that fits."""
+    rng = np.random.default_rng(5)
+    logits = rng.normal(scale=1.5, size=(5, 5, 4))
+    fits = lambda ids: len(ids) == 3  # noqa: E731
+    results = decode(logits, "format", blank=3, beam_width=1000, accept=fits)
+    probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    for res, p in zip(results, probs):
+        ref = {k: v for k, v in _brute_force(p, blank=3).items() if fits(k)}
+        best = max(ref, key=ref.get)
+        assert res.ids == best
+        assert res.confidence == pytest.approx(ref[best], rel=1e-9)
+
+
 def test_bad_inputs() -> None:
     with pytest.raises(AlprError, match="batch, steps, classes"):
         greedy_decode(np.zeros((2, 3, 4, 5)))
@@ -101,3 +128,5 @@ def test_bad_inputs() -> None:
         greedy_decode(np.full((1, 2, 3), np.nan))
     with pytest.raises(AlprError, match="unknown CTC decoding method"):
         decode(np.zeros((1, 2, 3)), "viterbi")
+    with pytest.raises(AlprError, match="needs a format check"):
+        decode(np.zeros((1, 2, 3)), "format")
