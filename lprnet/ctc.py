@@ -20,7 +20,6 @@ import numpy as np
 
 from core.errors import AlprError
 
-
 DECODERS = ("format", "greedy", "beam")  # the first is the runtime's default
 
 
