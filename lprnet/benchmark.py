@@ -1,9 +1,11 @@
 """Per-plate latency of a TFLite reader (edge runtime, TF-free): batch of 1, the whole read() path.
 
 python -m lprnet.benchmark --model reader.tflite --charset cn [--images DIR] [--runs 300] [--threads 2]
+    [--decoder format|greedy|beam]
 
 Reports the median and 90th percentile of (a) the interpreter alone and (b) PlateReader.read on one
-crop (resize + normalise + invoke + CTC decode), after warm-up runs.
+crop (resize + normalise + invoke + CTC decode with ``decoder``, the runtime's by default), after
+warm-up runs.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from lprnet.ctc import DECODERS
 from lprnet.reader import PlateReader
 
 
@@ -28,9 +31,10 @@ def benchmark(
     runs: int = 300,
     warmup: int = 20,
     num_threads: Optional[int] = None,
+    decoder: str = DECODERS[0],
 ) -> Dict[str, Dict[str, float]]:
     """Latency of the interpreter and of a full one-plate read, batch of 1."""
-    reader = PlateReader(model_path, charset, num_threads=num_threads)
+    reader = PlateReader(model_path, charset, num_threads=num_threads, decoder=decoder)
     if not crops:
         rng = np.random.default_rng(0)
         crops = [rng.integers(0, 256, size=(24, 94, 3), dtype=np.uint8)]
@@ -65,9 +69,10 @@ def main(argv: Sequence[str]) -> None:
     if f.images:
         listing = list_samples(f.images, load_charset(f.charset))
         crops = [read_image(s.path) for s in listing.samples[:64]]
-    result = benchmark(f.model, f.charset, crops, f.runs, num_threads=f.threads)
+    result = benchmark(f.model, f.charset, crops, f.runs, num_threads=f.threads, decoder=f.decoder)
     result["model"] = f.model  # type: ignore[assignment]
     result["threads"] = f.threads  # type: ignore[assignment]
+    result["decoder"] = f.decoder  # type: ignore[assignment]
     print(json.dumps(result, indent=2))
 
 
@@ -81,5 +86,6 @@ if __name__ == "__main__":
     flags.DEFINE_string("images", None, "optional folder of real crops (else a random crop)")
     flags.DEFINE_integer("runs", 300, "timed runs")
     flags.DEFINE_integer("threads", 2, "interpreter threads")
+    flags.DEFINE_enum("decoder", DECODERS[0], list(DECODERS), "CTC decoding of read()")
     flags.mark_flag_as_required("model")
     app.run(guarded(main))
