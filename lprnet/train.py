@@ -23,7 +23,7 @@ from core.errors import AlprError
 from lprnet.charset import Charset, load_charset
 from lprnet.ctc import greedy_decode
 from lprnet.dataset import Listing, list_samples, load_crops
-from lprnet.preprocess import INPUT_HEIGHT, INPUT_WIDTH, MEAN, SCALE
+from lprnet.preprocess import INPUT_HEIGHT, INPUT_WIDTH, MEAN, SCALE, TWO_LINE_MAX_ASPECT
 
 NUM_STEPS = 18
 
@@ -233,9 +233,12 @@ def _load(source: str, charset: Charset, progress: bool, log: Callable[[str], No
     if listing.skipped:
         log(f"{source}: {listing.summary()}")
     if listing.wide_two_line:
-        log(f"{source}: warning: {listing.wide_two_line} crops labelled two-line are too wide for the runtime "
-            "to stitch (rendered at a fixed size such as 94x24?): training stitches them, the runtime reads "
-            "them as one line; render with --size original")
+        two_line = sum(s.lines == 2 for s in listing.samples)
+        hint = (": rendered at a fixed size such as 94x24? render with --size original"
+                if listing.wide_two_line > 0.2 * two_line else "")
+        log(f"{source}: warning: {listing.wide_two_line} of {two_line} crops labelled two-line are too wide "
+            f"for the runtime to stitch (aspect >= {TWO_LINE_MAX_ASPECT}); training stitches them, the "
+            f"runtime reads them as one line{hint}")
     return images, texts, len(listing.skipped)
 
 
