@@ -21,6 +21,7 @@ from core.crops import encode_image, safe_name, save_crop
 from core.errors import AlprError
 from core.pipeline import DEFAULT_DETECTOR, DEFAULT_READER, Pipeline, PipelineOptions
 from core.results import FrameResult
+from lprnet.ctc import DECODERS
 
 STDOUT: TextIO = sys.stdout
 
@@ -37,6 +38,7 @@ class ModelChoice:
     score: Optional[float] = None
     iou: float = 0.45
     num_threads: Optional[int] = None
+    decoder: str = DECODERS[0]
 
 
 def define_model_flags(flags, lpr_default: bool) -> None:
@@ -55,13 +57,15 @@ def define_model_flags(flags, lpr_default: bool) -> None:
     flags.DEFINE_string("classes", None, "class names file (default: the names stored with the model)")
     flags.DEFINE_integer("num_threads", None, "TFLite interpreter threads of the detector and the reader "
                          "(default: every core for the detector, one for the reader)")
+    flags.DEFINE_enum("decoder", DECODERS[0], list(DECODERS), "CTC decoding of the plate reads: format (beam "
+                      "search, the most probable label that fits the plate format), greedy (fastest) or beam")
 
 
 def model_choice(values) -> ModelChoice:
     """``ModelChoice`` from the parsed values of ``define_model_flags`` (the front end passes its FLAGS)."""
     return ModelChoice(framework=values.framework, weights=values.weights, classes=values.classes, size=values.size,
                        lpr=values.lpr, lpr_weights=values.lpr_weights, charset=values.charset, score=values.score,
-                       iou=values.iou, num_threads=values.num_threads)
+                       iou=values.iou, num_threads=values.num_threads, decoder=values.decoder)
 
 
 def open_pipeline(choice: ModelChoice, retry_weak_reads: bool = True) -> Pipeline:
@@ -87,7 +91,8 @@ def open_pipeline(choice: ModelChoice, retry_weak_reads: bool = True) -> Pipelin
         reader_path = Path(choice.lpr_weights) if choice.lpr_weights else DEFAULT_READER[choice.charset]
     options = PipelineOptions(score_threshold=choice.score, iou_threshold=choice.iou, region=choice.charset,
                               retry_weak_reads=retry_weak_reads)
-    pipeline = Pipeline.open(weights, reader_path, choice.charset, choice.num_threads, choice.classes, options)
+    pipeline = Pipeline.open(weights, reader_path, choice.charset, choice.num_threads, choice.classes, options,
+                             decoder=choice.decoder)
     if choice.size and tuple(pipeline.detector.input_size) != (choice.size, choice.size):
         w, h = pipeline.detector.input_size
         raise AlprError(f"--size {choice.size} does not match the model's input {w}x{h}: convert the model at "

@@ -19,6 +19,7 @@ from core.plate_reading import PLATE_PAD, read_plate_boxes
 from core.results import FrameResult, PlateInfo, build_frame_result, plates_of
 from core.tflite_runtime import usable_cores
 from core.types import Detection
+from lprnet.ctc import DECODERS
 
 REPO = Path(__file__).resolve().parents[1]
 CHECKPOINTS = REPO / "checkpoints"
@@ -52,7 +53,7 @@ class Pipeline:
     @classmethod
     def open(cls, detector_path: str | Path, reader_path: Optional[str | Path] = None, charset: str = "kr",
              num_threads: Optional[int] = None, class_names: Optional[str | Path] = None,
-             options: Optional[PipelineOptions] = None) -> Pipeline:
+             options: Optional[PipelineOptions] = None, decoder: str = DECODERS[0]) -> Pipeline:
         # The runtime's own default is one thread; the detector is most of a frame's work and uses every
         # core (544 int8 on 2 cores: 12.7 vs 18.0 ms), while a batch of a few plates is fastest on one.
         detector = Detector.open(detector_path, num_threads=num_threads or usable_cores(), class_names=class_names)
@@ -62,7 +63,7 @@ class Pipeline:
 
             if not Path(reader_path).is_file():
                 raise AlprError(f"plate reader model not found: {reader_path}")
-            reader = PlateReader(reader_path, charset, num_threads=num_threads or 1)
+            reader = PlateReader(reader_path, charset, num_threads=num_threads or 1, decoder=decoder)
         opts = options or PipelineOptions(region=charset)
         return cls(detector, reader, opts)
 

@@ -112,6 +112,15 @@ def test_shipped_readers_on_held_out_rendered_plates(tmp_path, charset: str, see
         assert acc >= floor, q
 
 
+def test_decoder_flag_reaches_the_reader() -> None:
+    """--decoder (detect.py, detect_video.py) picks the reader's CTC decoding; the runtime's default is
+    'format' (lprnet.ctc.DECODERS[0])."""
+    from core.app import ModelChoice, open_pipeline
+
+    assert open_pipeline(ModelChoice(lpr=True)).reader.decoder == "format"
+    assert open_pipeline(ModelChoice(lpr=True, decoder="greedy")).reader.decoder == "greedy"
+
+
 def test_shipped_cn_reader_on_real_crops() -> None:
     """493 real Chinese crops (../shared/data/cn_plates_dev), never used in training or calibration."""
     from lprnet.dataset import list_samples, load_originals
