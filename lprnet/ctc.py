@@ -118,8 +118,8 @@ def _beam_one(logp: np.ndarray, blank: int, beam_width: int, prune: float) -> Li
                     entry[1] = _logsumexp(entry[1], total + p)
         ranked = sorted(nxt.items(), key=lambda kv: _logsumexp(kv[1][0], kv[1][1]), reverse=True)
         beams = {k: (v[0], v[1]) for k, v in ranked[:beam_width]}
-    final = [Decoded(k, float(math.exp(_logsumexp(pb, pnb)))) for k, (pb, pnb) in beams.items()]
-    return sorted(final, key=lambda d: d.confidence, reverse=True)
+    # ``beams`` keeps the ranked order of the last step
+    return [Decoded(k, float(math.exp(_logsumexp(pb, pnb)))) for k, (pb, pnb) in beams.items()]
 
 
 def beam_decode(
@@ -140,8 +140,7 @@ def beam_decode(
     out: List[Decoded] = []
     for i in range(probs.shape[0]):
         beam = _beam_one(logp[i], blank, beam_width, prune)
-        fitting = [d for d in beam if accept(d.ids)] if accept is not None else []
-        out.append(fitting[0] if fitting else beam[0])
+        out.append(next((d for d in beam if accept(d.ids)), beam[0]) if accept is not None else beam[0])
     return out
 
 

@@ -122,7 +122,7 @@ def evaluate(
     crops: Sequence[np.ndarray],
     texts: Sequence[str],
     charset: Charset,
-    decoder: str = "format",
+    decoder: str = DECODERS[0],
     batch_size: int = 64,
     latency_samples: int = 200,
     kinds: Optional[Sequence[str]] = None,

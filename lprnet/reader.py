@@ -21,7 +21,7 @@ import numpy as np
 from core.errors import AlprError
 from core.tflite_runtime import load_interpreter
 from lprnet.charset import Charset, load_charset
-from lprnet.ctc import decode
+from lprnet.ctc import DECODERS, decode
 from lprnet.preprocess import IDENTITY_THETA, INPUT_HEIGHT, INPUT_WIDTH, affine_warp, candidate_inputs, normalize
 
 # Two-stage STN readers (written by lprnet.export): signature names, their input and output names.
@@ -53,7 +53,7 @@ def read_crops(
     crops: Sequence[np.ndarray],
     logits_fn: Callable[[np.ndarray], np.ndarray],
     charset: Charset,
-    decoder: str = "format",
+    decoder: str = DECODERS[0],
     beam_width: int = 8,
     batch_size: int = 0,
 ) -> List[PlateRead]:
@@ -127,7 +127,7 @@ class PlateReader:
         model_path: Union[str, Path],
         charset: Union[Charset, str],
         num_threads: int | None = None,
-        decoder: str = "format",
+        decoder: str = DECODERS[0],
         beam_width: int = 8,
     ) -> None:
         self.charset = charset if isinstance(charset, Charset) else load_charset(charset)

@@ -23,9 +23,8 @@ Korean light-blue and Chinese green; ``lines`` is 1 or 2). Crops keep the size t
 at (``--size original``, the default), which training needs to stitch two-line plates the way the
 runtime does; ``--size 94x24`` writes the reader's input size instead (two-line plates squashed into
 it, which the runtime never stitches), ``--keep_original`` then writes both (originals in
-``OUT/original/``). The
-output folder is built beside OUT and renamed into place at the end, so an interrupted run leaves
-nothing half-written.
+``OUT/original/``). The output folder is built beside OUT and renamed into place at the end, so an
+interrupted run leaves nothing half-written.
 """
 from __future__ import annotations
 
