@@ -237,3 +237,26 @@ def test_shear_changes_the_view_not_the_label(tmp_path: Path) -> None:
     assert changed == 6  # the view's extra draws move every later draw, so no crop stays the same
     with pytest.raises(AlprError, match="--shear"):
         write_crops(str(tmp_path / "x"), "cn", 2, 0, shear=0.9, progress=False)
+
+
+NOTO_CJK_BOLD = Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Bold.ttc")
+
+
+@pytest.mark.skipif(not NOTO_CJK_BOLD.exists(), reason="fonts-noto-cjk is not installed (optional renderer font)")
+def test_pan_cjk_collection_gives_each_charset_its_locale_face() -> None:
+    """Noto Sans CJK's collection orders its faces JP, KR, SC, TC, HK (then the Mono ones); Chinese plates
+    must get the SC face, whose forms differ from JP's for some characters (骨 is the textbook case)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    path = str(NOTO_CJK_BOLD)
+    assert fonts.face_index(path, "cn") == 2
+    assert fonts.face_index(path, "kr") == 1
+    assert fonts.face_index(path, None) == 0
+
+    def ink(index: int) -> np.ndarray:
+        img = Image.new("L", (80, 80), 0)
+        ImageDraw.Draw(img).text((8, 0), "骨", font=ImageFont.truetype(path, 64, index=index), fill=255)
+        return np.asarray(img) > 127
+
+    assert (ink(2) != ink(0)).sum() > 30  # the SC and JP forms differ
+    assert fonts.FontSpec(path, 2) in fonts.find_fonts("cn")

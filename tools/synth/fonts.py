@@ -6,9 +6,10 @@ repository, and in the usual system font folders. On Debian/Ubuntu the renderer 
 
     apt-get install -y fonts-nanum fonts-wqy-microhei
 
-(``fonts-wqy-zenhei`` and ``fonts-unfonts-core`` add variety; ``fonts-dejavu-core`` adds Latin digit
-faces.) A font is used only when it really draws every character it is asked for (checked against
-its "missing glyph" box), so a partial CJK font never produces tofu under a correct label.
+(``fonts-wqy-zenhei``, ``fonts-noto-cjk`` and ``fonts-unfonts-core`` add variety; ``fonts-dejavu-core`` adds
+Latin digit faces.) A font is used only
+when it really draws every character it is asked for (checked against its "missing glyph" box), so a
+partial CJK font never produces tofu under a correct label.
 """
 from __future__ import annotations
 
@@ -105,13 +106,35 @@ def covers(spec: FontSpec, chars: Iterable[str]) -> bool:
     return True
 
 
-def _candidates(names: Sequence[str]) -> List[FontSpec]:
+# Pan-CJK collections (Noto Sans CJK, Source Han Sans) hold one face per locale; the same code point is
+# drawn in that locale's form, so Chinese plates take the Simplified Chinese face and Korean ones the Korean.
+_LOCALE_TAG = {"cn": "SC", "kr": "KR"}
+
+
+def face_index(path: str, charset: str | None) -> int:
+    """Index of the face of a font collection whose family names ``charset``'s locale (e.g. 'Noto Sans
+    CJK SC' for cn), skipping monospaced faces; 0 for single fonts and collections without one."""
+    tag = _LOCALE_TAG.get(charset or "")
+    if tag is None or not path.lower().endswith(".ttc"):
+        return 0
+    for i in range(32):
+        try:
+            family = ImageFont.truetype(path, 12, index=i).getname()[0] or ""
+        except OSError:
+            break
+        words = family.split()
+        if tag in words and "Mono" not in words:
+            return i
+    return 0
+
+
+def _candidates(names: Sequence[str], charset: str | None = None) -> List[FontSpec]:
     files = _font_files()
     out: List[FontSpec] = []
     for name in names:
         path = files.get(name.lower())
         if path is not None:
-            out.append(FontSpec(path, 0))
+            out.append(FontSpec(path, face_index(path, charset)))
     # Fonts shipped in data/fonts or named by ALPR_FONT_DIRS are candidates too, whatever their name.
     env_dirs = [Path(p) for p in os.environ.get("ALPR_FONT_DIRS", "").split(os.pathsep) if p]
     extra_dirs = [REPO / "data" / "fonts"] + env_dirs
@@ -132,7 +155,7 @@ def find_fonts(charset: str) -> Tuple[FontSpec, ...]:
     if charset not in _NEEDS:
         raise AlprError(f"unknown charset {charset!r}")
     names = _KR_NAMES if charset == "kr" else _CN_NAMES
-    specs = tuple(s for s in _candidates(names) if covers(s, _NEEDS[charset]))
+    specs = tuple(s for s in _candidates(names, charset) if covers(s, _NEEDS[charset]))
     if not specs:
         where = ", ".join(str(d) for d in font_dirs()) or "no font folder"
         raise AlprError(
