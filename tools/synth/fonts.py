@@ -142,7 +142,7 @@ def _candidates(names: Sequence[str], charset: str | None = None) -> List[FontSp
         if d.is_dir():
             for p in sorted(d.rglob("*")):
                 if p.suffix.lower() in (".ttf", ".ttc", ".otf") and all(s.path != str(p) for s in out):
-                    out.append(FontSpec(str(p), 0))
+                    out.append(FontSpec(str(p), face_index(str(p), charset)))
     return out
 
 
