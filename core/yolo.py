@@ -141,13 +141,17 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
-def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> List[int]:
-    """Greedy NMS on one class: indices kept, by descending score."""
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, max_keep: Optional[int] = None) -> List[int]:
+    """Greedy NMS on one class: indices kept, by descending score.
+
+    ``max_keep`` stops after that many (the same boxes as the first ``max_keep`` of a full pass); with
+    tens of thousands of low-score candidates, as from an untrained head, a full pass takes seconds.
+    """
     order = np.argsort(-scores, kind="stable")
     keep: List[int] = []
     x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
     areas = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    while order.size:
+    while order.size and (max_keep is None or len(keep) < max_keep):
         i = int(order[0])
         keep.append(i)
         rest = order[1:]
@@ -174,5 +178,5 @@ def filter_and_nms(boxes: np.ndarray, scores: np.ndarray, score_threshold: float
     # One NMS pass over all classes: shifting each class's boxes apart keeps classes independent.
     span = float(max(cand_boxes.max() - min(cand_boxes.min(), 0.0), 1.0)) + 1.0
     shifted = cand_boxes + (cls.astype(np.float32) * span)[:, None]
-    keep = np.asarray(nms(shifted, cand_scores, iou_threshold), np.int64)[:max_detections]
+    keep = np.asarray(nms(shifted, cand_scores, iou_threshold, max_detections), np.int64)
     return cand_boxes[keep], cand_scores[keep], cls[keep]

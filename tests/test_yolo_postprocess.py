@@ -70,6 +70,21 @@ def test_iou_and_nms_by_hand() -> None:
     # IoU(0,1) = 90/110 = 0.82 -> suppressed; IoU(0,2) = 1/3 -> kept at 0.45
     assert nms(boxes, scores, 0.45) == [0, 2, 3]
     assert nms(boxes, scores, 0.3) == [0, 3]
+    assert nms(boxes, scores, 0.45, max_keep=2) == [0, 2]  # the first two of the full pass above
+
+
+def test_filter_and_nms_caps_at_max_detections_with_the_highest_scores() -> None:
+    # 400 disjoint 1x1 boxes on a grid and a duplicate of each, shifted by a tenth: every duplicate
+    # goes, every grid box stays, so the 5 kept are the 5 best-scoring grid boxes
+    xy = np.stack(np.meshgrid(np.arange(20) * 3.0, np.arange(20) * 3.0), -1).reshape(-1, 2)
+    grid = np.concatenate([xy, xy + 1], 1)
+    boxes = np.concatenate([grid, grid + 0.1]).astype(np.float32)
+    s = np.random.default_rng(0).permutation(400) / 400 * 0.5 + 0.4
+    scores = np.concatenate([s, s - 0.01])[:, None].astype(np.float32)
+    b, sc, c = filter_and_nms(boxes, scores, 0.1, 0.5, max_detections=5)
+    best = np.argsort(-s)[:5]
+    np.testing.assert_allclose(b, grid[best])
+    np.testing.assert_allclose(sc, s[best], rtol=1e-6)
 
 
 def test_filter_and_nms_is_per_class() -> None:
