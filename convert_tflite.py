@@ -36,6 +36,8 @@ flags.DEFINE_float("range_percentile", 99.99, "int8: each inner activation's ran
                    "(always min/max with --io_type uint8 or float)")
 flags.DEFINE_float("logit_floor", -8.0, "int8: clamp the raw heads from below before quantizing (finer output "
                    "step); 0 disables it")
+flags.DEFINE_float("logit_ceiling", 0.0, "int8: also clamp the raw heads from above (with --logit_floor; a "
+                   "finer output step when a few large logits set the range); 0 disables it")
 flags.DEFINE_boolean("verify", True, "compare the TFLite model with the SavedModel on one input")
 
 
@@ -53,7 +55,8 @@ def main(argv):
                                  dataset=FLAGS.dataset, calib_count=FLAGS.calib_count,
                                  input_size=FLAGS.input_size, io_type=FLAGS.io_type, verify=FLAGS.verify,
                                  progress=progress, range_percentile=FLAGS.range_percentile or None,
-                                 int8_logit_floor=FLAGS.logit_floor or None)
+                                 int8_logit_floor=FLAGS.logit_floor or None,
+                                 int8_logit_ceiling=FLAGS.logit_ceiling or None)
     print(report.describe())
     return 0
 

@@ -252,6 +252,40 @@ def test_int8_heads_clamped_at_logit_floor(tiny, tmp_path):
     assert Detector.open(tiny["int8"]).info.source["quantization"]["head_logit_floor"] == INT8_LOGIT_FLOOR
 
 
+def test_int8_heads_clamped_between_floor_and_ceiling(tiny, tmp_path):
+    from core.detector import Detector
+    from core.errors import AlprError
+    from core.keras.tflite_export import convert_saved_model
+
+    x = np.stack([cv2.resize(cv2.imread(str(p)), (64, 64))[..., ::-1] / 255.0
+                  for p in sorted(tiny["calib"].glob("*.png"))[:4]]).astype(np.float32)
+    ref = Detector.open(tiny["saved_model"])
+    floats = [ref.run_float(x[i:i + 1]) for i in range(4)]
+    highest = max(float(o[k].max()) for o in floats for k in ("head_0", "head_1"))
+    floor, ceiling = -2.0, 1.0  # inside this random model's logit range, so both ends bite
+    assert highest > ceiling + 1
+    rep = convert_saved_model(tiny["saved_model"], tmp_path / "c.tflite", "int8", dataset=str(tiny["calib"]),
+                              calib_count=16, verify=False, int8_logit_floor=floor, int8_logit_ceiling=ceiling)
+    det = Detector.open(rep.path)
+    # the output range is [floor, ceiling] in 256 steps: the conv itself is clamped, not a later op
+    for q in det.backend.output_quant.values():
+        assert q.scale == pytest.approx((ceiling - floor) / 255, rel=0.02)
+    errors = []
+    for i, o in enumerate(floats):
+        got = det.run_float(x[i:i + 1])
+        for k in ("head_0", "head_1"):
+            assert got[k].min() >= floor - 0.02 and got[k].max() <= ceiling + 0.02
+            errors.append(np.abs(got[k] - np.clip(o[k], floor, ceiling)).ravel())
+    # against the float model clamped by hand: the inner layers' int8 rounding (bounded by 1.0 as for the
+    # default conversion above) on top of a 0.012 output step; on average a few steps
+    err = np.concatenate(errors)
+    assert err.max() < 1.0 and err.mean() < 0.05, (err.max(), err.mean())
+    assert det.info.source["quantization"]["head_logit_ceiling"] == ceiling
+    with pytest.raises(AlprError, match="ceiling"):
+        convert_saved_model(tiny["saved_model"], tmp_path / "bad.tflite", "int8", dataset=str(tiny["calib"]),
+                            calib_count=4, verify=False, int8_logit_floor=floor, int8_logit_ceiling=floor)
+
+
 def test_percentile_ranges_narrower_than_min_max(tiny, tmp_path):
     from core.detector import Detector
     from core.keras.tflite_export import convert_saved_model

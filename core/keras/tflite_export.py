@@ -179,7 +179,8 @@ def _tf():
     return tf
 
 
-def _converter(saved_model_dir: Path, info: ModelInfo, logit_floor: Optional[float] = None):
+def _converter(saved_model_dir: Path, info: ModelInfo, logit_floor: Optional[float] = None,
+               logit_ceiling: Optional[float] = None):
     """A converter over the serving signature with a static batch of 1 (static shapes suit XNNPACK)."""
     tf = _tf()
     try:
@@ -196,6 +197,11 @@ def _converter(saved_model_dir: Path, info: ModelInfo, logit_floor: Optional[flo
         outs = sig(images=images)
         if logit_floor is None:
             return outs
+        if logit_ceiling is not None:
+            # relu6((x - floor) * g) / g + floor clamps to [floor, ceiling]: the shift and the gain fold
+            # into the conv and the relu6 fuses with it, so the conv's int8 output spans only that range
+            g = 6.0 / (logit_ceiling - logit_floor)
+            return {k: tf.nn.relu6((v - logit_floor) * g) / g + logit_floor for k, v in outs.items()}
         # relu(x - floor) + floor: the converter folds the shift into the conv bias and fuses the relu,
         # so the head conv's int8 output only spans [floor, max] instead of down to about -30.
         return {k: tf.nn.relu(v - logit_floor) + logit_floor for k, v in outs.items()}
@@ -209,12 +215,15 @@ def convert_saved_model(saved_model_dir: str | os.PathLike, output: str | os.Pat
                         input_size: Optional[int] = None, io_type: str = "int8", verify: bool = True,
                         seed: int = 0, progress: Optional[Callable[[Iterator], Iterator]] = None,
                         int8_logit_floor: Optional[float] = INT8_LOGIT_FLOOR,
-                        range_percentile: Optional[float] = INT8_RANGE_PERCENTILE) -> ExportReport:
+                        range_percentile: Optional[float] = INT8_RANGE_PERCENTILE,
+                        int8_logit_ceiling: Optional[float] = None) -> ExportReport:
     """Convert a SavedModel written by ``save_model.py`` and write ``output`` + its ModelInfo sidecar.
 
     ``io_type`` only matters for int8 (float32/float16 models keep float tensors). ``progress`` may
     wrap the calibration iterator (e.g. tqdm). ``int8_logit_floor`` clamps the raw heads from below
-    in int8 models (see ``INT8_LOGIT_FLOOR``); None keeps them unclamped. ``range_percentile``: the
+    in int8 models (see ``INT8_LOGIT_FLOOR``); None keeps them unclamped. ``int8_logit_ceiling`` (with a
+    floor) clamps them from above too: a score of sigmoid(12) is 1 to 6e-6, and the heads' largest
+    logits otherwise set the output step. ``range_percentile``: the
     int8 range of each inner activation is that percentile of its calibration values (both tails)
     instead of the extreme min/max; None: min/max, the converter's own calibration (always so unless
     ``io_type='int8'``).
@@ -247,7 +256,10 @@ def convert_saved_model(saved_model_dir: str | os.PathLike, output: str | os.Pat
 
     tf = _tf()
     floor = int8_logit_floor if quantize_mode == "int8" and int8_logit_floor is not None else None
-    converter, _keep = _converter(src, info, floor)
+    ceiling = int8_logit_ceiling if floor is not None else None
+    if ceiling is not None and ceiling <= floor:
+        raise AlprError(f"logit ceiling {ceiling:g} must lie above the floor {floor:g}")
+    converter, _keep = _converter(src, info, floor, ceiling)
     if quantize_mode == "float16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
@@ -285,7 +297,7 @@ def convert_saved_model(saved_model_dir: str | os.PathLike, output: str | os.Pat
     quant = {"quantize_mode": quantize_mode, "converted_from": src.name, "tensorflow": tf.__version__}
     if quantize_mode == "int8":
         quant.update(io_type=io_type, calibration_images=len(calib), ops="TFLITE_BUILTINS_INT8",
-                     head_logit_floor=floor, activation_ranges=(
+                     head_logit_floor=floor, head_logit_ceiling=ceiling, activation_ranges=(
                          "min/max" if range_percentile is None else f"percentile {range_percentile:g}"))
     sidecar = ModelInfo(info.input_size, info.class_names, info.heads, info.output, info.letterbox,
                         dict(info.source, quantization=quant))
@@ -300,7 +312,7 @@ def convert_saved_model(saved_model_dir: str | os.PathLike, output: str | os.Pat
     report.outputs = [describe_tensor(d, name) for name, d in backend.outputs.items()]
     if verify:
         x = calib[0] if calib else _verification_input(info, seed)
-        report.max_abs_diff = compare_with_saved_model(out, src, x, floor)
+        report.max_abs_diff = compare_with_saved_model(out, src, x, floor, ceiling)
     return report
 
 
@@ -324,9 +336,10 @@ def describe_tensor(d: dict, name: str) -> str:
 
 
 def compare_with_saved_model(tflite_path: str | os.PathLike, saved_model_dir: str | os.PathLike,
-                             x: np.ndarray, logit_floor: Optional[float] = None) -> Dict[str, float]:
+                             x: np.ndarray, logit_floor: Optional[float] = None,
+                             logit_ceiling: Optional[float] = None) -> Dict[str, float]:
     """Max |TFLite - SavedModel| per output on input ``x`` (float [1,H,W,3]); TFLite dequantized,
-    the SavedModel's outputs clamped at ``logit_floor`` as the int8 graph does."""
+    the SavedModel's outputs clamped to [``logit_floor``, ``logit_ceiling``] as the int8 graph does."""
     from core.detector import Detector
 
     tfl = Detector.open(tflite_path)
@@ -335,4 +348,6 @@ def compare_with_saved_model(tflite_path: str | os.PathLike, saved_model_dir: st
     b = sm.run_float(x)
     if logit_floor is not None:
         b = {k: np.maximum(v, np.float32(logit_floor)) for k, v in b.items()}
+    if logit_ceiling is not None:
+        b = {k: np.minimum(v, np.float32(logit_ceiling)) for k, v in b.items()}
     return {k: float(np.max(np.abs(a[k] - b[k]))) for k in b}
