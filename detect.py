@@ -1,7 +1,7 @@
 """Detect cars, plates and disabled stickers in images and read the plates.
 
     python detect.py --images data/images/demo.jpg --lpr
-    python detect.py --framework tf --weights checkpoints/yolov4-tiny-alpr-544 --images photos/ --lpr --json
+    python detect.py --framework tf --weights checkpoints/yolov4-tiny-3l-alpr-544 --images photos/ --lpr --json
     python detect.py --images 'shots/*.jpg' --lpr --charset cn --crop --output out/
 
 Writes the annotated images (and with --json one JSON document per image, with --crop the plate

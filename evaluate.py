@@ -1,6 +1,6 @@
 """Evaluate a detector on images with YOLO txt labels: mAP@0.5 and mAP@0.5:0.95 per class, PR curves.
 
-    python evaluate.py --weights checkpoints/yolov4-tiny-alpr-544-int8.tflite --framework tflite --size 544 \
+    python evaluate.py --weights checkpoints/yolov4-tiny-3l-alpr-544-int8.tflite --framework tflite --size 544 \
         --classes data/classes/custom.names --dataset runs/heldout --json runs/eval.json
 
 --framework tflite takes a .tflite file (no TensorFlow needed); --framework tf a SavedModel folder,

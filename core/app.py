@@ -78,7 +78,7 @@ def open_pipeline(choice: ModelChoice, retry_weak_reads: bool = True) -> Pipelin
     if not choice.weights and choice.framework == "tf" and not weights.exists():
         # Only the Darknet weights and the TFLite model are shipped; the SavedModel is one command away.
         raise AlprError(f"no SavedModel at {weights}: create it with 'python save_model.py --cfg "
-                        f"checkpoints/yolov4-tiny-alpr.cfg --weights checkpoints/yolov4-tiny-alpr.weights "
+                        f"checkpoints/yolov4-tiny-3l-alpr.cfg --weights checkpoints/yolov4-tiny-3l-alpr.weights "
                         f"--input_size 544 --output {weights}'")
     if choice.framework == "tflite" and weights.is_dir():
         raise AlprError(f"{weights} is a folder (a SavedModel?): use --framework tf, or give a .tflite file")

@@ -25,8 +25,8 @@ REPO = Path(__file__).resolve().parents[1]
 CHECKPOINTS = REPO / "checkpoints"
 
 # The models the product ships (see checkpoints/MODEL_CARD.md); detect.py and detect_video.py default to them.
-DEFAULT_DETECTOR = {"tflite": CHECKPOINTS / "yolov4-tiny-alpr-544-int8.tflite",
-                    "tf": CHECKPOINTS / "yolov4-tiny-alpr-544"}
+DEFAULT_DETECTOR = {"tflite": CHECKPOINTS / "yolov4-tiny-3l-alpr-544-int8.tflite",
+                    "tf": CHECKPOINTS / "yolov4-tiny-3l-alpr-544"}
 DEFAULT_READER = {"kr": CHECKPOINTS / "lprnet-kr-int8.tflite", "cn": CHECKPOINTS / "lprnet-cn-int8.tflite"}
 
 

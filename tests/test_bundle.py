@@ -24,7 +24,7 @@ from tests.paths import REPO
 from tests.test_edge_runtime import BLOCKER
 
 BUNDLE_DIR = "alpr-edge"
-DETECTOR = "checkpoints/yolov4-tiny-alpr-544-int8.tflite"
+DETECTOR = "checkpoints/yolov4-tiny-3l-alpr-544-int8.tflite"
 READER_KR = "checkpoints/lprnet-kr-int8.tflite"
 PY38 = Path("/root/.pyenv/versions/3.8.18/bin/python3.8")
 

@@ -459,7 +459,7 @@ def test_train_cli_smoke_on_rendered_scenes(tmp_path):
     subprocess.run([sys.executable, "-m", "tools.synth.scenes", "--count", "10", "--out", str(data), "--seed", "5",
                     "--size", "128", "--valid_fraction", "0.2", "--workers", "1"],
                    cwd=REPO, check=True, capture_output=True, timeout=120)
-    cfg = REPO / "checkpoints" / "yolov4-tiny-alpr.cfg"
+    cfg = REPO / "checkpoints" / "yolov4-tiny-3l-alpr.cfg"
     export = tmp_path / "det.weights"
     proc = subprocess.run(
         [sys.executable, "train.py", "--cfg", str(cfg), "--train", str(data / "train.txt"), "--valid",
