@@ -6,9 +6,9 @@ the identity, and, for a layer feeding a ``[yolo]`` layer, small kernels with th
 1 % prior, so a new head starts quiet instead of firing everywhere. The typical use is growing the
 shipped two-head yolov4-tiny into a three-head yolov4-tiny-3l (its first 38 layers are the same)::
 
-    python -m tools.graft_weights --cfg runs/yolov4-tiny-3l-alpr.cfg \\
+    python -m tools.graft_weights --cfg checkpoints/yolov4-tiny-3l-alpr.cfg \\
         --from_cfg checkpoints/yolov4-tiny-alpr.cfg --from_weights checkpoints/yolov4-tiny-alpr.weights \\
-        --out runs/yolov4-tiny-3l-alpr-init.weights
+        --out runs/init3l.weights
 
 then ``train.py --weights`` the result. TF-free.
 """
@@ -31,18 +31,16 @@ def fresh_layer(cfg: DarknetCfg, index: int, rng: np.random.Generator,
     """New weights for conv layer ``index`` of ``cfg`` (see the module docstring)."""
     layer = cfg.layers[index]
     kshape = conv_shapes(cfg, layer)[-1]
-    fan_in = kshape[1] * kshape[2] * kshape[3]
     f = layer.filters
-    head = next((y for y in cfg.yolo_layers if y.index == index + 1), None)
-    if head is not None:
-        kernel = rng.normal(0.0, 0.01, kshape).astype(np.float32)
-        bias = np.zeros((len(head.mask), f // len(head.mask)), np.float32)
-        bias[:, 4] = math.log(objectness_prior / (1.0 - objectness_prior))
-        return ConvWeights(bias=bias.reshape(-1), kernel=kernel, bn=None if not layer.batch_normalize else
-                           (np.ones(f, np.float32), np.zeros(f, np.float32), np.ones(f, np.float32)))
-    kernel = rng.normal(0.0, math.sqrt(2.0 / fan_in), kshape).astype(np.float32)
     bn = (np.ones(f, np.float32), np.zeros(f, np.float32), np.ones(f, np.float32)) if layer.batch_normalize else None
-    return ConvWeights(bias=np.zeros(f, np.float32), kernel=kernel, bn=bn)
+    head = next((y for y in cfg.yolo_layers if y.index == index + 1), None)
+    if head is None:
+        fan_in = kshape[1] * kshape[2] * kshape[3]
+        kernel = rng.normal(0.0, math.sqrt(2.0 / fan_in), kshape).astype(np.float32)
+        return ConvWeights(bias=np.zeros(f, np.float32), kernel=kernel, bn=bn)
+    bias = np.zeros((len(head.mask), f // len(head.mask)), np.float32)
+    bias[:, 4] = math.log(objectness_prior / (1.0 - objectness_prior))
+    return ConvWeights(bias=bias.reshape(-1), kernel=rng.normal(0.0, 0.01, kshape).astype(np.float32), bn=bn)
 
 
 def graft(cfg: DarknetCfg, from_cfg: DarknetCfg, from_weights: Dict[int, ConvWeights], seed: int = 0
