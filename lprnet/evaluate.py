@@ -100,20 +100,28 @@ def score(preds: Sequence[str], texts: Sequence[str], charset: Charset, top: int
     errors = 0
     total = 0
     confusions: Counter = Counter()
+    seen: Counter = Counter()  # truth token -> occurrences
+    missed: Counter = Counter()  # truth token -> substituted or deleted
     for pred, truth in zip(preds, texts):
         t_ids = charset.encode(truth)
         p_ids = charset.encode(pred)
         errors += int(editdistance.eval(t_ids, p_ids))
         total += len(t_ids)
+        seen.update(charset.tokens[t] for t in t_ids)
         for a, b in align(t_ids, p_ids):
             key = f"{charset.tokens[a] if a >= 0 else '∅'}->{charset.tokens[b] if b >= 0 else '∅'}"
             confusions[key] += 1
+            if a >= 0:
+                missed[charset.tokens[a]] += 1
+    # the characters the reader gets wrong most often, relative to how often they occur
+    hardest = sorted(missed, key=lambda t: (-missed[t] / seen[t], -missed[t], t))
     return {
         "count": len(texts),
         "sequence_accuracy": float(np.mean([p == t for p, t in zip(preds, texts)])),
         "char_accuracy": max(0.0, 1.0 - errors / max(total, 1)),
         "format_valid_rate": float(np.mean([charset.is_valid_format(p) for p in preds])),
         "confusions": [[k, n] for k, n in confusions.most_common(top)],
+        "char_errors": [[t, seen[t], missed[t]] for t in hardest],
     }
 
 
@@ -160,13 +168,16 @@ def accuracy_by_kind(preds: Sequence[str], texts: Sequence[str], kinds: Sequence
 
 def format_report(result: Dict[str, object]) -> str:
     conf = ", ".join(f"{k} x{n}" for k, n in result["confusions"][:5])  # type: ignore[index]
+    hard = ", ".join(f"{t} {m}/{n}" for t, n, m in result.get("char_errors", [])[:5])  # type: ignore[union-attr]
     return (
         f"{result['count']} plates: sequence accuracy {result['sequence_accuracy']:.4f}, "
         f"char accuracy {result['char_accuracy']:.4f}, format-valid {result['format_valid_rate']:.4f}, "
         f"latency median {result['latency_ms_median']:.2f} ms/plate\n"
         f"most common confusions: {conf or 'none'}"
-    ) + "".join(f"\n  {k}: {v['sequence_accuracy']:.4f} of {v['count']}"
-                for k, v in result.get("by_kind", {}).items())  # type: ignore[union-attr]
+    ) + (f"\nhardest characters (missed / seen): {hard}" if hard else "") + "".join(
+        f"\n  {k}: {v['sequence_accuracy']:.4f} of {v['count']}"
+        for k, v in result.get("by_kind", {}).items()  # type: ignore[union-attr]
+    )
 
 
 def main(argv: Sequence[str]) -> None:

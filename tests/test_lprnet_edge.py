@@ -116,6 +116,8 @@ def test_align_and_score_by_hand() -> None:
     assert res["char_accuracy"] == pytest.approx(1 - 4 / 21)
     assert res["format_valid_rate"] == pytest.approx(2 / 3)
     assert ["가->나", 1] in res["confusions"]
+    # per truth character: 가 occurs 3 times, substituted once and deleted once; 5 and 6 deleted once of 3
+    assert res["char_errors"] == [["가", 3, 2], ["5", 3, 1], ["6", 3, 1]]
 
 
 def test_label_file_accepts_extra_columns_of_the_renderer(tmp_path) -> None:

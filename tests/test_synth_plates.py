@@ -239,6 +239,52 @@ def test_shear_changes_the_view_not_the_label(tmp_path: Path) -> None:
         write_crops(str(tmp_path / "x"), "cn", 2, 0, shear=0.9, progress=False)
 
 
+def test_plate_font_variants_have_the_shapes_they_name() -> None:
+    """Hand geometry of the variants (stroke 0.2 of the width): M's middle vertex at 42 % of the height
+    with shape 0 and 82 % with shape 1; an oval 0 against a true stadium, whose sides are straight over
+    the middle half of its height; a square or a rounded lower-right corner of G. Characters outside
+    VARIABLE and an empty shape keep the base glyph."""
+    from tools.synth.stroke_font import VARIABLE, stroke_glyph
+
+    def centre_ink_depth(mask: np.ndarray) -> float:  # lowest inked row of the middle column, 0-1
+        col = mask[:, mask.shape[1] // 2] > 127
+        return float(np.nonzero(col)[0].max() / (mask.shape[0] - 1))
+
+    shallow, deep = stroke_glyph("M", 0.2, (0.0, 0.5, 0.5)), stroke_glyph("M", 0.2, (1.0, 0.5, 0.5))
+    assert 0.40 < centre_ink_depth(shallow) < 0.55  # vertex 0.42 plus half a stroke
+    assert 0.80 < centre_ink_depth(deep) < 0.92
+
+    def side_ink(mask: np.ndarray, y: float) -> int:  # leftmost inked column at height y
+        return int(np.nonzero(mask[int(y * (mask.shape[0] - 1))] > 127)[0].min())
+
+    oval, stadium = stroke_glyph("0", 0.2, (0.5, 0.0, 0.5)), stroke_glyph("0", 0.2, (0.5, 1.0, 0.0))
+    # an oval's left edge moves in away from the middle row; a stadium's stays put from 25 % to 75 %
+    assert side_ink(oval, 0.3) - side_ink(oval, 0.5) >= 2
+    assert abs(side_ink(stadium, 0.3) - side_ink(stadium, 0.5)) <= 1
+    assert abs(side_ink(stadium, 0.7) - side_ink(stadium, 0.5)) <= 1
+
+    square, round_ = stroke_glyph("G", 0.2, (0.0, 0.5, 0.5)), stroke_glyph("G", 0.2, (1.0, 0.5, 0.5))
+    corner = (slice(-4, None), slice(-4, None))
+    assert square[corner].mean() > 150 and round_[corner].mean() < 40
+
+    assert "1" not in VARIABLE and np.array_equal(stroke_glyph("1", 0.2, (0.3, 0.3, 0.3)), stroke_glyph("1", 0.2))
+    assert np.array_equal(stroke_glyph("M", 0.2, ()), stroke_glyph("M", 0.2))
+
+
+def test_font_variants_keep_the_label_and_reach_the_plate() -> None:
+    """--font_variants draws the variant after the text: same text and kind for a seed; off, the crop is
+    the one the seed always gave; on, stroke-font plates change (a variant per plate)."""
+    changed = 0
+    for i in range(8):
+        a, text_a, kind_a = render_plate(np.random.default_rng([5, i]), "cn")
+        b, text_b, kind_b = render_plate(np.random.default_rng([5, i]), "cn", font_variants=True)
+        c, _, _ = render_plate(np.random.default_rng([5, i]), "cn", font_variants=False)
+        assert (text_a, kind_a.name) == (text_b, kind_b.name)
+        assert np.array_equal(a, c)
+        changed += a.shape != b.shape or not np.array_equal(a, b)
+    assert changed >= 3  # 60 % of plates use the stroke font; those draw a variant and every later draw moves
+
+
 NOTO_CJK_BOLD = Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Bold.ttc")
 
 

@@ -34,9 +34,9 @@ def _watch(rec: dict) -> Iterator[None]:
             rec["glyphs"].append((alpha > 96, x, y, canvas.shape[:2]))
         blend(canvas, alpha, color, x, y)
 
-    def draw_w(rng, kind, text, px_per_mm=0.6, decorate=True):  # type: ignore[no-untyped-def]
+    def draw_w(rng, kind, text, px_per_mm=0.6, decorate=True, **kwargs):  # type: ignore[no-untyped-def]
         rec["glyphs"], rec["drawing"] = [], True
-        canvas, box = draw(rng, kind, text, px_per_mm, decorate)
+        canvas, box = draw(rng, kind, text, px_per_mm, decorate, **kwargs)
         rec["drawing"] = False
         rec["box"], rec["framed"] = box, canvas.shape[:2]
         return canvas, box

@@ -263,9 +263,11 @@ def _jitter_color(rng: np.random.Generator, rgb: Sequence[int], amount: float) -
 
 
 def draw_plate(rng: np.random.Generator, kind: PlateKind, text: str, px_per_mm: float = 0.6,
-               decorate: bool = True) -> Tuple[np.ndarray, Tuple[int, int, int, int]]:
+               decorate: bool = True, font_variants: bool = False) -> Tuple[np.ndarray, Tuple[int, int, int, int]]:
     """Draw a clean, front-on plate (BGR uint8) and return it with the plate's box (x1, y1, x2, y2)
-    inside the image; the image may be larger than the plate when a frame is drawn around it."""
+    inside the image; the image may be larger than the plate when a frame is drawn around it.
+    ``font_variants``: plates in the stroke-built font take one of its glyph variants
+    (``tools.synth.stroke_font.variant_strokes``); False draws from ``rng`` exactly as before."""
     if not cs.KIND_PATTERNS[kind.name].match(text):
         raise AlprError(f"plate text {text!r} does not fit the {kind.name} format")
     W, H = kind.size_mm
@@ -308,10 +310,11 @@ def draw_plate(rng: np.random.Generator, kind: PlateKind, text: str, px_per_mm: 
     emboss = rng.random() < 0.5
     # Chinese plates: most draw their letters and digits in the stroke-built plate font (tools.synth.stroke_font)
     stroke = float(rng.uniform(0.15, 0.26)) if kind.charset == "cn" and rng.random() < CN_STROKE_FONT else 0.0
+    shape = tuple(rng.uniform(0.0, 1.0, 3)) if stroke and font_variants else ()
     for g, x, y, w, h in slots:
         latin = g in cs.DIGITS or g in cs.CN_LETTERS
         if stroke and latin and has_glyph(g):
-            m = stroke_glyph(g, stroke)
+            m = stroke_glyph(g, stroke, shape)
             ratio = 1.0  # the plate font already has the plate's 1:2 box
         else:
             m = _glyph(dfont if latin else font, g)
@@ -496,18 +499,21 @@ _BODY_PAINTS = ((235, 235, 235), (190, 190, 195), (120, 120, 125), (35, 35, 38),
 
 
 def render_plate(rng: np.random.Generator, charset: str = "kr", kind: str | None = None,
-                 text: str | None = None, shear: float = 0.0) -> Tuple[np.ndarray, str, PlateKind]:
+                 text: str | None = None, shear: float = 0.0,
+                 font_variants: bool = False) -> Tuple[np.ndarray, str, PlateKind]:
     """One realistic plate crop (BGR uint8, loosely cropped as a detector would), its exact text and kind.
 
     ``kind`` is a name from ``KINDS`` (random by ``KIND_WEIGHTS`` when None); ``text`` is random when
     None, else checked against the kind's format. ``shear`` > 0 adds the oblique views of a camera
     beside and above the road (as in CCPD): characters leaning by up to ``shear`` (dx/dy), the plate's
     top and bottom edges sloping by up to ``shear / 2`` and in-plane rotation up to 12 degrees instead of 6,
-    each on most but not all crops. 0 keeps the random stream, and so every seed's crops, as before."""
+    each on most but not all crops. 0 keeps the random stream, and so every seed's crops, as before;
+    so does ``font_variants`` False (True: see ``draw_plate``)."""
     pk = _pick_kind(rng, charset, kind)
     if text is None:
         text = random_text(rng, pk)
-    plate, (bx1, by1, bx2, by2) = draw_plate(rng, pk, text, px_per_mm=float(rng.uniform(0.45, 0.7)))
+    plate, (bx1, by1, bx2, by2) = draw_plate(rng, pk, text, px_per_mm=float(rng.uniform(0.45, 0.7)),
+                                             font_variants=font_variants)
     ph, pw = plate.shape[:2]
     # put the plate on a piece of car body so that perspective and loose crops show some context
     mx, my = int(pw * 0.45), int(ph * 1.0)
@@ -565,7 +571,7 @@ def parse_size(value: str) -> Tuple[int, int] | None:
     return w, h
 
 
-_Job = Tuple[str, Optional[str], int, int, Optional[Tuple[int, int]], str, bool, float]
+_Job = Tuple[str, Optional[str], int, int, Optional[Tuple[int, int]], str, bool, float, bool]
 
 
 def _encode(img: np.ndarray, ext: str) -> bytes:
@@ -577,9 +583,9 @@ def _encode(img: np.ndarray, ext: str) -> bytes:
 
 
 def _render_job(args: _Job) -> Tuple[str, str, int, int, bytes, Optional[bytes]]:
-    charset, kind, seed, index, size, ext, keep_original, shear = args
+    charset, kind, seed, index, size, ext, keep_original, shear, variants = args
     rng = np.random.default_rng([seed, index])
-    img, text, pk = render_plate(rng, charset, kind, shear=shear)
+    img, text, pk = render_plate(rng, charset, kind, shear=shear, font_variants=variants)
     original = _encode(img, ext) if keep_original and size is not None else None
     if size is not None:
         interp = cv2.INTER_AREA if img.shape[1] > size[0] else cv2.INTER_LINEAR
@@ -596,11 +602,11 @@ def unique_name(text: str, seen: Dict[str, int]) -> str:
 
 def write_crops(out: str, charset: str, count: int, seed: int, size: Tuple[int, int] | None = (94, 24),
                 kind: str | None = None, workers: int = 0, ext: str = "jpg", progress: bool = True,
-                keep_original: bool = False, shear: float = 0.0) -> Path:
+                keep_original: bool = False, shear: float = 0.0, font_variants: bool = False) -> Path:
     """Render ``count`` crops into folder ``out`` (must not exist or be empty); returns the folder.
 
     With ``keep_original`` the same crops at their rendered size go to ``out/original/`` too;
-    ``shear`` as in ``render_plate``."""
+    ``shear`` and ``font_variants`` as in ``render_plate``."""
     from multiprocessing import get_context
 
     from tqdm import tqdm
@@ -615,7 +621,7 @@ def write_crops(out: str, charset: str, count: int, seed: int, size: Tuple[int, 
     if kind is not None:
         _pick_kind(np.random.default_rng(0), charset, kind)
     with building_folder(out) as tmp:
-        jobs = ((charset, kind, seed, i, size, ext, keep_original, shear) for i in range(count))
+        jobs = ((charset, kind, seed, i, size, ext, keep_original, shear, font_variants) for i in range(count))
         if keep_original and size is not None:
             (tmp / "original").mkdir()
         workers = workers or (os.cpu_count() or 1)
@@ -669,7 +675,7 @@ def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
         raise AlprError(f"unexpected arguments: {' '.join(argv[1:])}")
     out = write_crops(f.out, f.charset, f.count, f.seed, parse_size(f.size), f.kind, f.workers, f.ext,
-                      keep_original=f.keep_original, shear=f.shear)
+                      keep_original=f.keep_original, shear=f.shear, font_variants=f.font_variants)
     print(f"wrote {f.count} {f.charset} crops and labels.txt to {out}")
 
 
@@ -688,6 +694,8 @@ def _define_flags() -> None:
     flags.DEFINE_boolean("keep_original", False, "also write each crop at its rendered size to OUT/original/")
     flags.DEFINE_float("shear", 0.0, "oblique views: characters lean by up to this (dx/dy), edges slope by "
                        "half of it, rotation up to 12 degrees; 0 (default) renders as before, 0.35 is CCPD-like")
+    flags.DEFINE_boolean("font_variants", False, "Chinese plates in the stroke-built plate font take one of its "
+                         "glyph variants (M's vertex, G's spur, oval or stadium 0, ...); off renders as before")
     flags.mark_flag_as_required("out")
 
 

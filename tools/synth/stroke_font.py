@@ -79,7 +79,44 @@ GLYPHS: Dict[str, List[Stroke]] = {
     "Z": [[(0.0, 0.0), (1.0, 0.0), (0.0, 1.0), (1.0, 1.0)]],
 }
 
-_CACHE: Dict[Tuple[str, int], np.ndarray] = {}
+# Glyphs whose shape differs between the plate-font versions and makers seen on real plates (the depth of
+# M's middle vertex, G's spur and bar, a stadium or an oval 0, ...). A reader that saw one shape only
+# misread real M as H and G as 6 (a third of them on ../shared/data/cn_plates_dev), although it read the
+# rendered ones; ``variant_strokes`` draws the shapes between.
+VARIABLE = "MWGQ0D"
+
+
+def variant_strokes(ch: str, shape: Sequence[float]) -> List[Stroke]:
+    """The strokes of ``ch`` for a plate-font variant ``shape`` (three numbers in [0, 1]); the glyph of
+    ``GLYPHS`` for characters outside ``VARIABLE`` or an empty ``shape``."""
+    if not shape or ch not in VARIABLE:
+        return GLYPHS[ch]
+    u0, u1, u2 = shape
+    if ch == "M":
+        v = 0.42 + 0.4 * u0
+        return [[(0.0, 1.0), (0.0, 0.0), (0.5, v), (1.0, 0.0), (1.0, 1.0)]]
+    if ch == "W":
+        xb = 0.12 + 0.14 * u1
+        return [[(0.0, 0.0), (xb, 1.0), (0.5, 0.15 + 0.45 * u0), (1.0 - xb, 1.0), (1.0, 0.0)]]
+    if ch == "G":
+        top = 0.42 + 0.2 * u1
+        bar = 0.4 + 0.35 * u2
+        upper = _arc(0.5, 0.5, 0.5, 0.5, -35 - 15 * u2, -180, 18)
+        if u0 < 0.5:  # square lower-right corner
+            return [upper + _arc(0.5, 0.5, 0.5, 0.5, 180, 90, 10) + [(0.7, 1.0), (1.0, 1.0), (1.0, top), (bar, top)]]
+        return [upper + _arc(0.5, 0.5, 0.5, 0.5, 180, 0, 18) + [(1.0, top), (bar, top)]]
+    if ch in "0Q":
+        # an oval, or straight sides between half-round ends (a true stadium; its ends are half as tall as
+        # wide, 0.25 of the 1:2 box, and up to 0.4 of it when flattened)
+        ry = 0.5 if u1 < 0.4 else 0.25 + 0.15 * u2
+        body = _arc(0.5, ry, 0.5, ry, 180, 360) + _arc(0.5, 1.0 - ry, 0.5, ry, 0, 180) + [(0.0, ry)]
+        return [body] if ch == "0" else [body, [(0.45 + 0.2 * u2, 0.6 + 0.15 * u0), (1.0, 1.0)]]
+    # D: the length of the flat top and bottom before the bowl
+    xc = 0.25 + 0.3 * u2
+    return [[(0.0, 0.0), (0.0, 1.0)], [(0.0, 0.0), (xc, 0.0)] + _arc(xc, 0.5, 1.0 - xc, 0.5, -90, 90) + [(0.0, 1.0)]]
+
+
+_CACHE: Dict[Tuple[str, int, Tuple[int, ...]], np.ndarray] = {}
 HEIGHT = 64  # px of the returned mask, like the TrueType glyphs of tools.synth.plates
 
 
@@ -87,10 +124,12 @@ def has_glyph(ch: str) -> bool:
     return ch in GLYPHS
 
 
-def stroke_glyph(ch: str, stroke: float = 0.2) -> np.ndarray:
+def stroke_glyph(ch: str, stroke: float = 0.2, shape: Sequence[float] = ()) -> np.ndarray:
     """Tight uint8 mask (255 = ink) of ``ch``, ``HEIGHT`` px tall; ``stroke`` is the stroke width as a
-    fraction of the 45 mm glyph width (real plates: about 0.2). The box is 1:2 like the plate's."""
-    key = (ch, int(round(stroke * 100)))
+    fraction of the 45 mm glyph width (real plates: about 0.2). The box is 1:2 like the plate's.
+    ``shape``: a font variant for ``variant_strokes`` (quantized to tenths, so that the cache stays small)."""
+    q = tuple(int(round(float(u) * 10)) for u in shape) if ch in VARIABLE else ()
+    key = (ch, int(round(stroke * 100)), q)
     mask = _CACHE.get(key)
     if mask is not None:
         return mask
@@ -103,7 +142,7 @@ def stroke_glyph(ch: str, stroke: float = 0.2) -> np.ndarray:
     pad = t / 2 + 1
     canvas = np.zeros((h + 2 * int(math.ceil(pad)), w + 2 * int(math.ceil(pad))), np.uint8)
     off = math.ceil(pad)
-    for line in GLYPHS[ch]:
+    for line in variant_strokes(ch, [u / 10 for u in q]):
         pts = np.array([[off + x * (w - 1), off + y * (h - 1)] for x, y in line], np.float32)
         cv2.polylines(canvas, [np.round(pts * 16).astype(np.int32)], False, 255, int(round(t)), cv2.LINE_AA, 4)
     small = cv2.resize(canvas, (canvas.shape[1] // ss, canvas.shape[0] // ss), interpolation=cv2.INTER_AREA)
