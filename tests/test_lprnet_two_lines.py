@@ -180,3 +180,54 @@ def test_loose_crops_are_also_read_cut_to_their_characters() -> None:
     assert tighten(tight) is None
     images, owners = candidate_inputs([loose, tight])
     assert owners.tolist() == [0, 0, 1]
+
+
+
+def _rimmed_two_line_plate() -> np.ndarray:
+    """A two-line plate on a car body: a plate rim 3 px wide, the body's panel line above the plate,
+    the lines written with real glyph strokes (cv2's Hershey font): the top line in rows 50-66,
+    columns 60-140, the bottom line in rows 78-110, columns 40-135."""
+    img = np.full((130, 200, 3), 90, np.uint8)  # car body
+    img[10:14, :] = 200  # the body's panel line (a long horizontal edge)
+    img[40:120, 20:180] = (40, 200, 200)  # the yellow plate
+    cv2.rectangle(img, (24, 44), (175, 115), (0, 0, 0), 3)  # the rim
+    cv2.putText(img, "AB12", (62, 66), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 2)
+    cv2.putText(img, "3456", (40, 110), cv2.FONT_HERSHEY_SIMPLEX, 1.2, (0, 0, 0), 3)
+    return img
+
+
+def _ink_extent(img: np.ndarray, rows: slice) -> tuple:
+    """x0, y0, x1, y1 of the black glyph ink drawn inside the rim in ``rows``."""
+    black = (img[..., 0] < 20) & (img[..., 1] < 20)
+    black[:, :30] = black[:, 170:] = False  # the rim's sides
+    black[:48] = black[112:] = False  # the rim's top and bottom
+    ys, xs = np.nonzero(black[rows])
+    return xs.min(), ys.min() + (rows.start or 0), xs.max() + 1, ys.max() + 1 + (rows.start or 0)
+
+
+def test_text_box_leaves_out_rim_and_body() -> None:
+    """On each line the horizontal-gradient box stretches to the rim and the body's edges; the
+    corner-energy box keeps to the glyphs (drawn at known places) plus its margin."""
+    from lprnet.preprocess import _ink_box, _text_box
+
+    img = _rimmed_two_line_plate()
+    for rows in (slice(0, 72), slice(72, 130)):
+        part = img[rows]
+        gx0, gy0, gx1, gy1 = _ink_extent(img, rows)
+        gy0, gy1 = gy0 - (rows.start or 0), gy1 - (rows.start or 0)
+        margin = 0.1 * (gy1 - gy0) + 3
+        x0, y0, x1, y1 = _text_box(part)
+        assert gx0 - margin <= x0 <= gx0 and gx1 <= x1 <= gx1 + margin, (x0, x1, gx0, gx1)
+        assert gy0 - margin <= y0 <= gy0 and gy1 <= y1 <= gy1 + margin, (y0, y1, gy0, gy1)
+        ox0, oy0, ox1, oy1 = _ink_box(part)
+        assert ox1 - ox0 > 1.3 * (x1 - x0)  # the old box spans the plate's width (why the change)
+
+
+def test_stitched_top_line_is_its_characters_not_the_car() -> None:
+    """Stitched, the top line's characters fill the left part (ink in over three quarters of its rows;
+    the old cut: two thirds, glyphs shrunk between the rim lines) and the rim is not in it (no row
+    dark along 80 % of the part; the old cut left one at 90 %)."""
+    out = stitch_two_lines(_rimmed_two_line_plate())
+    left = out[:, :TOP_WIDTH].max(axis=2) < 60  # black ink
+    assert left.any(axis=1).mean() > 0.75 and left.any(axis=0).mean() > 0.6
+    assert left.mean(axis=1).max() < 0.8
