@@ -104,8 +104,14 @@ def _ink_box(part: np.ndarray) -> Tuple[int, int, int, int]:
     ys = np.nonzero(rows >= 0.25 * float(rows.max()))[0] if rows.max() > 0 else np.array([], int)
     if xs.size < 2 or ys.size < 2:
         return 0, 0, w, h
+    return _with_margin(xs, ys, w, h, x_end=2)  # column i of the gradient lies between pixels i and i + 1
+
+
+def _with_margin(xs: np.ndarray, ys: np.ndarray, w: int, h: int, x_end: int) -> Tuple[int, int, int, int]:
+    """The box from the first to the last of the selected columns ``xs`` and rows ``ys`` (``x_end``: one
+    past the last column, in pixels) widened by a tenth of its height; the whole part when that is tiny."""
     m = max(1, int(0.1 * (ys[-1] - ys[0] + 1)))
-    x0, x1 = max(0, int(xs[0]) - m), min(w, int(xs[-1]) + 2 + m)
+    x0, x1 = max(0, int(xs[0]) - m), min(w, int(xs[-1]) + x_end + m)
     y0, y1 = max(0, int(ys[0]) - m), min(h, int(ys[-1]) + 1 + m)
     if x1 - x0 < 4 or y1 - y0 < 3:
         return 0, 0, w, h
@@ -140,12 +146,7 @@ def _text_box(part: np.ndarray) -> Tuple[int, int, int, int]:
     if cols.max() <= 0:
         return 0, 0, w, h
     xs = np.nonzero(cols >= 0.25 * float(cols.max()))[0]
-    m = max(1, int(0.1 * (ys[-1] - ys[0] + 1)))
-    x0, x1 = max(0, int(xs[0]) - m), min(w, int(xs[-1]) + 1 + m)
-    y0, y1 = max(0, int(ys[0]) - m), min(h, int(ys[-1]) + 1 + m)
-    if x1 - x0 < 4 or y1 - y0 < 3:
-        return 0, 0, w, h
-    return x0, y0, x1, y1
+    return _with_margin(xs, ys, w, h, x_end=1)
 
 
 def stitch_two_lines(crop: np.ndarray) -> np.ndarray:
