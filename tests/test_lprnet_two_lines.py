@@ -182,7 +182,6 @@ def test_loose_crops_are_also_read_cut_to_their_characters() -> None:
     assert owners.tolist() == [0, 0, 1]
 
 
-
 def _rimmed_two_line_plate() -> np.ndarray:
     """A two-line plate on a car body: a plate rim 3 px wide, the body's panel line above the plate,
     the lines written with real glyph strokes (cv2's Hershey font): the top line in rows 50-66,

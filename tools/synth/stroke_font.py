@@ -25,10 +25,10 @@ def _arc(cx: float, cy: float, rx: float, ry: float, a0: float, a1: float, n: in
             for a in np.linspace(a0, a1, n)]
 
 
-def _stadium(y0: float, y1: float) -> Stroke:
-    """A closed tall rounded shape between y0 and y1 (the 0, O-like outline)."""
-    r = 0.5
-    return _arc(0.5, y0 + r, r, r, 180, 360) + _arc(0.5, y1 - r, r, r, 0, 180) + [(0.0, y0 + r)]
+def _stadium(y0: float, y1: float, ry: float = 0.5) -> Stroke:
+    """A closed tall rounded shape between y0 and y1 (the 0, O-like outline): half-ellipse ends ``ry``
+    tall, joined by straight sides when they do not meet (an oval for ry = 0.5 on the unit box)."""
+    return _arc(0.5, y0 + ry, 0.5, ry, 180, 360) + _arc(0.5, y1 - ry, 0.5, ry, 0, 180) + [(0.0, y0 + ry)]
 
 
 def _bowl_right(x0: float, y0: float, y1: float, x1: float = 1.0) -> Stroke:
@@ -37,6 +37,36 @@ def _bowl_right(x0: float, y0: float, y1: float, x1: float = 1.0) -> Stroke:
     rx = min(ry, x1 - x0)
     xc = x1 - rx
     return [(x0, y0), (xc, y0)] + _arc(xc, y0 + ry, rx, ry, -90, 90) + [(x0, y1)]
+
+
+# Builders of the glyphs whose shape varies between plate-font versions (``variant_strokes``); ``GLYPHS``
+# holds each at its usual shape.
+def _m(vertex: float) -> List[Stroke]:
+    return [[(0.0, 1.0), (0.0, 0.0), (0.5, vertex), (1.0, 0.0), (1.0, 1.0)]]
+
+
+def _w(foot: float, vertex: float) -> List[Stroke]:
+    return [[(0.0, 0.0), (foot, 1.0), (0.5, vertex), (1.0 - foot, 1.0), (1.0, 0.0)]]
+
+
+def _g(start: float, spur_top: float, bar: float, square: bool) -> List[Stroke]:
+    """G: the arc from ``start`` degrees round the left, a square or round lower-right corner, the spur
+    up to ``spur_top`` and the bar in to ``bar``."""
+    upper = _arc(0.5, 0.5, 0.5, 0.5, start, -180, 18)
+    if square:
+        return [upper + _arc(0.5, 0.5, 0.5, 0.5, 180, 90, 10) + [(0.7, 1.0), (1.0, 1.0), (1.0, spur_top),
+                                                                  (bar, spur_top)]]
+    return [upper + _arc(0.5, 0.5, 0.5, 0.5, 180, 0, 18) + [(1.0, spur_top), (bar, spur_top)]]
+
+
+def _q(ry: float, tail: Point) -> List[Stroke]:
+    return [_stadium(0.0, 1.0, ry), [tail, (1.0, 1.0)]]
+
+
+def _d(flat: float) -> List[Stroke]:
+    """D with a flat top and bottom ``flat`` long before the bowl."""
+    return [[(0.0, 0.0), (0.0, 1.0)], [(0.0, 0.0), (flat, 0.0)] + _arc(flat, 0.5, 1.0 - flat, 0.5, -90, 90)
+            + [(0.0, 1.0)]]
 
 
 GLYPHS: Dict[str, List[Stroke]] = {
@@ -54,26 +84,24 @@ GLYPHS: Dict[str, List[Stroke]] = {
     "B": [[(0.0, 0.0), (0.0, 1.0)], _bowl_right(0.0, 0.0, 0.48, 0.92), _bowl_right(0.0, 0.48, 1.0)],
     "C": [_arc(0.5, 0.5, 0.5, 0.5, -40, -90) + [(0.5, 0.0)] + _arc(0.5, 0.5, 0.5, 0.5, -90, -180)
           + [(0.0, 0.5)] + _arc(0.5, 0.5, 0.5, 0.5, 180, 40)],
-    "D": [[(0.0, 0.0), (0.0, 1.0)], [(0.0, 0.0), (0.45, 0.0)] + _arc(0.45, 0.5, 0.55, 0.5, -90, 90)
-          + [(0.0, 1.0)]],
+    "D": _d(0.45),
     "E": [[(1.0, 0.0), (0.0, 0.0), (0.0, 1.0), (1.0, 1.0)], [(0.0, 0.48), (0.85, 0.48)]],
     "F": [[(1.0, 0.0), (0.0, 0.0), (0.0, 1.0)], [(0.0, 0.48), (0.85, 0.48)]],
-    "G": [_arc(0.5, 0.5, 0.5, 0.5, -35, -180, 18) + _arc(0.5, 0.5, 0.5, 0.5, 180, 90, 10)
-          + [(0.7, 1.0), (1.0, 1.0), (1.0, 0.55), (0.55, 0.55)]],
+    "G": _g(-35, 0.55, 0.55, square=True),
     "H": [[(0.0, 0.0), (0.0, 1.0)], [(1.0, 0.0), (1.0, 1.0)], [(0.0, 0.48), (1.0, 0.48)]],
     "J": [[(1.0, 0.0), (1.0, 0.7)] + _arc(0.5, 0.7, 0.5, 0.3, 0, 170)],
     "K": [[(0.0, 0.0), (0.0, 1.0)], [(1.0, 0.0), (0.0, 0.62)], [(0.32, 0.42), (1.0, 1.0)]],
     "L": [[(0.0, 0.0), (0.0, 1.0), (1.0, 1.0)]],
-    "M": [[(0.0, 1.0), (0.0, 0.0), (0.5, 0.62), (1.0, 0.0), (1.0, 1.0)]],
+    "M": _m(0.62),
     "N": [[(0.0, 1.0), (0.0, 0.0), (1.0, 1.0), (1.0, 0.0)]],
     "P": [[(0.0, 1.0), (0.0, 0.0)], _bowl_right(0.0, 0.0, 0.52)],
-    "Q": [_stadium(0.0, 1.0), [(0.6, 0.75), (1.0, 1.0)]],
+    "Q": _q(0.5, (0.6, 0.75)),
     "R": [[(0.0, 1.0), (0.0, 0.0)], _bowl_right(0.0, 0.0, 0.52), [(0.45, 0.52), (1.0, 1.0)]],
     "S": [_arc(0.5, 0.26, 0.5, 0.26, -20, -270, 16) + _arc(0.5, 0.74, 0.5, 0.26, -90, 160, 18)],
     "T": [[(0.0, 0.0), (1.0, 0.0)], [(0.5, 0.0), (0.5, 1.0)]],
     "U": [[(0.0, 0.0), (0.0, 0.7)] + _arc(0.5, 0.7, 0.5, 0.3, 180, 0) + [(1.0, 0.0)]],
     "V": [[(0.0, 0.0), (0.5, 1.0), (1.0, 0.0)]],
-    "W": [[(0.0, 0.0), (0.22, 1.0), (0.5, 0.3), (0.78, 1.0), (1.0, 0.0)]],
+    "W": _w(0.22, 0.3),
     "X": [[(0.0, 0.0), (1.0, 1.0)], [(1.0, 0.0), (0.0, 1.0)]],
     "Y": [[(0.0, 0.0), (0.5, 0.5), (1.0, 0.0)], [(0.5, 0.5), (0.5, 1.0)]],
     "Z": [[(0.0, 0.0), (1.0, 0.0), (0.0, 1.0), (1.0, 1.0)]],
@@ -93,27 +121,17 @@ def variant_strokes(ch: str, shape: Sequence[float]) -> List[Stroke]:
         return GLYPHS[ch]
     u0, u1, u2 = shape
     if ch == "M":
-        v = 0.42 + 0.4 * u0
-        return [[(0.0, 1.0), (0.0, 0.0), (0.5, v), (1.0, 0.0), (1.0, 1.0)]]
+        return _m(0.42 + 0.4 * u0)
     if ch == "W":
-        xb = 0.12 + 0.14 * u1
-        return [[(0.0, 0.0), (xb, 1.0), (0.5, 0.15 + 0.45 * u0), (1.0 - xb, 1.0), (1.0, 0.0)]]
+        return _w(0.12 + 0.14 * u1, 0.15 + 0.45 * u0)
     if ch == "G":
-        top = 0.42 + 0.2 * u1
-        bar = 0.4 + 0.35 * u2
-        upper = _arc(0.5, 0.5, 0.5, 0.5, -35 - 15 * u2, -180, 18)
-        if u0 < 0.5:  # square lower-right corner
-            return [upper + _arc(0.5, 0.5, 0.5, 0.5, 180, 90, 10) + [(0.7, 1.0), (1.0, 1.0), (1.0, top), (bar, top)]]
-        return [upper + _arc(0.5, 0.5, 0.5, 0.5, 180, 0, 18) + [(1.0, top), (bar, top)]]
+        return _g(-35 - 15 * u2, 0.42 + 0.2 * u1, 0.4 + 0.35 * u2, square=u0 < 0.5)
     if ch in "0Q":
         # an oval, or straight sides between half-round ends (a true stadium; its ends are half as tall as
         # wide, 0.25 of the 1:2 box, and up to 0.4 of it when flattened)
         ry = 0.5 if u1 < 0.4 else 0.25 + 0.15 * u2
-        body = _arc(0.5, ry, 0.5, ry, 180, 360) + _arc(0.5, 1.0 - ry, 0.5, ry, 0, 180) + [(0.0, ry)]
-        return [body] if ch == "0" else [body, [(0.45 + 0.2 * u2, 0.6 + 0.15 * u0), (1.0, 1.0)]]
-    # D: the length of the flat top and bottom before the bowl
-    xc = 0.25 + 0.3 * u2
-    return [[(0.0, 0.0), (0.0, 1.0)], [(0.0, 0.0), (xc, 0.0)] + _arc(xc, 0.5, 1.0 - xc, 0.5, -90, 90) + [(0.0, 1.0)]]
+        return [_stadium(0.0, 1.0, ry)] if ch == "0" else _q(ry, (0.45 + 0.2 * u2, 0.6 + 0.15 * u0))
+    return _d(0.25 + 0.3 * u2)
 
 
 _CACHE: Dict[Tuple[str, int, Tuple[int, ...]], np.ndarray] = {}
