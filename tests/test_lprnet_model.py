@@ -13,7 +13,7 @@ from core.errors import AlprError  # noqa: E402
 from lprnet.charset import load_charset  # noqa: E402
 from lprnet.export import convert_to_tflite  # noqa: E402
 from lprnet.import_torch import read_legacy_state_dict  # noqa: E402
-from lprnet.model import AffineSampler, build_lprnet, freeze_context, load_keras_model  # noqa: E402
+from lprnet.model import AffineSampler, BatchNormalization, build_lprnet, freeze_context, load_keras_model  # noqa: E402
 from lprnet.reader import PlateRead, PlateReader  # noqa: E402
 from tests.fixtures.lprnet_synth import render_digits  # noqa: E402
 from tests.paths import shared_path  # noqa: E402
@@ -82,6 +82,53 @@ def test_stn_model_starts_as_identity(small_model) -> None:
             stn.get_layer(layer.name).set_weights(layer.get_weights())
     x = np.random.default_rng(2).uniform(-1, 1, (3, 24, 94, 3)).astype(np.float32)
     assert np.abs(stn(x).numpy() - small_model(x).numpy()).max() < 1e-3
+
+
+def test_fused_batch_norm_trains_like_keras_batch_norm() -> None:
+    """The fused training path against Keras's BatchNormalization: outputs, gradients, moving stats."""
+    import keras
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(2.0, 3.0, (8, 5, 7, 16)).astype(np.float32))
+    upstream = tf.constant(rng.normal(size=(8, 5, 7, 16)).astype(np.float32))
+    start = [rng.normal(1.0, 0.3, 16), rng.normal(0.0, 0.3, 16), rng.normal(0.0, 0.1, 16), rng.uniform(0.5, 2, 16)]
+    results = []
+    for layer in (keras.layers.BatchNormalization(epsilon=1e-5, momentum=0.9),
+                  BatchNormalization(epsilon=1e-5, momentum=0.9)):
+        layer.build(x.shape)
+        layer.set_weights([w.astype(np.float32) for w in start])
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(layer(x, training=True) * upstream)
+        grads = tape.gradient(loss, [x, layer.gamma, layer.beta])
+        results.append([layer(x, training=False)] + grads + [layer.moving_mean, layer.moving_variance])
+    for ref, fused in zip(*results):
+        np.testing.assert_allclose(np.asarray(fused), np.asarray(ref), rtol=1e-5, atol=2e-5)
+    # the moving variance moved towards the biased batch variance (Keras's convention)
+    expected = 0.9 * start[3] + 0.1 * np.var(np.asarray(x), axis=(0, 1, 2))
+    np.testing.assert_allclose(np.asarray(results[1][-1]), expected, rtol=1e-5)
+
+
+def test_weights_load_across_keras_and_fused_batch_norm(tmp_path: Path, small_model, monkeypatch) -> None:
+    """Weights files saved by models with Keras's BatchNormalization (before the fused path) still load."""
+    import keras
+
+    import lprnet.model as model_module
+
+    x = np.random.default_rng(1).uniform(-1, 1, (4, 24, 94, 3)).astype(np.float32)
+    path = tmp_path / "fused.weights.h5"
+    small_model.save_weights(str(path))
+    monkeypatch.setattr(model_module, "BatchNormalization", keras.layers.BatchNormalization)
+    plain = load_keras_model(str(path), small_model.output_shape[-1])
+    assert not any(type(layer) is BatchNormalization for layer in plain.layers)
+    np.testing.assert_array_equal(np.asarray(plain(x, training=False)), np.asarray(small_model(x, training=False)))
+    legacy = tmp_path / "keras_bn.weights.h5"
+    plain.save_weights(str(legacy))
+    monkeypatch.undo()
+    fused = load_keras_model(str(legacy), small_model.output_shape[-1])
+    assert any(type(layer) is BatchNormalization for layer in fused.layers)
+    np.testing.assert_array_equal(np.asarray(fused(x, training=False)), np.asarray(small_model(x, training=False)))
 
 
 def test_fixed_context_equals_sample_context_at_the_measured_value(small_model) -> None:
