@@ -85,7 +85,8 @@ def test_stn_model_starts_as_identity(small_model) -> None:
 
 
 def test_fused_batch_norm_trains_like_keras_batch_norm() -> None:
-    """The fused training path against Keras's BatchNormalization: outputs, gradients, moving stats."""
+    """The fused training path against Keras's BatchNormalization, in a tf.function as in training:
+    training output, gradients, moving statistics, and the inference output after the update."""
     import keras
     import tensorflow as tf
 
@@ -93,21 +94,33 @@ def test_fused_batch_norm_trains_like_keras_batch_norm() -> None:
     x = tf.constant(rng.normal(2.0, 3.0, (8, 5, 7, 16)).astype(np.float32))
     upstream = tf.constant(rng.normal(size=(8, 5, 7, 16)).astype(np.float32))
     start = [rng.normal(1.0, 0.3, 16), rng.normal(0.0, 0.3, 16), rng.normal(0.0, 0.1, 16), rng.uniform(0.5, 2, 16)]
-    results = []
+    results, graphs = [], []
     for layer in (keras.layers.BatchNormalization(epsilon=1e-5, momentum=0.9),
                   BatchNormalization(epsilon=1e-5, momentum=0.9)):
         layer.build(x.shape)
         layer.set_weights([w.astype(np.float32) for w in start])
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            loss = tf.reduce_sum(layer(x, training=True) * upstream)
-        grads = tape.gradient(loss, [x, layer.gamma, layer.beta])
-        results.append([layer(x, training=False)] + grads + [layer.moving_mean, layer.moving_variance])
+
+        @tf.function
+        def step(x, layer=layer):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = layer(x, training=True)
+                loss = tf.reduce_sum(y * upstream)
+            return [y] + tape.gradient(loss, [x, layer.gamma, layer.beta])
+
+        out = step(x)
+        graphs.append({op.type for op in step.get_concrete_function(x).graph.get_operations()})
+        results.append(out + [layer.moving_mean, layer.moving_variance, layer(x, training=False)])
+    assert "FusedBatchNormV3" in graphs[1] and "FusedBatchNormV3" not in graphs[0]
     for ref, fused in zip(*results):
         np.testing.assert_allclose(np.asarray(fused), np.asarray(ref), rtol=1e-5, atol=2e-5)
-    # the moving variance moved towards the biased batch variance (Keras's convention)
-    expected = 0.9 * start[3] + 0.1 * np.var(np.asarray(x), axis=(0, 1, 2))
-    np.testing.assert_allclose(np.asarray(results[1][-1]), expected, rtol=1e-5)
+    # hand check: the output is normalised by the batch moments; the moving variance moved towards the
+    # biased batch variance (Keras's convention)
+    xs = np.asarray(x)
+    mean, var = xs.mean(axis=(0, 1, 2)), xs.var(axis=(0, 1, 2))
+    np.testing.assert_allclose(np.asarray(results[1][0]), (xs - mean) / np.sqrt(var + 1e-5) * start[0] + start[1],
+                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(np.asarray(results[1][5]), 0.9 * start[3] + 0.1 * var, rtol=1e-5)
 
 
 def test_weights_load_across_keras_and_fused_batch_norm(tmp_path: Path, small_model, monkeypatch) -> None:

@@ -142,3 +142,39 @@ def test_fine_tuning_from_weights_freezes_batchnorm(tmp_path: Path) -> None:
             assert np.array_equal(before, after), name
     before = start.get_layer("backbone_0").get_weights()[0]
     assert not np.array_equal(before, tuned.get_layer("backbone_0").get_weights()[0])  # convs do train
+
+
+@pytest.mark.parametrize("charset", ["kr", pytest.param("cn", marks=pytest.mark.slow)])
+def test_one_command_recipe_smoke(tmp_path: Path, charset: str) -> None:
+    """tools.train_reader at a tiny scale: renders, trains one epoch, exports, scores; a rerun skips the done steps."""
+    from tools.train_reader import RECIPES
+
+    out = tmp_path / "reader"
+    cmd = [sys.executable, "-m", "tools.train_reader", "--charset", charset, "--out", str(out),
+           "--scale", "0.002", "--epochs", "1"]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    expected = sum(max(2, round(count * 0.002)) for _, count, _ in RECIPES[charset])
+    assert len((out / "data" / "train" / "labels.txt").read_text(encoding="utf-8").splitlines()) == expected
+    assert json.loads((out / "lprnet" / "state.json").read_text())["epoch"] == 1
+    for q in ("int8", "f16"):
+        assert (out / f"lprnet-{charset}-{q}.tflite").read_bytes()[4:8] == b"TFL3"
+        scores = json.loads((out / f"eval-{q}-heldout.json").read_text(encoding="utf-8"))
+        assert scores["count"] == 4 and 0.0 <= scores["sequence_accuracy"] <= 1.0
+        assert f"{q} heldout: sequence accuracy" in proc.stdout
+    first = (out / "steps.log").read_text(encoding="utf-8").count("\n$ ")
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rerun = [line for line in proc.stdout.splitlines() if line.startswith("$ ")]
+    assert rerun and all("lprnet.evaluate" in line for line in rerun), rerun  # rendering, training, export skipped
+    assert (out / "steps.log").read_text(encoding="utf-8").count("\n$ ") == first + len(rerun)
+    other = "cn" if charset == "kr" else "kr"
+    proc = subprocess.run([*cmd[:4], other, *cmd[5:]], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "holds a run with" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_one_command_recipe_rejects_bad_scale(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "tools.train_reader", "--out", str(tmp_path / "r"), "--scale", "2"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert proc.stderr.strip().splitlines()[-1] == "error: --scale must be in (0, 1]"

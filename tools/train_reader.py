@@ -4,9 +4,12 @@
 It renders the training mix, a validation set and (unless ``--heldout`` names one) a held-out set with
 ``tools.synth.plates``, trains LPRNet + STN from random initialisation with ``train_lprnet.py``, exports
 int8 and float16 TFLite with ``lprnet.export`` and scores them with ``lprnet.evaluate`` (held-out crops,
-and the real crops of ``../shared`` when they are there). Every step prints its command and is skipped
-when its output exists; training resumes from its last epoch; so after an interruption the same
-command continues. ``--scale`` shrinks every set (a smoke run: ``--scale 0.002 --epochs 1``).
+and the real crops of ``../shared``, or ``$ALPR_SHARED``, when they are there). Every step prints its
+command. Rendering is skipped for a set that exists, training resumes from its last epoch (and is
+skipped when it has run ``--epochs``), a model is exported again only when the weights are newer; so
+after an interruption the same command continues. ``--scale`` shrinks every set (a smoke run:
+``--scale 0.002 --epochs 1``). ``OUT/recipe.json`` records the charset and scale, and another
+charset or scale in the same folder is refused rather than mixed.
 
 The mixes (``RECIPES``) are the make-up of the shipped readers' last runs: every kind with and without
 oblique views, plus extra crops of the kinds with the most errors (the commercial and two-line plates).
@@ -16,6 +19,7 @@ of the model card (kr 9002 / 9001, cn 9013 / 9014).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -52,18 +56,43 @@ PERCENTILE = {"kr": "99.99", "cn": "99.9"}  # int8 activation ranges, the model 
 REAL = {"kr": "kr_plates_dev", "cn": "cn_plates_dev"}
 
 FLAGS = flags.FLAGS
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("ALPR_SHARED", REPO.parent / "shared"))
 
 
 def _run(cmd: Sequence[str], log: Path) -> None:
     print("$ " + " ".join(cmd), flush=True)
     start = time.time()
+    training = cmd[1].endswith("train_lprnet.py")
     with open(log, "a", encoding="utf-8") as fh:
         fh.write("$ " + " ".join(cmd) + "\n")
         fh.flush()
-        proc = subprocess.run(list(cmd), stdout=None if "train_lprnet.py" in cmd[1] else fh, stderr=fh)
+        # training shows its progress bar and epoch lines; the other steps' chatter goes to the log
+        sink = None if training else fh
+        proc = subprocess.run(list(cmd), stdout=sink, stderr=sink, cwd=REPO)
     if proc.returncode != 0:
-        raise AlprError(f"step failed (exit {proc.returncode}): {' '.join(cmd)}; see {log}")
+        where = "its messages are above" if training else f"see {log}"
+        raise AlprError(f"step failed (exit {proc.returncode}): {' '.join(cmd)}; {where}")
     print(f"  ({(time.time() - start) / 60:.1f} min)", flush=True)
+
+
+def _newer(path: Path, than: Path) -> bool:
+    return path.is_file() and path.stat().st_mtime >= than.stat().st_mtime
+
+
+def _check_recipe(out: Path, charset: str, scale: float) -> None:
+    """One folder, one recipe: refuse to mix another charset's or scale's crops or run into it."""
+    from core.cli import atomic_path
+
+    path = out / "recipe.json"
+    want = {"charset": charset, "scale": scale}
+    if path.is_file():
+        have = json.loads(path.read_text(encoding="utf-8"))
+        if have != want:
+            raise AlprError(f"{out} holds a run with {have}, not {want}: use another --out")
+        return
+    with atomic_path(path, suffix=".json") as tmp:
+        tmp.write_text(json.dumps(want), encoding="utf-8")
 
 
 def _render(charset: str, out: Path, count: int, seed: int, extra: Sequence[str], log: Path) -> Path:
@@ -79,7 +108,9 @@ def train_reader(charset: str, out: Path, epochs: int, scale: float, heldout: Op
         raise AlprError(f"unknown charset {charset!r}; expected one of {', '.join(RECIPES)}")
     if not 0 < scale <= 1:
         raise AlprError("--scale must be in (0, 1]")
+    out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
+    _check_recipe(out, charset, scale)
     log = out / "steps.log"
     py = sys.executable
     data = out / "data"
@@ -89,23 +120,27 @@ def train_reader(charset: str, out: Path, epochs: int, scale: float, heldout: Op
     if not train_labels.is_file():
         _run([py, "-m", "tools.synth.mix", "--out", str(train_labels), "--seed", "1", *parts], log)
     val = _render(charset, data / "val", max(2, round(1000 * scale)), VAL_SEED[charset], (), log)
-    held = Path(heldout) if heldout else _render(
+    held = Path(heldout).resolve() if heldout else _render(
         charset, data / "heldout", max(2, round(2000 * scale)), HELDOUT_SEED[charset], (), log)
 
     run_dir = out / "lprnet"
-    _run([py, "train_lprnet.py", "--data", str(train_labels), "--val_data", str(val), "--charset", charset,
-          "--out", str(run_dir), "--epochs", str(epochs), "--warmup_epochs", "0.3", "--dropout", "0.1",
-          "--learning_rate", str(learning_rate), "--batch_size", str(batch_size), "--freeze_bn", "no"], log)
+    state = run_dir / "state.json"
+    done = json.loads(state.read_text(encoding="utf-8"))["epoch"] if state.is_file() else 0
+    if done < epochs:
+        _run([py, str(REPO / "train_lprnet.py"), "--data", str(train_labels), "--val_data", str(val),
+              "--charset", charset, "--out", str(run_dir), "--epochs", str(epochs), "--warmup_epochs", "0.3",
+              "--dropout", "0.1", "--learning_rate", str(learning_rate), "--batch_size", str(batch_size),
+              "--freeze_bn", "no"], log)
     weights = run_dir / "best.weights.h5"
     models = {"int8": out / f"lprnet-{charset}-int8.tflite", "f16": out / f"lprnet-{charset}-f16.tflite"}
-    if not models["int8"].is_file():
+    if not _newer(models["int8"], weights):
         _run([py, "-m", "lprnet.export", "--weights", str(weights), "--out", str(models["int8"]),
               "--quantization", "int8", "--percentile", PERCENTILE[charset], "--calibration", str(train_labels),
               "--charset", charset], log)
-    if not models["f16"].is_file():
+    if not _newer(models["f16"], weights):
         _run([py, "-m", "lprnet.export", "--weights", str(weights), "--out", str(models["f16"]),
               "--quantization", "float16", "--charset", charset], log)
-    real = Path(__file__).resolve().parents[1].parent / "shared" / "data" / REAL[charset]
+    real = SHARED / "data" / REAL[charset]
     sets = [("heldout", held)] + ([("real", real)] if real.is_dir() else [])
     for q, model in models.items():
         for name, images in sets:
@@ -123,7 +158,7 @@ def main(argv: Sequence[str]) -> None:
     try:
         train_reader(FLAGS.charset, Path(FLAGS.out), FLAGS.epochs, FLAGS.scale, FLAGS.heldout,
                      FLAGS.learning_rate, FLAGS.batch_size)
-    except AlprError as exc:
+    except (AlprError, OSError, ValueError, KeyError) as exc:
         sys.exit(f"error: {exc}")
 
 

@@ -28,6 +28,7 @@ from core.darknet.cfg import (
     Yolo,
 )
 from core.errors import DarknetFormatError
+from core.keras.layers import BatchNormalization
 
 BN_EPSILON = 1e-6  # Darknet divides by sqrt(var) + 1e-6; OpenCV's importer uses sqrt(var + 1e-6)
 
@@ -94,7 +95,7 @@ def _conv(layer: Convolutional, outs: List, cfg: DarknetCfg):
             x[..., g * step_in:(g + 1) * step_in]) for g in range(layer.groups)]
         x = L.Concatenate(axis=-1, name=f"conv_{i}")(parts)
     if layer.batch_normalize:
-        x = L.BatchNormalization(epsilon=BN_EPSILON, momentum=0.99, name=f"bn_{i}")(x)
+        x = BatchNormalization(epsilon=BN_EPSILON, momentum=0.99, name=f"bn_{i}")(x)
     return _activate(x, layer.activation, f"act_{i}")
 
 
