@@ -7,7 +7,10 @@ loss on random labels at 24x94, batch 64; the detector: the mean square of its h
 """
 from __future__ import annotations
 
+import json
 import statistics
+import subprocess
+import sys
 import time
 from typing import Callable, Dict, Sequence
 
@@ -72,20 +75,33 @@ def detector_step(cfg_path: str, size: int, steps: int) -> float:
     return _time(lambda: step().numpy(), steps)
 
 
-def main(argv: Sequence[str]) -> None:
-    del argv
+def _case(bn: str) -> Dict[str, float]:
+    """Both timings with one BatchNormalization class, in this process."""
     import keras
 
     import core.keras.builder as builder
     import lprnet.model as reader_model
     from core.keras.layers import BatchNormalization
 
+    cls = keras.layers.BatchNormalization if bn == "keras" else BatchNormalization
+    builder.BatchNormalization = cls  # the builders look the class up at build time
+    reader_model.BatchNormalization = cls
+    return {"reader": reader_step(FLAGS.steps), "detector": detector_step(FLAGS.cfg, FLAGS.size, FLAGS.steps)}
+
+
+def main(argv: Sequence[str]) -> None:
+    del argv
+    if FLAGS.only:
+        print(json.dumps(_case(FLAGS.only)))
+        return
     results: Dict[str, Dict[str, float]] = {}
-    for name, cls in (("keras", keras.layers.BatchNormalization), ("fused", BatchNormalization)):
-        builder.BatchNormalization = cls  # the builders look the class up at build time
-        reader_model.BatchNormalization = cls
-        results[name] = {"reader": reader_step(FLAGS.steps),
-                         "detector": detector_step(FLAGS.cfg, FLAGS.size, FLAGS.steps)}
+    for bn in ("keras", "fused"):  # one fresh process each, so that neither warms the other's caches
+        proc = subprocess.run([sys.executable, "-m", "tools.train_step_benchmark", "--only", bn, "--steps",
+                               str(FLAGS.steps), "--cfg", FLAGS.cfg, "--size", str(FLAGS.size)],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            sys.exit(f"error: the {bn} case failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
+        results[bn] = json.loads(proc.stdout.strip().splitlines()[-1])
     for part in ("reader", "detector"):
         k, f = results["keras"][part], results["fused"][part]
         print(f"{part}: {k:.3f} s/step with Keras BatchNormalization, {f:.3f} fused ({k / f:.2f}x)")
@@ -95,4 +111,5 @@ if __name__ == "__main__":
     flags.DEFINE_integer("steps", 8, "timed steps per case")
     flags.DEFINE_string("cfg", "checkpoints/yolov4-tiny-3l-alpr.cfg", "detector cfg")
     flags.DEFINE_integer("size", 544, "detector input size")
+    flags.DEFINE_enum("only", None, ["keras", "fused"], "time one case in this process (used internally)")
     app.run(main)
