@@ -60,18 +60,17 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ALPR_SHARED", REPO.parent / "shared"))
 
 
-def _run(cmd: Sequence[str], log: Path) -> None:
+def _run(cmd: Sequence[str], log: Path, show: bool = False) -> None:
+    """Run one step; its output goes to ``log`` unless ``show`` (training: its progress bar and epochs)."""
     print("$ " + " ".join(cmd), flush=True)
     start = time.time()
-    training = cmd[1].endswith("train_lprnet.py")
     with open(log, "a", encoding="utf-8") as fh:
         fh.write("$ " + " ".join(cmd) + "\n")
         fh.flush()
-        # training shows its progress bar and epoch lines; the other steps' chatter goes to the log
-        sink = None if training else fh
+        sink = None if show else fh
         proc = subprocess.run(list(cmd), stdout=sink, stderr=sink, cwd=REPO)
     if proc.returncode != 0:
-        where = "its messages are above" if training else f"see {log}"
+        where = "its messages are above" if show else f"see {log}"
         raise AlprError(f"step failed (exit {proc.returncode}): {' '.join(cmd)}; {where}")
     print(f"  ({(time.time() - start) / 60:.1f} min)", flush=True)
 
@@ -95,6 +94,10 @@ def _check_recipe(out: Path, charset: str, scale: float) -> None:
         tmp.write_text(json.dumps(want), encoding="utf-8")
 
 
+def _scaled(count: int, scale: float) -> int:
+    return max(2, round(count * scale))
+
+
 def _render(charset: str, out: Path, count: int, seed: int, extra: Sequence[str], log: Path) -> Path:
     if not (out / "labels.txt").is_file():
         _run([sys.executable, "-m", "tools.synth.plates", "--charset", charset, "--count", str(count),
@@ -114,14 +117,14 @@ def train_reader(charset: str, out: Path, epochs: int, scale: float, heldout: Op
     log = out / "steps.log"
     py = sys.executable
     data = out / "data"
-    parts = [str(_render(charset, data / name, max(2, round(count * scale)), SEEDS[charset] + i, extra, log))
+    parts = [str(_render(charset, data / name, _scaled(count, scale), SEEDS[charset] + i, extra, log))
              for i, (name, count, extra) in enumerate(RECIPES[charset])]
     train_labels = data / "train" / "labels.txt"
     if not train_labels.is_file():
         _run([py, "-m", "tools.synth.mix", "--out", str(train_labels), "--seed", "1", *parts], log)
-    val = _render(charset, data / "val", max(2, round(1000 * scale)), VAL_SEED[charset], (), log)
+    val = _render(charset, data / "val", _scaled(1000, scale), VAL_SEED[charset], (), log)
     held = Path(heldout).resolve() if heldout else _render(
-        charset, data / "heldout", max(2, round(2000 * scale)), HELDOUT_SEED[charset], (), log)
+        charset, data / "heldout", _scaled(2000, scale), HELDOUT_SEED[charset], (), log)
 
     run_dir = out / "lprnet"
     state = run_dir / "state.json"
@@ -130,16 +133,17 @@ def train_reader(charset: str, out: Path, epochs: int, scale: float, heldout: Op
         _run([py, str(REPO / "train_lprnet.py"), "--data", str(train_labels), "--val_data", str(val),
               "--charset", charset, "--out", str(run_dir), "--epochs", str(epochs), "--warmup_epochs", "0.3",
               "--dropout", "0.1", "--learning_rate", str(learning_rate), "--batch_size", str(batch_size),
-              "--freeze_bn", "no"], log)
+              "--freeze_bn", "no"], log, show=True)
     weights = run_dir / "best.weights.h5"
-    models = {"int8": out / f"lprnet-{charset}-int8.tflite", "f16": out / f"lprnet-{charset}-f16.tflite"}
-    if not _newer(models["int8"], weights):
-        _run([py, "-m", "lprnet.export", "--weights", str(weights), "--out", str(models["int8"]),
-              "--quantization", "int8", "--percentile", PERCENTILE[charset], "--calibration", str(train_labels),
-              "--charset", charset], log)
-    if not _newer(models["f16"], weights):
-        _run([py, "-m", "lprnet.export", "--weights", str(weights), "--out", str(models["f16"]),
-              "--quantization", "float16", "--charset", charset], log)
+    quantization = {
+        "int8": ["int8", "--percentile", PERCENTILE[charset], "--calibration", str(train_labels)],
+        "f16": ["float16"],
+    }
+    models = {q: out / f"lprnet-{charset}-{q}.tflite" for q in quantization}
+    for q, model in models.items():
+        if not _newer(model, weights):
+            _run([py, "-m", "lprnet.export", "--weights", str(weights), "--out", str(model), "--charset", charset,
+                  "--quantization", *quantization[q]], log)
     real = SHARED / "data" / REAL[charset]
     sets = [("heldout", held)] + ([("real", real)] if real.is_dir() else [])
     for q, model in models.items():
