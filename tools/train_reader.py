@@ -19,16 +19,14 @@ of the model card (kr 9002 / 9001, cn 9013 / 9014).
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from absl import app, flags
 
 from core.errors import AlprError
+from tools.recipe import REPO, SHARED, check_recipe, newer, run_step, scaled
 
 # (name, count, extra tools.synth.plates arguments)
 Part = Tuple[str, int, Tuple[str, ...]]
@@ -56,51 +54,11 @@ PERCENTILE = {"kr": "99.99", "cn": "99.9"}  # int8 activation ranges, the model 
 REAL = {"kr": "kr_plates_dev", "cn": "cn_plates_dev"}
 
 FLAGS = flags.FLAGS
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("ALPR_SHARED", REPO.parent / "shared"))
-
-
-def _run(cmd: Sequence[str], log: Path, show: bool = False) -> None:
-    """Run one step; its output goes to ``log`` unless ``show`` (training: its progress bar and epochs)."""
-    print("$ " + " ".join(cmd), flush=True)
-    start = time.time()
-    with open(log, "a", encoding="utf-8") as fh:
-        fh.write("$ " + " ".join(cmd) + "\n")
-        fh.flush()
-        sink = None if show else fh
-        proc = subprocess.run(list(cmd), stdout=sink, stderr=sink, cwd=REPO)
-    if proc.returncode != 0:
-        where = "its messages are above" if show else f"see {log}"
-        raise AlprError(f"step failed (exit {proc.returncode}): {' '.join(cmd)}; {where}")
-    print(f"  ({(time.time() - start) / 60:.1f} min)", flush=True)
-
-
-def _newer(path: Path, than: Path) -> bool:
-    return path.is_file() and path.stat().st_mtime >= than.stat().st_mtime
-
-
-def _check_recipe(out: Path, charset: str, scale: float) -> None:
-    """One folder, one recipe: refuse to mix another charset's or scale's crops or run into it."""
-    from core.cli import atomic_path
-
-    path = out / "recipe.json"
-    want = {"charset": charset, "scale": scale}
-    if path.is_file():
-        have = json.loads(path.read_text(encoding="utf-8"))
-        if have != want:
-            raise AlprError(f"{out} holds a run with {have}, not {want}: use another --out")
-        return
-    with atomic_path(path, suffix=".json") as tmp:
-        tmp.write_text(json.dumps(want), encoding="utf-8")
-
-
-def _scaled(count: int, scale: float) -> int:
-    return max(2, round(count * scale))
 
 
 def _render(charset: str, out: Path, count: int, seed: int, extra: Sequence[str], log: Path) -> Path:
     if not (out / "labels.txt").is_file():
-        _run([sys.executable, "-m", "tools.synth.plates", "--charset", charset, "--count", str(count),
+        run_step([sys.executable, "-m", "tools.synth.plates", "--charset", charset, "--count", str(count),
               "--out", str(out), "--seed", str(seed), "--workers", "0", *extra], log)
     return out / "labels.txt"
 
@@ -113,24 +71,24 @@ def train_reader(charset: str, out: Path, epochs: int, scale: float, heldout: Op
         raise AlprError("--scale must be in (0, 1]")
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    _check_recipe(out, charset, scale)
+    check_recipe(out, {"charset": charset, "scale": scale})
     log = out / "steps.log"
     py = sys.executable
     data = out / "data"
-    parts = [str(_render(charset, data / name, _scaled(count, scale), SEEDS[charset] + i, extra, log))
+    parts = [str(_render(charset, data / name, scaled(count, scale), SEEDS[charset] + i, extra, log))
              for i, (name, count, extra) in enumerate(RECIPES[charset])]
     train_labels = data / "train" / "labels.txt"
     if not train_labels.is_file():
-        _run([py, "-m", "tools.synth.mix", "--out", str(train_labels), "--seed", "1", *parts], log)
-    val = _render(charset, data / "val", _scaled(1000, scale), VAL_SEED[charset], (), log)
+        run_step([py, "-m", "tools.synth.mix", "--out", str(train_labels), "--seed", "1", *parts], log)
+    val = _render(charset, data / "val", scaled(1000, scale), VAL_SEED[charset], (), log)
     held = Path(heldout).resolve() if heldout else _render(
-        charset, data / "heldout", _scaled(2000, scale), HELDOUT_SEED[charset], (), log)
+        charset, data / "heldout", scaled(2000, scale), HELDOUT_SEED[charset], (), log)
 
     run_dir = out / "lprnet"
     state = run_dir / "state.json"
     done = json.loads(state.read_text(encoding="utf-8"))["epoch"] if state.is_file() else 0
     if done < epochs:
-        _run([py, str(REPO / "train_lprnet.py"), "--data", str(train_labels), "--val_data", str(val),
+        run_step([py, str(REPO / "train_lprnet.py"), "--data", str(train_labels), "--val_data", str(val),
               "--charset", charset, "--out", str(run_dir), "--epochs", str(epochs), "--warmup_epochs", "0.3",
               "--dropout", "0.1", "--learning_rate", str(learning_rate), "--batch_size", str(batch_size),
               "--freeze_bn", "no"], log, show=True)
@@ -141,14 +99,14 @@ def train_reader(charset: str, out: Path, epochs: int, scale: float, heldout: Op
     }
     models = {q: out / f"lprnet-{charset}-{q}.tflite" for q in quantization}
     for q, model in models.items():
-        if not _newer(model, weights):
-            _run([py, "-m", "lprnet.export", "--weights", str(weights), "--out", str(model), "--charset", charset,
+        if not newer(model, weights):
+            run_step([py, "-m", "lprnet.export", "--weights", str(weights), "--out", str(model), "--charset", charset,
                   "--quantization", *quantization[q]], log)
     real = SHARED / "data" / REAL[charset]
     sets = [("heldout", held)] + ([("real", real)] if real.is_dir() else [])
     for q, model in models.items():
         for name, images in sets:
-            _run([py, "-m", "lprnet.evaluate", "--weights", str(model), "--charset", charset, "--images",
+            run_step([py, "-m", "lprnet.evaluate", "--weights", str(model), "--charset", charset, "--images",
                   str(images), "--json", str(out / f"eval-{q}-{name}.json")], log)
     for q in models:
         for name, _ in sets:
