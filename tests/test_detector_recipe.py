@@ -1,8 +1,10 @@
 """tools.train_detector, the detector's one-command recipe: a two-stage miniature of the chain (a two-head
-stage, then a grafted three-head one) renders, trains, converts and scores; a rerun skips what is done."""
+stage from random weights, then a grafted three-head one) renders, trains, converts and scores; a rerun
+skips what is done, and trains again what starts from weights that changed."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,19 +12,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("tensorflow")
+from core.errors import AlprError
+from tests.paths import REPO
 
-from core.darknet.cfg import load_cfg  # noqa: E402
-from core.darknet.weights import read_weights  # noqa: E402
-from tests.paths import REPO  # noqa: E402
+
+def _commands(text: str) -> list:
+    return [line for line in text.splitlines() if line.startswith("$ ")]
 
 
 def test_two_stage_chain_renders_trains_grafts_converts_and_resumes(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture) -> None:
+    pytest.importorskip("tensorflow")
+    from core.darknet.cfg import load_cfg
+    from core.darknet.weights import read_weights
     from tools import train_detector as recipe
 
-    stages = [recipe.Stage("a", recipe.TWO_HEAD, (1,), 320, 3, 1e-3, 1, 1, 10),
-              recipe.Stage("b", recipe.THREE_HEAD, (1, 2), 320, 1, 3e-4, 1, 1, 10)]
+    stages = [recipe.Stage("a", recipe.TWO_HEAD, (1,), 256, 3, 1e-3, 1, 1, 10),
+              recipe.Stage("b", recipe.THREE_HEAD, (1, 2), 288, 1, 3e-4, 1, 1, 10)]
     monkeypatch.setattr(recipe, "STAGES", stages)
     monkeypatch.setattr(recipe, "SCENES", {1: 6, 2: 4})
     monkeypatch.setattr(recipe, "HELDOUT", {99: 3})
@@ -30,40 +36,62 @@ def test_two_stage_chain_renders_trains_grafts_converts_and_resumes(
     monkeypatch.setattr(recipe, "CALIBRATION_SEEDS", (2,))
     out = tmp_path / "det"
     recipe.train_detector(out, scale=1.0, max_steps=1, batch_size=2, workers=1)
+    first = capfd.readouterr().out
 
     scenes = out / "scenes"
-    # seed 1: 6 scenes, max(5 %, 1/6) of them (one) for validation; seed 2: 4, all for training
+    # seed 1: 6 scenes, round(5 % of 6) = 0 but the split keeps one for validation; seed 2: 4, all training
     assert len((scenes / "s1" / "valid.txt").read_text().split()) == 1
     mix = (scenes / "mix_1_2" / "train.txt").read_text().split()
     assert len(mix) == 5 + 4 and all((scenes / "mix_1_2" / p).is_file() for p in mix)
 
+    commands = _commands(first)
+    stage_a = next(c for c in commands if f"--out_dir {out / 'train' / 'a'} " in c)
+    stage_b = next(c for c in commands if f"--out_dir {out / 'train' / 'b'} " in c)
+    assert "--weights" not in stage_a and "--input_size 256 " in stage_a and f"--train {scenes / 'mix_1'}" in stage_a
+    assert f"--weights {out / 'stages' / 'b-init.weights'}" in stage_b and "--input_size 288 " in stage_b
+    assert "--input_size 320 " in next(c for c in commands if "save_model.py" in c)
+
     two, three = load_cfg(REPO / recipe.TWO_HEAD), load_cfg(REPO / recipe.THREE_HEAD)
     _, trained_a = read_weights(out / "stages" / "a.weights", two)
     _, init_b = read_weights(out / "stages" / "b-init.weights", three)  # raises unless it fits the 3l cfg
-    np.testing.assert_array_equal(init_b[0].kernel, trained_a[0].kernel)  # shared layers carry over
-    read_weights(out / "yolov4-tiny-3l-alpr.weights", three)
-    log = (out / "steps.log").read_text()
-    stage_b = next(line for line in log.splitlines() if f"--out_dir {out / 'train' / 'b'} " in line)
-    assert "--weights " + str(out / "stages" / "b-init.weights") in stage_b and "--input_size 320" in stage_b
+    _, trained_b = read_weights(out / "stages" / "b.weights", three)
+    np.testing.assert_array_equal(init_b[0].kernel, trained_a[0].kernel)  # the shared layers carry over
+    # and stage b trained them (its one step has lr 0 in the burn-in, but batch norm's running stats move)
+    assert not np.array_equal(trained_b[0].bn[2], init_b[0].bn[2])
+    final = out / "yolov4-tiny-3l-alpr.weights"
+    assert final.read_bytes() == (out / "stages" / "b.weights").read_bytes()
 
-    assert (out / "yolov4-tiny-3l-alpr-320-int8.tflite").read_bytes()[4:8] == b"TFL3"
-    scores = json.loads((out / "eval-int8-s99.json").read_text())
-    assert scores["images"] == 3
-    assert set(scores["map50"]) >= {"car", "license_plate", "disabled_sticker"}
-    first = capsys.readouterr().out
-    assert "int8 held-out s99 (3 scenes) AP@0.5: car" in first
+    tflite = out / "yolov4-tiny-3l-alpr-320-int8.tflite"
+    info = json.loads(Path(str(tflite) + ".json").read_text())
+    assert info["input_size"] == [320, 320] and len(info["heads"]) == 3
+    quant = info["source"]["quantization"]  # the shipped file's conversion, as the model card gives it
+    assert (quant["quantize_mode"], quant["activation_ranges"], quant["head_logit_floor"],
+            quant["head_logit_ceiling"]) == ("int8", "percentile 99.9999", -8.0, 12.0)
+    assert json.loads((out / "eval-int8-s99.json").read_text())["images"] == 3
+    assert "int8 held-out s99 (3 scenes) AP@0.5: car " in first
 
     recipe.train_detector(out, scale=1.0, max_steps=1, batch_size=2, workers=1)
-    rerun = [line for line in capsys.readouterr().out.splitlines() if line.startswith("$ ")]
+    rerun = _commands(capfd.readouterr().out)
     assert len(rerun) == 1 and "evaluate.py" in rerun[0]  # rendering, training, grafting, conversion skipped
 
-    with pytest.raises(Exception, match="holds a run with"):
+    later = (out / "stages" / "b.weights").stat().st_mtime + 10
+    os.utime(out / "stages" / "a.weights", (later, later))  # as if stage a had been trained again
+    recipe.train_detector(out, scale=1.0, max_steps=1, batch_size=2, workers=1)
+    again = capfd.readouterr().out
+    rerun = _commands(again)
+    steps = ["tools.graft_weights", "train.py", "save_model.py", "convert_tflite.py", "evaluate.py"]
+    assert len(rerun) == len(steps) and all(step in c for step, c in zip(steps, rerun)), rerun
+    assert "resumed from" not in again  # stage b starts from the new graft, not from its old checkpoint
+
+    with pytest.raises(AlprError, match="holds a run with"):
         recipe.train_detector(out, scale=1.0, max_steps=2, batch_size=2, workers=1)
 
 
 @pytest.mark.parametrize("args, message", [
     (["--scale", "0"], "error: --scale must be in (0, 1]"),
     (["--max_steps", "0"], "error: --max_steps must be at least 1"),
+    (["--batch_size", "0"], "error: --batch_size must be at least 1"),
+    (["--workers", "-1"], "error: --workers must be 0 (one per core) or more"),
 ])
 def test_bad_arguments_are_one_line_errors(tmp_path: Path, args: list, message: str) -> None:
     proc = subprocess.run([sys.executable, "-m", "tools.train_detector", "--out", str(tmp_path / "d"), *args],
@@ -71,3 +99,20 @@ def test_bad_arguments_are_one_line_errors(tmp_path: Path, args: list, message: 
     assert proc.returncode != 0
     assert proc.stderr.strip().splitlines()[-1] == message
     assert not (tmp_path / "d").exists()
+
+
+def test_stages_are_the_model_cards_commands() -> None:
+    """Every stage of the recipe is one of the card's train.py commands, with the same arguments."""
+    from tools.train_detector import STAGES
+
+    card = (REPO / "checkpoints" / "MODEL_CARD.md").read_text(encoding="utf-8")
+    block = card.split("### Command (2-core machine)")[1].split("```")[1].replace("\\\n", " ")
+    commands = [c.split() for c in block.splitlines() if c.startswith("python train.py")]
+    assert len(commands) == len(STAGES)
+    for stage, words in zip(STAGES, commands):
+        args = dict(zip(words[2::2], words[3::2]))
+        assert args["--cfg"] == stage.cfg
+        assert int(args["--input_size"]) == stage.size and int(args["--epochs"]) == stage.epochs
+        assert float(args.get("--lr", "1e-3")) == stage.lr  # train.py's default lr and burn-in: 1e-3, 200
+        assert int(args.get("--warmup_steps", "200")) == stage.warmup
+        assert int(args["--eval_every"]) == stage.eval_every and int(args["--eval_max_images"]) == stage.eval_images

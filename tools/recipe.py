@@ -11,8 +11,9 @@ import os
 import subprocess
 import time
 from pathlib import Path
-from typing import Any, Dict, Sequence
+from typing import Any, Callable, Dict, Sequence
 
+from core.cli import fail
 from core.errors import AlprError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,6 +45,7 @@ def check_recipe(out: Path, want: Dict[str, Any]) -> None:
     from core.cli import atomic_path
 
     path = out / "recipe.json"
+    want = json.loads(json.dumps(want))  # as it reads back: tuples become lists, keys strings
     if path.is_file():
         have = json.loads(path.read_text(encoding="utf-8"))
         if have != want:
@@ -56,3 +58,13 @@ def check_recipe(out: Path, want: Dict[str, Any]) -> None:
 def scaled(count: int, scale: float, least: int = 2) -> int:
     """``count`` shrunk by ``scale`` (a smoke run), never under ``least``."""
     return max(least, round(count * scale))
+
+
+def run_recipe(recipe: Callable[[], None]) -> None:
+    """A recipe's ``main``: its errors as one line, and an interruption says how to go on."""
+    try:
+        recipe()
+    except (AlprError, OSError, ValueError, KeyError) as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        fail("interrupted: run the same command again to continue", 130)

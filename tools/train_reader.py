@@ -26,7 +26,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from absl import app, flags
 
 from core.errors import AlprError
-from tools.recipe import REPO, SHARED, check_recipe, newer, run_step, scaled
+from tools.recipe import REPO, SHARED, check_recipe, newer, run_recipe, run_step, scaled
 
 # (name, count, extra tools.synth.plates arguments)
 Part = Tuple[str, int, Tuple[str, ...]]
@@ -59,7 +59,7 @@ FLAGS = flags.FLAGS
 def _render(charset: str, out: Path, count: int, seed: int, extra: Sequence[str], log: Path) -> Path:
     if not (out / "labels.txt").is_file():
         run_step([sys.executable, "-m", "tools.synth.plates", "--charset", charset, "--count", str(count),
-              "--out", str(out), "--seed", str(seed), "--workers", "0", *extra], log)
+                  "--out", str(out), "--seed", str(seed), "--workers", "0", *extra], log)
     return out / "labels.txt"
 
 
@@ -89,9 +89,9 @@ def train_reader(charset: str, out: Path, epochs: int, scale: float, heldout: Op
     done = json.loads(state.read_text(encoding="utf-8"))["epoch"] if state.is_file() else 0
     if done < epochs:
         run_step([py, str(REPO / "train_lprnet.py"), "--data", str(train_labels), "--val_data", str(val),
-              "--charset", charset, "--out", str(run_dir), "--epochs", str(epochs), "--warmup_epochs", "0.3",
-              "--dropout", "0.1", "--learning_rate", str(learning_rate), "--batch_size", str(batch_size),
-              "--freeze_bn", "no"], log, show=True)
+                  "--charset", charset, "--out", str(run_dir), "--epochs", str(epochs), "--warmup_epochs", "0.3",
+                  "--dropout", "0.1", "--learning_rate", str(learning_rate), "--batch_size", str(batch_size),
+                  "--freeze_bn", "no"], log, show=True)
     weights = run_dir / "best.weights.h5"
     quantization = {
         "int8": ["int8", "--percentile", PERCENTILE[charset], "--calibration", str(train_labels)],
@@ -101,13 +101,13 @@ def train_reader(charset: str, out: Path, epochs: int, scale: float, heldout: Op
     for q, model in models.items():
         if not newer(model, weights):
             run_step([py, "-m", "lprnet.export", "--weights", str(weights), "--out", str(model), "--charset", charset,
-                  "--quantization", *quantization[q]], log)
+                      "--quantization", *quantization[q]], log)
     real = SHARED / "data" / REAL[charset]
     sets = [("heldout", held)] + ([("real", real)] if real.is_dir() else [])
     for q, model in models.items():
         for name, images in sets:
             run_step([py, "-m", "lprnet.evaluate", "--weights", str(model), "--charset", charset, "--images",
-                  str(images), "--json", str(out / f"eval-{q}-{name}.json")], log)
+                      str(images), "--json", str(out / f"eval-{q}-{name}.json")], log)
     for q in models:
         for name, _ in sets:
             scores = json.loads((out / f"eval-{q}-{name}.json").read_text(encoding="utf-8"))
@@ -117,11 +117,8 @@ def train_reader(charset: str, out: Path, epochs: int, scale: float, heldout: Op
 
 def main(argv: Sequence[str]) -> None:
     del argv
-    try:
-        train_reader(FLAGS.charset, Path(FLAGS.out), FLAGS.epochs, FLAGS.scale, FLAGS.heldout,
-                     FLAGS.learning_rate, FLAGS.batch_size)
-    except (AlprError, OSError, ValueError, KeyError) as exc:
-        sys.exit(f"error: {exc}")
+    run_recipe(lambda: train_reader(FLAGS.charset, Path(FLAGS.out), FLAGS.epochs, FLAGS.scale, FLAGS.heldout,
+                                    FLAGS.learning_rate, FLAGS.batch_size))
 
 
 def define_flags() -> None:
