@@ -178,3 +178,19 @@ def test_one_command_recipe_rejects_bad_scale(tmp_path: Path) -> None:
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
     assert proc.stderr.strip().splitlines()[-1] == "error: --scale must be in (0, 1]"
+
+
+def test_one_command_recipe_needs_its_fonts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With one Chinese face (what the renderer finds with fonts-wqy-microhei alone) the cn recipe stops and
+    says what to install: its data would not be the recipe's."""
+    from core.errors import AlprError
+    from tools import train_reader
+    from tools.synth import fonts
+
+    monkeypatch.setattr(fonts, "find_fonts", lambda charset: (fonts.FontSpec("/x/wqy-microhei.ttc", 0),))
+    with pytest.raises(AlprError, match=r"wqy-zenhei.ttc, NotoSansCJK-Bold.ttc is not installed.*fonts-noto-cjk"):
+        train_reader.check_fonts("cn", allow_fewer=False)
+    assert train_reader.check_fonts("cn", allow_fewer=True) == ["wqy-microhei.ttc#0"]
+    every = tuple(fonts.FontSpec(f"/y/{name}", 2) for name in train_reader.RECIPE_FONTS["cn"])
+    monkeypatch.setattr(fonts, "find_fonts", lambda charset: every)
+    assert len(train_reader.check_fonts("cn", allow_fewer=False)) == 3

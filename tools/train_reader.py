@@ -8,8 +8,10 @@ and the real crops of ``../shared``, or ``$ALPR_SHARED``, when they are there). 
 command. Rendering is skipped for a set that exists, training resumes from its last epoch (and is
 skipped when it has run ``--epochs``), a model is exported again only when the weights are newer; so
 after an interruption the same command continues. ``--scale`` shrinks every set (a smoke run:
-``--scale 0.002 --epochs 1``). ``OUT/recipe.json`` records the charset and scale, and another
-charset or scale in the same folder is refused rather than mixed.
+``--scale 0.002 --epochs 1``). ``OUT/recipe.json`` records the charset, scale and the font faces
+found, and another charset, scale or font set in the same folder is refused rather than mixed. The
+faces of ``RECIPE_FONTS`` must be installed (``bash tools/setup.sh``; ``--allow_fewer_fonts`` renders
+without them).
 
 The mixes (``RECIPES``) are the make-up of the shipped readers' last runs: every kind with and without
 oblique views, plus extra crops of the kinds with the most errors (the commercial and two-line plates).
@@ -50,10 +52,27 @@ RECIPES: Dict[str, List[Part]] = {
 SEEDS = {"kr": 7001, "cn": 7101}
 VAL_SEED = {"kr": 9002, "cn": 9013}
 HELDOUT_SEED = {"kr": 9001, "cn": 9014}
+# Faces the renderer must find (bash tools/setup.sh installs them): the shipped Chinese reader's last
+# runs were rendered with all of these (model card, cn run 9); with fewer, a run makes other data.
+RECIPE_FONTS = {"kr": ("NanumGothicBold.ttf", "NotoSansCJK-Bold.ttc", "wqy-zenhei.ttc"),
+                "cn": ("wqy-microhei.ttc", "wqy-zenhei.ttc", "NotoSansCJK-Bold.ttc")}
 PERCENTILE = {"kr": "99.99", "cn": "99.9"}  # int8 activation ranges, the model card's choices
 REAL = {"kr": "kr_plates_dev", "cn": "cn_plates_dev"}
 
 FLAGS = flags.FLAGS
+
+
+def check_fonts(charset: str, allow_fewer: bool) -> List[str]:
+    """The plate faces the renderer finds; an error when one of ``RECIPE_FONTS`` is missing (unless allowed)."""
+    from tools.synth.fonts import find_fonts
+
+    faces = [f"{Path(f.path).name}#{f.index}" for f in find_fonts(charset)]
+    missing = [n for n in RECIPE_FONTS[charset] if not any(face.startswith(n + "#") for face in faces)]
+    if missing and not allow_fewer:
+        raise AlprError(f"the {charset} recipe renders with {', '.join(RECIPE_FONTS[charset])}, but "
+                        f"{', '.join(missing)} is not installed: run bash tools/setup.sh (or apt-get install -y "
+                        "fonts-wqy-zenhei fonts-noto-cjk), or pass --allow_fewer_fonts")
+    return faces
 
 
 def _render(charset: str, out: Path, count: int, seed: int, extra: Sequence[str], log: Path) -> Path:
@@ -64,14 +83,15 @@ def _render(charset: str, out: Path, count: int, seed: int, extra: Sequence[str]
 
 
 def train_reader(charset: str, out: Path, epochs: int, scale: float, heldout: Optional[str],
-                 learning_rate: float, batch_size: int) -> None:
+                 learning_rate: float, batch_size: int, allow_fewer_fonts: bool = False) -> None:
     if charset not in RECIPES:
         raise AlprError(f"unknown charset {charset!r}; expected one of {', '.join(RECIPES)}")
     if not 0 < scale <= 1:
         raise AlprError("--scale must be in (0, 1]")
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    check_recipe(out, {"charset": charset, "scale": scale})
+    fonts = check_fonts(charset, allow_fewer_fonts)
+    check_recipe(out, {"charset": charset, "scale": scale, "fonts": fonts})
     log = out / "steps.log"
     py = sys.executable
     data = out / "data"
@@ -118,7 +138,7 @@ def train_reader(charset: str, out: Path, epochs: int, scale: float, heldout: Op
 def main(argv: Sequence[str]) -> None:
     del argv
     run_recipe(lambda: train_reader(FLAGS.charset, Path(FLAGS.out), FLAGS.epochs, FLAGS.scale, FLAGS.heldout,
-                                    FLAGS.learning_rate, FLAGS.batch_size))
+                                    FLAGS.learning_rate, FLAGS.batch_size, FLAGS.allow_fewer_fonts))
 
 
 def define_flags() -> None:
@@ -129,6 +149,8 @@ def define_flags() -> None:
     flags.DEFINE_string("heldout", None, "held-out label file or folder (default: render one)")
     flags.DEFINE_float("learning_rate", 1e-3, "peak learning rate")
     flags.DEFINE_integer("batch_size", 64, "batch size")
+    flags.DEFINE_boolean("allow_fewer_fonts", False, "render even when faces of RECIPE_FONTS are missing "
+                         "(the data, and so the model, then differ from the recipe's)")
     flags.mark_flag_as_required("out")
 
 

@@ -6,8 +6,9 @@ repository, and in the usual system font folders. On Debian/Ubuntu the renderer 
 
     apt-get install -y fonts-nanum fonts-wqy-microhei
 
-(``fonts-wqy-zenhei``, ``fonts-noto-cjk`` and ``fonts-unfonts-core`` add variety, and the shipped Chinese
-reader was trained with the first two; ``fonts-dejavu-core`` adds Latin digit faces.) A font is used only
+(``fonts-wqy-zenhei``, ``fonts-noto-cjk`` and ``fonts-unfonts-core`` add variety; the shipped Chinese
+reader was trained with the first two, so ``tools/setup.sh`` installs them and ``tools.train_reader``
+requires them; ``fonts-dejavu-core`` adds Latin digit faces.) A font is used only
 when it really draws every character it is asked for (checked against its "missing glyph" box), so a
 partial CJK font never produces tofu under a correct label.
 """
