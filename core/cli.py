@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 from contextlib import contextmanager
@@ -55,3 +56,10 @@ def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def atomic_copy(src: str | os.PathLike, dest: str | os.PathLike) -> Path:
+    """Copy ``src`` to ``dest`` through a temporary file, so ``dest`` is never half-written."""
+    with atomic_path(dest, suffix=Path(dest).suffix) as tmp:
+        shutil.copyfile(src, tmp)
+    return Path(dest)

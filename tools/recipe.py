@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Sequence
 
-from core.cli import fail
+from core.cli import atomic_path, fail
 from core.errors import AlprError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,8 +42,6 @@ def newer(path: Path, than: Path) -> bool:
 
 def check_recipe(out: Path, want: Dict[str, Any]) -> None:
     """One folder, one recipe: refuse to mix another recipe's data or run into ``out``."""
-    from core.cli import atomic_path
-
     path = out / "recipe.json"
     want = json.loads(json.dumps(want))  # as it reads back: tuples become lists, keys strings
     if path.is_file():

@@ -36,6 +36,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from absl import app, flags
 
+from core.cli import atomic_copy, atomic_path
 from core.errors import AlprError
 from core.model_info import sidecar_for
 from tools.recipe import check_recipe, newer, run_recipe, run_step, scaled
@@ -91,8 +92,6 @@ def _render(folder: Path, count: int, seed: int, valid_fraction: float, workers:
 
 def _mix(scenes: Path, seeds: Sequence[int]) -> Path:
     """A train list over the scene sets of ``seeds``, paths relative to the list (it can move with them)."""
-    from core.cli import atomic_path
-
     folder = scenes / ("mix_" + "_".join(str(s) for s in seeds))
     path = folder / "train.txt"
     if not path.is_file():
@@ -106,13 +105,6 @@ def _mix(scenes: Path, seeds: Sequence[int]) -> Path:
         with atomic_path(path, suffix=".txt") as tmp:
             tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     return path
-
-
-def _copy(src: Path, dest: Path) -> None:
-    from core.cli import atomic_path
-
-    with atomic_path(dest, suffix=dest.suffix) as tmp:
-        shutil.copyfile(src, tmp)
 
 
 def train_detector(out: Path, scale: float, max_steps: Optional[int], batch_size: int, workers: int) -> None:
@@ -157,7 +149,7 @@ def train_detector(out: Path, scale: float, max_steps: Optional[int], batch_size
                                      for p in (done, run_dir / "checkpoints" / "latest.json")):
             # its starting weights were trained again since: so is this stage, from them
             done.unlink(missing_ok=True)
-            shutil.rmtree(run_dir)
+            shutil.rmtree(run_dir, ignore_errors=True)
         if not done.is_file():
             cmd = [py, "train.py", "--cfg", stage.cfg, "--train", str(_mix(scenes, stage.seeds)),
                    "--valid", str(valid), "--input_size", str(stage.size), "--batch_size", str(batch_size),
@@ -174,7 +166,7 @@ def train_detector(out: Path, scale: float, max_steps: Optional[int], batch_size
     stem = Path(cfg_before).stem
     final = out / f"{stem}.weights"
     if not newer(final, weights):
-        _copy(weights, final)
+        atomic_copy(weights, final)
     tflite = out / f"{stem}-{EXPORT_SIZE}-int8.tflite"
     if not (newer(tflite, final) and newer(sidecar_for(tflite), final)):
         saved = out / f"{stem}-{EXPORT_SIZE}"

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from core.cli import atomic_path
+from core.cli import atomic_copy, atomic_path
 from core.errors import AlprError
 from core.keras.data import NO_AUGMENT, AugmentConfig, Record, letterboxed, load_records, make_dataset
 from core.keras.loss import LossSpec, loss_spec_from_cfg, yolo_loss
@@ -490,10 +489,7 @@ def _progress(total: int, desc: str, enabled: bool):
 
 def copy_final(result: TrainResult, dest: str) -> Path:
     """Copy the trained weights (the best validated ones when there are) to ``dest``."""
-    src = result.best_weights or result.weights
-    with atomic_path(dest) as tmp:
-        shutil.copyfile(src, tmp)
-    return Path(dest)
+    return atomic_copy(result.best_weights or result.weights, dest)
 
 
 __all__ = ["TrainConfig", "TrainResult", "train", "learning_rate", "validate", "KerasDetector", "plot_curves",
