@@ -144,7 +144,7 @@ def main(argv: Sequence[str]) -> None:
 def define_flags() -> None:
     flags.DEFINE_enum("charset", "kr", sorted(RECIPES), "plate alphabet")
     flags.DEFINE_string("out", None, "output folder (data, run, models, scores)")
-    flags.DEFINE_integer("epochs", 9, "training epochs")
+    flags.DEFINE_integer("epochs", 13, "training epochs")
     flags.DEFINE_float("scale", 1.0, "fraction of every set to render (a smoke run: 0.002)")
     flags.DEFINE_string("heldout", None, "held-out label file or folder (default: render one)")
     flags.DEFINE_float("learning_rate", 1e-3, "peak learning rate")
