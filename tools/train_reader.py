@@ -52,10 +52,13 @@ RECIPES: Dict[str, List[Part]] = {
 SEEDS = {"kr": 7001, "cn": 7101}
 VAL_SEED = {"kr": 9002, "cn": 9013}
 HELDOUT_SEED = {"kr": 9001, "cn": 9014}
-# Faces the renderer must find (bash tools/setup.sh installs them): the shipped Chinese reader's last
-# runs were rendered with all of these (model card, cn run 9); with fewer, a run makes other data.
+# Faces the renderer must find (bash tools/setup.sh installs them, FONT_PACKAGE names their Debian
+# packages): the shipped readers' last runs were rendered with all of these (model card, cn run 9); with
+# fewer, a run makes other data.
 RECIPE_FONTS = {"kr": ("NanumGothicBold.ttf", "NotoSansCJK-Bold.ttc", "wqy-zenhei.ttc"),
                 "cn": ("wqy-microhei.ttc", "wqy-zenhei.ttc", "NotoSansCJK-Bold.ttc")}
+FONT_PACKAGE = {"NanumGothicBold.ttf": "fonts-nanum", "NotoSansCJK-Bold.ttc": "fonts-noto-cjk",
+                "wqy-microhei.ttc": "fonts-wqy-microhei", "wqy-zenhei.ttc": "fonts-wqy-zenhei"}
 PERCENTILE = {"kr": "99.99", "cn": "99.9"}  # int8 activation ranges, the model card's choices
 REAL = {"kr": "kr_plates_dev", "cn": "cn_plates_dev"}
 
@@ -71,7 +74,7 @@ def check_fonts(charset: str, allow_fewer: bool) -> List[str]:
     if missing and not allow_fewer:
         raise AlprError(f"the {charset} recipe renders with {', '.join(RECIPE_FONTS[charset])}, but "
                         f"{', '.join(missing)} is not installed: run bash tools/setup.sh (or apt-get install -y "
-                        "fonts-wqy-zenhei fonts-noto-cjk), or pass --allow_fewer_fonts")
+                        f"{' '.join(FONT_PACKAGE[n] for n in missing)}), or pass --allow_fewer_fonts")
     return faces
 
 
