@@ -171,6 +171,8 @@ def test_one_command_recipe_smoke(tmp_path: Path, charset: str) -> None:
     other = "cn" if charset == "kr" else "kr"
     proc = subprocess.run([*cmd[:4], other, *cmd[5:]], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "holds a run with" in proc.stderr.strip().splitlines()[-1]
+    proc = subprocess.run([*cmd, "--batch_size", "16"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "'batch_size': 16" in proc.stderr.strip().splitlines()[-1]
 
 
 def test_one_command_recipe_rejects_bad_scale(tmp_path: Path) -> None:

@@ -8,10 +8,10 @@ and the real crops of ``../shared``, or ``$ALPR_SHARED``, when they are there). 
 command. Rendering is skipped for a set that exists, training resumes from its last epoch (and is
 skipped when it has run ``--epochs``), a model is exported again only when the weights are newer; so
 after an interruption the same command continues. ``--scale`` shrinks every set (a smoke run:
-``--scale 0.002 --epochs 1``). ``OUT/recipe.json`` records the charset, scale and the font faces
-found, and another charset, scale or font set in the same folder is refused rather than mixed. The
-faces of ``RECIPE_FONTS`` must be installed (``bash tools/setup.sh``; ``--allow_fewer_fonts`` renders
-without them).
+``--scale 0.002 --epochs 1``). ``OUT/recipe.json`` records the charset, scale, font faces found and
+schedule (epochs, batch size, learning rate); a run with any of them different in the same folder is
+refused rather than mixed. The faces of ``RECIPE_FONTS`` must be installed (``bash tools/setup.sh``;
+``--allow_fewer_fonts`` renders without them).
 
 The mixes (``RECIPES``) are the make-up of the shipped readers' last runs: every kind with and without
 oblique views, plus extra crops of the kinds with the most errors (the commercial and two-line plates).
@@ -94,7 +94,9 @@ def train_reader(charset: str, out: Path, epochs: int, scale: float, heldout: Op
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     fonts = check_fonts(charset, allow_fewer_fonts)
-    check_recipe(out, {"charset": charset, "scale": scale, "fonts": fonts})
+    # The schedule too: resuming under another batch, rate or epoch count would change it mid-run.
+    check_recipe(out, {"charset": charset, "scale": scale, "fonts": fonts, "epochs": epochs,
+                       "batch_size": batch_size, "learning_rate": learning_rate})
     log = out / "steps.log"
     py = sys.executable
     data = out / "data"
