@@ -59,6 +59,7 @@ class Stage:
     warmup: int
     eval_every: int
     eval_images: int
+    steps: Optional[int] = None  # a step budget (train.py --max_steps: the cosine schedule ends there)
 
 
 # The model card's stages (stage 6 was tried and not shipped, so the chain goes from 5 to 7).
@@ -71,11 +72,21 @@ STAGES: List[Stage] = [
     Stage("stage7", THREE_HEAD, (5, 6, 7, 8, 9, 10), 544, 1, 3e-4, 100, 1, 200),
 ]
 SCENES: Dict[int, int] = {1: 4000, **{s: 2000 for s in range(2, 11)}}
+CALIBRATION_SEEDS = (5, 6, 7)
+
+# The 2-hour chain (``--schedule short``): 3500 two-head steps at 320 from random initialisation on seeds
+# 1-3 (about 0.65 s a step on idle cores), then the graft and 1500 three-head steps at 544 on fresh scenes,
+# seeds 4-6 (about 2.4 s a step): about 100 minutes of training.
+SHORT_STAGES: List[Stage] = [
+    Stage("short1", TWO_HEAD, (1, 2, 3), 320, 4, 1e-3, 200, 2, 100, steps=3500),
+    Stage("short2", THREE_HEAD, (4, 5, 6), 544, 2, 3e-4, 100, 1, 200, steps=1500),
+]
+SHORT_SCENES: Dict[int, int] = {1: 4000, **{s: 2000 for s in range(2, 7)}}
+SHORT_CALIBRATION_SEEDS = (4, 5, 6)
 VALID_SEED, VALID_FRACTION = 1, 0.05
 HELDOUT: Dict[int, int] = {99: 200, 98: 200}
 SCENE_SIZE = 416
 EXPORT_SIZE = 544
-CALIBRATION_SEEDS = (5, 6, 7)
 CONVERSION = ["--quantize_mode", "int8", "--calib_count", "200", "--range_percentile", "99.9999",
               "--logit_ceiling", "12"]
 
@@ -107,7 +118,18 @@ def _mix(scenes: Path, seeds: Sequence[int]) -> Path:
     return path
 
 
-def train_detector(out: Path, scale: float, max_steps: Optional[int], batch_size: int, workers: int) -> None:
+def schedule_of(name: str) -> Tuple[List[Stage], Dict[int, int], Tuple[int, ...]]:
+    """The stages, training scene sets and calibration seeds of ``--schedule`` (looked up at call time)."""
+    if name == "card":
+        return STAGES, SCENES, CALIBRATION_SEEDS
+    if name == "short":
+        return SHORT_STAGES, SHORT_SCENES, SHORT_CALIBRATION_SEEDS
+    raise AlprError(f"--schedule must be card or short, not {name!r}")
+
+
+def train_detector(out: Path, scale: float, max_steps: Optional[int], batch_size: int, workers: int,
+                   schedule: str = "card") -> None:
+    chain, scene_sets, calibration = schedule_of(schedule)
     if not 0 < scale <= 1:
         raise AlprError("--scale must be in (0, 1]")
     if max_steps is not None and max_steps < 1:
@@ -119,13 +141,13 @@ def train_detector(out: Path, scale: float, max_steps: Optional[int], batch_size
     started = time.time()
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    check_recipe(out, {"scale": scale, "max_steps": max_steps, "batch_size": batch_size,
-                       "stages": [list(astuple(s)) for s in STAGES], "scenes": SCENES, "heldout": HELDOUT,
-                       "export_size": EXPORT_SIZE, "calibration": CALIBRATION_SEEDS, "conversion": CONVERSION})
+    check_recipe(out, {"schedule": schedule, "scale": scale, "max_steps": max_steps, "batch_size": batch_size,
+                       "stages": [list(astuple(s)) for s in chain], "scenes": scene_sets, "heldout": HELDOUT,
+                       "export_size": EXPORT_SIZE, "calibration": calibration, "conversion": CONVERSION})
     log = out / "steps.log"
     py = sys.executable
     scenes = out / "scenes"
-    for seed, count in SCENES.items():
+    for seed, count in scene_sets.items():
         fraction = VALID_FRACTION if seed == VALID_SEED else 0.0  # at least one scene at any scale
         _render(scenes / f"s{seed}", scaled(count, scale, least=4), seed, fraction, workers, log)
     held = {seed: _render(scenes / f"heldout_s{seed}", scaled(count, scale), seed, 0.0, workers, log)
@@ -136,7 +158,7 @@ def train_detector(out: Path, scale: float, max_steps: Optional[int], batch_size
     stages.mkdir(exist_ok=True)
     weights: Optional[Path] = None
     cfg_before: Optional[str] = None
-    for stage in STAGES:
+    for stage in chain:
         done = stages / f"{stage.name}.weights"
         start = weights
         if weights is not None and cfg_before is not None and stage.cfg != cfg_before:
@@ -158,7 +180,8 @@ def train_detector(out: Path, scale: float, max_steps: Optional[int], batch_size
                    "--scale", "0.75,1.25", "--mosaic", "0.3", "--out_dir", str(run_dir),
                    "--name", Path(stage.cfg).stem, "--export", str(done)]
             cmd += ["--weights", str(start)] if start is not None else []
-            cmd += ["--max_steps", str(max_steps)] if max_steps is not None else []
+            caps = [c for c in (stage.steps, max_steps) if c is not None]
+            cmd += ["--max_steps", str(min(caps))] if caps else []
             run_step(cmd, log, show=True)
         weights, cfg_before = done, stage.cfg
 
@@ -173,7 +196,7 @@ def train_detector(out: Path, scale: float, max_steps: Optional[int], batch_size
         run_step([py, "save_model.py", "--cfg", cfg_before, "--weights", str(final), "--classes", CLASSES,
                   "--input_size", str(EXPORT_SIZE), "--framework", "tflite", "--output", str(saved)], log)
         run_step([py, "convert_tflite.py", "--weights", str(saved), "--output", str(tflite),
-                  "--dataset", str(_mix(scenes, CALIBRATION_SEEDS)), *CONVERSION], log)
+                  "--dataset", str(_mix(scenes, calibration)), *CONVERSION], log)
     for seed, folder in held.items():
         run_step([py, "evaluate.py", "--weights", str(tflite), "--framework", "tflite", "--size", str(EXPORT_SIZE),
                   "--classes", CLASSES, "--dataset", str(folder), "--json", str(out / f"eval-int8-s{seed}.json")],
@@ -193,7 +216,7 @@ def _ap(value: Optional[float]) -> str:
 def main(argv: Sequence[str]) -> None:
     del argv
     run_recipe(lambda: train_detector(Path(FLAGS.out), FLAGS.scale, FLAGS.max_steps, FLAGS.batch_size,
-                                      FLAGS.workers))
+                                      FLAGS.workers, FLAGS.schedule))
 
 
 def define_flags() -> None:
@@ -201,6 +224,8 @@ def define_flags() -> None:
     flags.DEFINE_float("scale", 1.0, "fraction of every scene set to render (a smoke run: 0.001)")
     flags.DEFINE_integer("max_steps", None, "cap every stage at this many steps (a smoke run: 1)")
     flags.DEFINE_integer("batch_size", 8, "batch size of every stage")
+    flags.DEFINE_string("schedule", "card", "card: the model card's stages (about 6 h on 2 cores); "
+                        "short: the 2-hour chain (SHORT_STAGES)")
     flags.DEFINE_integer("workers", 0, "scene rendering processes (0: one per CPU core)")
     flags.mark_flag_as_required("out")
 
