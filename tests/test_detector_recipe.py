@@ -92,6 +92,7 @@ def test_two_stage_chain_renders_trains_grafts_converts_and_resumes(
     (["--max_steps", "0"], "error: --max_steps must be at least 1"),
     (["--batch_size", "0"], "error: --batch_size must be at least 1"),
     (["--workers", "-1"], "error: --workers must be 0 (one per core) or more"),
+    (["--schedule", "long"], "error: --schedule must be card or short, not 'long'"),
 ])
 def test_bad_arguments_are_one_line_errors(tmp_path: Path, args: list, message: str) -> None:
     proc = subprocess.run([sys.executable, "-m", "tools.train_detector", "--out", str(tmp_path / "d"), *args],
@@ -116,3 +117,37 @@ def test_stages_are_the_model_cards_commands() -> None:
         assert float(args.get("--lr", "1e-3")) == stage.lr  # train.py's default lr and burn-in: 1e-3, 200
         assert int(args.get("--warmup_steps", "200")) == stage.warmup
         assert int(args["--eval_every"]) == stage.eval_every and int(args["--eval_max_images"]) == stage.eval_images
+
+
+def test_short_schedule_stages_end_on_their_step_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The 2-hour chain: its stages' step budgets, not their epoch counts, end them at batch 8 (so the
+    cosine schedule runs to its end), every seed they train on is rendered, and each train.py command
+    carries its stage's budget, or the smaller --max_steps of a smoke run."""
+    from tools import train_detector as recipe
+
+    stages, scenes, calibration = recipe.schedule_of("short")
+    assert [s.cfg for s in stages] == [recipe.TWO_HEAD, recipe.THREE_HEAD]
+    for stage in stages:
+        train_scenes = sum(scenes[s] - (round(scenes[s] * recipe.VALID_FRACTION) if s == recipe.VALID_SEED else 0)
+                           for s in stage.seeds)
+        assert stage.steps is not None and stage.steps <= stage.epochs * (train_scenes // 8)
+        assert (stage.epochs - 1) * (train_scenes // 8) < stage.steps  # no epoch count far beyond the budget
+    assert set(calibration) <= set(scenes) and recipe.VALID_SEED in scenes
+
+    commands: list = []
+
+    def run_step(cmd: list, log: Path, show: bool = False) -> None:
+        commands.append(cmd)
+        if "evaluate.py" in cmd:
+            Path(cmd[cmd.index("--json") + 1]).write_text('{"map50": {}, "images": 0}')
+
+    monkeypatch.setattr(recipe, "run_step", run_step)
+    monkeypatch.setattr(recipe, "_render", lambda folder, *a: folder)
+    monkeypatch.setattr(recipe, "_mix", lambda scenes, seeds: scenes / "mix.txt")
+    monkeypatch.setattr(recipe, "newer", lambda a, b: True)  # nothing to convert: only the training commands
+    for cap, expected in ((None, ["3500", "1500"]), (2, ["2", "2"])):
+        commands.clear()
+        recipe.train_detector(tmp_path / f"d{cap}", scale=1.0, max_steps=cap, batch_size=8, workers=1,
+                              schedule="short")
+        train = [c for c in commands if "train.py" in c]
+        assert [c[c.index("--max_steps") + 1] for c in train] == expected
