@@ -92,7 +92,7 @@ def test_two_stage_chain_renders_trains_grafts_converts_and_resumes(
     (["--max_steps", "0"], "error: --max_steps must be at least 1"),
     (["--batch_size", "0"], "error: --batch_size must be at least 1"),
     (["--workers", "-1"], "error: --workers must be 0 (one per core) or more"),
-    (["--schedule", "long"], "error: --schedule must be card or short, not 'long'"),
+    (["--schedule", "long"], "error: --schedule must be card, short or short416, not 'long'"),
 ])
 def test_bad_arguments_are_one_line_errors(tmp_path: Path, args: list, message: str) -> None:
     proc = subprocess.run([sys.executable, "-m", "tools.train_detector", "--out", str(tmp_path / "d"), *args],
@@ -119,14 +119,20 @@ def test_stages_are_the_model_cards_commands() -> None:
         assert int(args["--eval_every"]) == stage.eval_every and int(args["--eval_max_images"]) == stage.eval_images
 
 
-def test_short_schedule_stages_end_on_their_step_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The 2-hour chain: its stages' step budgets, not their epoch counts, end them at batch 8 (so the
+@pytest.mark.parametrize("schedule,cfgs,budgets", [
+    ("short", ["two", "three"], ["3500", "1500"]),
+    ("short416", ["two", "three", "three"], ["3000", "2200", "250"]),
+])
+def test_short_schedule_stages_end_on_their_step_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        schedule: str, cfgs: list, budgets: list) -> None:
+    """The 2-hour chains: their stages' step budgets, not their epoch counts, end them at batch 8 (so the
     cosine schedule runs to its end), every seed they train on is rendered, and each train.py command
     carries its stage's budget, or the smaller --max_steps of a smoke run."""
     from tools import train_detector as recipe
 
-    stages, scenes, calibration = recipe.schedule_of("short")
-    assert [s.cfg for s in stages] == [recipe.TWO_HEAD, recipe.THREE_HEAD]
+    stages, scenes, calibration = recipe.schedule_of(schedule)
+    heads = {"two": recipe.TWO_HEAD, "three": recipe.THREE_HEAD}
+    assert [s.cfg for s in stages] == [heads[c] for c in cfgs]
     for stage in stages:
         train_scenes = sum(scenes[s] - (round(scenes[s] * recipe.VALID_FRACTION) if s == recipe.VALID_SEED else 0)
                            for s in stage.seeds)
@@ -145,9 +151,9 @@ def test_short_schedule_stages_end_on_their_step_budget(tmp_path: Path, monkeypa
     monkeypatch.setattr(recipe, "_render", lambda folder, *a: folder)
     monkeypatch.setattr(recipe, "_mix", lambda scenes, seeds: scenes / "mix.txt")
     monkeypatch.setattr(recipe, "newer", lambda a, b: True)  # nothing to convert: only the training commands
-    for cap, expected in ((None, ["3500", "1500"]), (2, ["2", "2"])):
+    for cap, expected in ((None, budgets), (2, ["2"] * len(budgets))):
         commands.clear()
         recipe.train_detector(tmp_path / f"d{cap}", scale=1.0, max_steps=cap, batch_size=8, workers=1,
-                              schedule="short")
+                              schedule=schedule)
         train = [c for c in commands if "train.py" in c]
         assert [c[c.index("--max_steps") + 1] for c in train] == expected

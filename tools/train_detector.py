@@ -87,6 +87,16 @@ SHORT_STAGES: List[Stage] = [
 ]
 SHORT_SCENES: Dict[int, int] = {1: 4000, **{s: 2000 for s in range(2, 7)}}
 SHORT_CALIBRATION_SEEDS = (4, 5, 6)
+
+# The mixed-resolution 2-hour chain (``--schedule short416``, session 15): cheaper steps rather than fewer.
+# 3000 two-head steps at 320 on seeds 1-3, the graft, 2200 three-head steps at 416 (about 1.3 s a step
+# against 2.6 at 544) and 250 at 544, the export size, on seeds 4-6: about 109 minutes planned from the
+# session-14 step times. Same scene sets and calibration as ``short``.
+SHORT416_STAGES: List[Stage] = [
+    Stage("f1", TWO_HEAD, (1, 2, 3), 320, 4, 1e-3, 200, 4, 100, steps=3000),
+    Stage("f2", THREE_HEAD, (4, 5, 6), 416, 3, 3e-4, 100, 3, 100, steps=2200),
+    Stage("f3", THREE_HEAD, (4, 5, 6), 544, 1, 1e-4, 20, 1, 200, steps=250),
+]
 VALID_SEED, VALID_FRACTION = 1, 0.05
 HELDOUT: Dict[int, int] = {99: 200, 98: 200}
 SCENE_SIZE = 416
@@ -128,7 +138,9 @@ def schedule_of(name: str) -> Tuple[List[Stage], Dict[int, int], Tuple[int, ...]
         return STAGES, SCENES, CALIBRATION_SEEDS
     if name == "short":
         return SHORT_STAGES, SHORT_SCENES, SHORT_CALIBRATION_SEEDS
-    raise AlprError(f"--schedule must be card or short, not {name!r}")
+    if name == "short416":
+        return SHORT416_STAGES, SHORT_SCENES, SHORT_CALIBRATION_SEEDS
+    raise AlprError(f"--schedule must be card, short or short416, not {name!r}")
 
 
 def train_detector(out: Path, scale: float, max_steps: Optional[int], batch_size: int, workers: int,
@@ -229,7 +241,8 @@ def define_flags() -> None:
     flags.DEFINE_integer("max_steps", None, "cap every stage at this many steps (a smoke run: 1)")
     flags.DEFINE_integer("batch_size", 8, "batch size of every stage")
     flags.DEFINE_string("schedule", "card", "card: the model card's stages (about 6 h on 2 cores); "
-                        "short: the 2-hour chain (SHORT_STAGES)")
+                        "short: the 2-hour chain (SHORT_STAGES); short416: its mixed-resolution "
+                        "variant (SHORT416_STAGES)")
     flags.DEFINE_integer("workers", 0, "scene rendering processes (0: one per CPU core)")
     flags.mark_flag_as_required("out")
 
