@@ -92,7 +92,7 @@ def test_two_stage_chain_renders_trains_grafts_converts_and_resumes(
     (["--max_steps", "0"], "error: --max_steps must be at least 1"),
     (["--batch_size", "0"], "error: --batch_size must be at least 1"),
     (["--workers", "-1"], "error: --workers must be 0 (one per core) or more"),
-    (["--schedule", "long"], "error: --schedule must be card, short or short416, not 'long'"),
+    (["--schedule", "long"], "error: --schedule must be card, short, short416 or short544, not 'long'"),
 ])
 def test_bad_arguments_are_one_line_errors(tmp_path: Path, args: list, message: str) -> None:
     proc = subprocess.run([sys.executable, "-m", "tools.train_detector", "--out", str(tmp_path / "d"), *args],
@@ -122,6 +122,7 @@ def test_stages_are_the_model_cards_commands() -> None:
 @pytest.mark.parametrize("schedule,cfgs,budgets", [
     ("short", ["two", "three"], ["3500", "1500"]),
     ("short416", ["two", "three", "three"], ["3000", "2200", "250"]),
+    ("short544", ["two", "three", "three"], ["2800", "1400", "700"]),
 ])
 def test_short_schedule_stages_end_on_their_step_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                         schedule: str, cfgs: list, budgets: list) -> None:
