@@ -23,6 +23,7 @@ from core.keras.loss import (  # noqa: E402
     build_targets,
     head_loss,
     loss_spec_from_cfg,
+    used_truth_rows,
 )
 from tests.paths import REPO  # noqa: E402
 
@@ -237,6 +238,29 @@ def test_ignore_thresh_removes_objectness_loss_of_good_unassigned_predictions():
     raw = tf.constant(raw.reshape(1, 4, 4, 16))
     _, obj, _ = head_loss(raw, tf.constant(targets[0][None]), tf.constant(truths[None]), spec.heads[0], spec)
     assert float(obj[0]) == pytest.approx(math.log(2), abs=1e-4)  # only the far one counts
+
+
+def test_ignore_test_sees_every_truth_of_the_fullest_image_in_the_batch():
+    # The ignore test uses only the truth rows some image fills: image 0 has one truth, image 1 three, so
+    # the cut must keep three rows, and image 1's third truth must still shield a prediction on it.
+    spec = _spec()
+    t0, tr0 = build_targets(np.array([[0, 0.125, 0.125, 0.25, 0.25]], np.float32), spec)
+    boxes1 = np.array([[0, 0.125, 0.125, 0.25, 0.25], [1, 0.375, 0.875, 0.25, 0.25],
+                       [2, 0.625, 0.375, 0.25, 0.25]], np.float32)
+    t1, tr1 = build_targets(boxes1, spec)
+    raw = np.full((2, 4, 4, 2, 8), -30.0, np.float32)
+    for b, cells in ((0, [(0, 0)]), (1, [(0, 0), (3, 1), (1, 2)])):
+        for r, c in cells:
+            raw[b, r, c, 1, 4] = 30.0  # the positives (anchor 16x16 at their cells): confident
+    for b in (0, 1):
+        raw[b, 1, 2, 0, 0:4] = [0.0, 0.0, math.log(2.0), math.log(4.0)]  # 16x16 on image 1's third truth
+        raw[b, 1, 2, 0, 4] = 0.0  # objectness 0.5
+    _, obj, _ = head_loss(tf.constant(raw.reshape(2, 4, 4, 16)), tf.constant(np.stack([t0[0], t1[0]])),
+                          tf.constant(np.stack([tr0, tr1])), spec.heads[0], spec)
+    assert float(obj[0]) == pytest.approx(math.log(2), abs=1e-4)  # image 0 has no truth there: penalised
+    assert float(obj[1]) == pytest.approx(0.0, abs=1e-4)  # image 1's third truth: ignored
+    assert int(used_truth_rows(tf.constant(np.stack([tr0, tr1])))) == 3
+    assert int(used_truth_rows(tf.zeros((2, 4, 4)))) == 1  # no truth at all: one zero row, IoU 0
 
 
 def test_loss_spec_reads_the_cfg_loss_options(tiny_cfg_path):

@@ -146,8 +146,8 @@ def build_targets(labels: np.ndarray, spec: LossSpec) -> Tuple[List[np.ndarray],
 
 
 # ------------------------------------------------------------------------------------------- loss (TF)
-def box_iou_terms(a, b):
-    """IoU, and CIoU, of boxes ``a`` and ``b`` (..., 4) as cx, cy, w, h (broadcasting). TF ops."""
+def _corners_and_iou(a, b):
+    """(a_min, a_max, b_min, b_max, IoU) of boxes ``a`` and ``b`` (..., 4) as cx, cy, w, h. TF ops."""
     import tensorflow as tf
 
     a_min, a_max = a[..., 0:2] - a[..., 2:4] / 2, a[..., 0:2] + a[..., 2:4] / 2
@@ -155,7 +155,19 @@ def box_iou_terms(a, b):
     inter_wh = tf.maximum(tf.minimum(a_max, b_max) - tf.maximum(a_min, b_min), 0.0)
     inter = inter_wh[..., 0] * inter_wh[..., 1]
     union = a[..., 2] * a[..., 3] + b[..., 2] * b[..., 3] - inter
-    iou = inter / tf.maximum(union, EPS)
+    return a_min, a_max, b_min, b_max, inter / tf.maximum(union, EPS)
+
+
+def box_iou(a, b):
+    """IoU of boxes ``a`` and ``b`` (..., 4) as cx, cy, w, h (broadcasting). TF ops."""
+    return _corners_and_iou(a, b)[-1]
+
+
+def box_iou_terms(a, b):
+    """IoU, and CIoU, of boxes ``a`` and ``b`` (..., 4) as cx, cy, w, h (broadcasting). TF ops."""
+    import tensorflow as tf
+
+    a_min, a_max, b_min, b_max, iou = _corners_and_iou(a, b)
     enclose = tf.maximum(a_max, b_max) - tf.minimum(a_min, b_min)
     c2 = enclose[..., 0] ** 2 + enclose[..., 1] ** 2
     rho2 = tf.reduce_sum((a[..., 0:2] - b[..., 0:2]) ** 2, axis=-1)
@@ -185,6 +197,14 @@ def decode_for_loss(raw, head: HeadSpec, num_classes: int, input_size: Tuple[int
     return boxes, p
 
 
+def used_truth_rows(truths):
+    """How many leading rows of the padded truths [B, max_boxes, 4] any image of the batch uses (at least 1)."""
+    import tensorflow as tf
+
+    per_image = tf.reduce_sum(tf.cast(truths[..., 2] * truths[..., 3] > 0, tf.int32), axis=-1)
+    return tf.maximum(tf.reduce_max(per_image), 1)
+
+
 def head_loss(raw, target, truths, head: HeadSpec, spec: LossSpec):
     """Per-image (box, objectness, class) loss terms [B] of one head."""
     import tensorflow as tf
@@ -193,9 +213,11 @@ def head_loss(raw, target, truths, head: HeadSpec, spec: LossSpec):
     assigned = target[..., 4]
     _, ciou = box_iou_terms(boxes, target[..., 0:4])
     box = head.iou_normalizer * tf.reduce_sum(assigned * (1.0 - ciou), axis=[1, 2, 3])
-    # Ignore: an unassigned prediction already overlapping some truth well is not pushed to 0.
-    iou_all, _ = box_iou_terms(boxes[..., None, :], truths[:, None, None, None, :, :])
-    best = tf.reduce_max(iou_all, axis=-1)
+    # Ignore: an unassigned prediction already overlapping some truth well is not pushed to 0. The test
+    # only gates the loss, so it needs no gradient, and only the truths' rows in use (the target builder
+    # fills them from the front; a zero row has IoU 0 with everything, so the cut changes nothing).
+    best = tf.reduce_max(box_iou(tf.stop_gradient(boxes)[..., None, :],
+                                 truths[:, None, None, None, :used_truth_rows(truths), :]), axis=-1)
     negative = (1.0 - assigned) * tf.cast(best < head.ignore_thresh, boxes.dtype)
     obj_bce = tf.nn.sigmoid_cross_entropy_with_logits(labels=assigned, logits=p[..., 4])
     obj = head.obj_normalizer * tf.reduce_sum((assigned + negative) * obj_bce, axis=[1, 2, 3])
