@@ -92,7 +92,7 @@ def test_two_stage_chain_renders_trains_grafts_converts_and_resumes(
     (["--max_steps", "0"], "error: --max_steps must be at least 1"),
     (["--batch_size", "0"], "error: --batch_size must be at least 1"),
     (["--workers", "-1"], "error: --workers must be 0 (one per core) or more"),
-    (["--schedule", "long"], "error: --schedule must be card, short, short416 or short544, not 'long'"),
+    (["--schedule", "long"], "error: --schedule must be card, short, short416, short544 or bf16, not 'long'"),
 ])
 def test_bad_arguments_are_one_line_errors(tmp_path: Path, args: list, message: str) -> None:
     proc = subprocess.run([sys.executable, "-m", "tools.train_detector", "--out", str(tmp_path / "d"), *args],
@@ -119,16 +119,19 @@ def test_stages_are_the_model_cards_commands() -> None:
         assert int(args["--eval_every"]) == stage.eval_every and int(args["--eval_max_images"]) == stage.eval_images
 
 
-@pytest.mark.parametrize("schedule,cfgs,budgets", [
-    ("short", ["two", "three"], ["3500", "1500"]),
-    ("short416", ["two", "three", "three"], ["3000", "2200", "250"]),
-    ("short544", ["two", "three", "three"], ["2800", "1400", "700"]),
+@pytest.mark.parametrize("schedule,cfgs,budgets,precision", [
+    ("short", ["two", "three"], ["3500", "1500"], None),
+    ("short416", ["two", "three", "three"], ["3000", "2200", "250"], None),
+    ("short544", ["two", "three", "three"], ["2800", "1400", "700"], None),
+    ("bf16", ["two", "three", "three"], ["4400", "1000", "1150"], "mixed_bfloat16"),
 ])
 def test_short_schedule_stages_end_on_their_step_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                        schedule: str, cfgs: list, budgets: list) -> None:
+                                                        schedule: str, cfgs: list, budgets: list,
+                                                        precision: str) -> None:
     """The 2-hour chains: their stages' step budgets, not their epoch counts, end them at batch 8 (so the
     cosine schedule runs to its end), every seed they train on is rendered, and each train.py command
-    carries its stage's budget, or the smaller --max_steps of a smoke run."""
+    carries its stage's budget, or the smaller --max_steps of a smoke run, and its precision (no flag:
+    train.py's float32 default)."""
     from tools import train_detector as recipe
 
     stages, scenes, calibration = recipe.schedule_of(schedule)
@@ -158,3 +161,5 @@ def test_short_schedule_stages_end_on_their_step_budget(tmp_path: Path, monkeypa
                               schedule=schedule)
         train = [c for c in commands if "train.py" in c]
         assert [c[c.index("--max_steps") + 1] for c in train] == expected
+        assert [c[c.index("--precision") + 1] if "--precision" in c else None for c in train] == \
+            [precision] * len(budgets)

@@ -123,6 +123,45 @@ def test_fused_batch_norm_trains_like_keras_batch_norm() -> None:
     np.testing.assert_allclose(np.asarray(results[1][5]), 0.9 * start[3] + 0.1 * var, rtol=1e-5)
 
 
+def test_fused_batch_norm_under_bfloat16_matches_keras_and_keeps_float32_statistics() -> None:
+    """With bfloat16 inputs (the mixed_bfloat16 policy) the fused path still runs, its output is bfloat16
+    and matches Keras's layer (which upcasts to float32) to bfloat16 precision, and the moving statistics
+    and gradients of gamma and beta stay float32 and agree closely."""
+    import keras
+    import tensorflow as tf
+
+    rng = np.random.default_rng(1)
+    x = tf.cast(tf.constant(rng.normal(2.0, 3.0, (8, 5, 7, 16)).astype(np.float32)), tf.bfloat16)
+    upstream = tf.constant(rng.normal(size=(8, 5, 7, 16)).astype(np.float32))
+    start = [rng.normal(1.0, 0.3, 16), rng.normal(0.0, 0.3, 16), rng.normal(0.0, 0.1, 16), rng.uniform(0.5, 2, 16)]
+    results, graphs = [], []
+    for cls in (keras.layers.BatchNormalization, BatchNormalization):
+        layer = cls(epsilon=1e-5, momentum=0.9, dtype="mixed_bfloat16")
+        layer.build(x.shape)
+        layer.set_weights([w.astype(np.float32) for w in start])
+
+        @tf.function
+        def step(x, layer=layer):
+            with tf.GradientTape() as tape:
+                y = layer(x, training=True)
+                loss = tf.reduce_sum(tf.cast(y, tf.float32) * upstream)
+            return [y] + tape.gradient(loss, [layer.gamma, layer.beta])
+
+        out = step(x)
+        graphs.append({op.type for op in step.get_concrete_function(x).graph.get_operations()})
+        results.append(out + [layer.moving_mean, layer.moving_variance])
+    assert "FusedBatchNormV3" in graphs[1] and "FusedBatchNormV3" not in graphs[0]
+    assert results[1][0].dtype == tf.bfloat16
+    assert all(v.dtype == "float32" for v in results[1][1:])
+    y_ref, y = (np.asarray(tf.cast(r[0], tf.float32)) for r in results)
+    np.testing.assert_allclose(y, y_ref, rtol=1e-2, atol=2e-2)  # bfloat16 has an 8-bit mantissa
+    for ref, fused in zip(results[0][1:], results[1][1:]):
+        np.testing.assert_allclose(np.asarray(fused), np.asarray(ref), rtol=2e-3, atol=2e-3)
+    # hand check of the moving variance against the float32 batch variance of the bfloat16 inputs
+    xs = np.asarray(tf.cast(x, tf.float32))
+    np.testing.assert_allclose(np.asarray(results[1][4]), 0.9 * start[3] + 0.1 * xs.var(axis=(0, 1, 2)), rtol=1e-4)
+
+
 def test_weights_load_across_keras_and_fused_batch_norm(tmp_path: Path, small_model, monkeypatch) -> None:
     """Weights files saved by models with Keras's BatchNormalization (before the fused path) still load."""
     import keras

@@ -409,6 +409,42 @@ def test_resume_goes_on_from_the_checkpoint(tmp_path, tiny_cfg_path):
     assert len(second.history["total"]) == 4  # two epochs from the first run, two from the second
 
 
+def test_mixed_bfloat16_training_lowers_the_loss_and_exports_float32_weights(tmp_path, tiny_cfg_path):
+    import keras
+
+    from core.keras.train_detector import TrainConfig, build_training_model, train
+
+    train_list = _tiny_dataset(tmp_path / "data")
+    cfg = TrainConfig(cfg=str(tiny_cfg_path), train=str(train_list), out_dir=str(tmp_path / "run"), input_size=64,
+                      batch_size=8, epochs=40, lr=1e-2, warmup_steps=0, eval_every=0, augment=NO_AUGMENT,
+                      progress=False, name="tiny", workers=1, precision="mixed_bfloat16")
+    result = train(cfg, log=lambda s: None)
+    losses = result.history["total"]
+    assert all(math.isfinite(v) for v in losses)
+    assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:3]), losses
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
+    dcfg = parse_cfg(TINY_CFG)
+    assert result.weights.stat().st_size == expected_nbytes(dcfg)
+    # the exported weights are the trained (float32) variables: a float32 model built from them gives the
+    # bfloat16-trained model's raw outputs up to bfloat16 rounding
+    import tensorflow as tf
+
+    from core.keras.layers import precision_policy
+    from core.keras.train_detector import KerasDetector, load_checkpoint
+
+    with precision_policy("mixed_bfloat16"):
+        _, trained, _, _ = build_training_model(cfg)
+    load_checkpoint(tmp_path / "run", trained, _opt_for(trained))
+    exported = KerasDetector.from_darknet(str(tiny_cfg_path), str(result.weights), ["a", "b", "c"], 64)
+    x = np.random.default_rng(0).uniform(0, 1, (1, 64, 64, 3)).astype(np.float32)
+    want = [np.asarray(tf.cast(o, tf.float32)) for o in trained(tf.constant(x), training=False)]
+    got = exported.raw(x)
+    assert trained.layers[-1].compute_dtype == "bfloat16" and len(got) == len(want) == 2
+    for g, w in zip(got, want):
+        assert g.dtype == np.float32
+        np.testing.assert_allclose(g, w, atol=0.05 * float(np.abs(w).max()) + 0.05)
+
+
 def test_learning_rate_schedule():
     from core.keras.train_detector import TrainConfig, learning_rate
 

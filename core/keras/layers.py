@@ -1,6 +1,9 @@
 """Keras layers shared by the detector and the reader (TF backend)."""
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 import keras
 import tensorflow as tf
 from keras import layers
@@ -13,7 +16,8 @@ class BatchNormalization(layers.BatchNormalization):
     Keras 3 normalises with separate moment, subtract and scale ops; on a 2-core CPU that made the
     BatchNorm layers about half of an LPRNet training step. The fused kernel computes the
     same thing (biased batch variance for the output and the moving statistics, as Keras does) in
-    one pass. Inference, frozen layers and anything unusual (masks, non-float32, renorm, synchronized
+    one pass; with bfloat16 inputs (``mixed_bfloat16``) it still keeps the statistics, gamma and beta in
+    float32. Inference, frozen layers and anything unusual (masks, float16 or float64, renorm, synchronized
     statistics, another axis or backend) take Keras's own path. The class keeps Keras's name on
     purpose: Keras 3 keys a layer's entry in a .weights.h5 file by its class name, so weights saved
     with either class load into the other.
@@ -21,7 +25,7 @@ class BatchNormalization(layers.BatchNormalization):
 
     def call(self, inputs, training=None, mask=None):
         if not (training and self.trainable) or mask is not None or self.renorm or self.synchronized \
-                or not self.scale or not self.center or inputs.dtype != tf.float32 \
+                or not self.scale or not self.center or inputs.dtype not in (tf.float32, tf.bfloat16) \
                 or len(inputs.shape) != 4 or self.axis not in (-1, 3) or keras.backend.backend() != "tensorflow":
             return super().call(inputs, training=training, mask=mask)
         outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
@@ -33,3 +37,36 @@ class BatchNormalization(layers.BatchNormalization):
         self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
         self.moving_variance.assign(self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
         return outputs
+
+
+PRECISIONS = ("float32", "mixed_bfloat16")
+
+
+def bfloat16_hardware() -> bool:
+    """Whether this CPU has bfloat16 instructions (AVX512_BF16 or AMX), or a GPU is visible."""
+    if tf.config.list_physical_devices("GPU"):
+        return True
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+@contextmanager
+def precision_policy(name: str) -> Iterator[None]:
+    """Build models inside this block with Keras's dtype policy ``name`` (``PRECISIONS``); the global
+    policy is restored afterwards, and the layers keep the one they were built with. Under
+    ``mixed_bfloat16`` the variables stay float32 (so checkpoints and exported weights do not change)
+    and the layers compute in bfloat16, which oneDNN runs natively on CPUs with AVX512_BF16."""
+    if name not in PRECISIONS:
+        from core.errors import AlprError
+
+        raise AlprError(f"precision must be one of {', '.join(PRECISIONS)}, not {name!r}")
+    before = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(before)

@@ -55,6 +55,7 @@ class TrainConfig:
     max_steps: Optional[int] = None  # stop early (smoke tests, time budgets)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     progress: bool = True
+    precision: str = "float32"  # core.keras.layers.PRECISIONS; mixed_bfloat16 computes in bfloat16
 
 
 @dataclass
@@ -65,6 +66,14 @@ class TrainResult:
     steps_done: int
     history: Dict[str, list]
     seconds_per_step: float
+
+
+def float32_outputs(outputs) -> list:
+    """The model's head outputs as a list of float32 tensors (the loss and decoding run in float32)."""
+    import tensorflow as tf
+
+    outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+    return [tf.cast(o, tf.float32) for o in outputs]
 
 
 def get_strategy():
@@ -171,7 +180,7 @@ class KerasDetector:
         import tensorflow as tf
 
         if self._fn is None:
-            self._fn = tf.function(lambda t: self.model(t, training=False), reduce_retracing=True)
+            self._fn = tf.function(lambda t: float32_outputs(self.model(t, training=False)), reduce_retracing=True)
         outs = self._fn(tf.constant(x))
         outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
         return [np.asarray(o) for o in outs]
@@ -197,7 +206,7 @@ def validate(model, heads: Sequence[YoloHead], records: Sequence[Record], num_cl
     from core.metrics import ImageBoxes, evaluate
     from core.yolo import decode_heads, filter_and_nms
 
-    fn = tf.function(lambda t: model(t, training=False), reduce_retracing=True)
+    fn = tf.function(lambda t: float32_outputs(model(t, training=False)), reduce_retracing=True)
     dets, truths = [], []
     for start in range(0, len(records), batch_size):
         chunk = records[start:start + batch_size]
@@ -321,7 +330,11 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print, strategy=None) -
     if cfg.batch_size % replicas:
         raise AlprError(f"--batch_size {cfg.batch_size} is not a multiple of the {replicas} replicas")
 
-    with strategy.scope():
+    from core.keras.layers import bfloat16_hardware, precision_policy
+
+    if cfg.precision != "float32" and not bfloat16_hardware():
+        log(f"note: --precision {cfg.precision} without bfloat16 instructions on this machine is usually slower")
+    with strategy.scope(), precision_policy(cfg.precision):
         dcfg, model, spec, header = build_training_model(cfg)
         optimizer = _make_optimizer(cfg)
         optimizer.build(model.trainable_variables)
@@ -356,8 +369,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print, strategy=None) -
         def replica_step(images, targets):
             *head_targets, truths = targets
             with tf.GradientTape() as tape:
-                raws = model(images, training=True)
-                raws = list(raws) if isinstance(raws, (list, tuple)) else [raws]
+                raws = float32_outputs(model(images, training=True))
                 terms = yolo_loss(raws, head_targets, truths, spec, cfg.box_gain)
                 loss = tf.nn.compute_average_loss(terms["total"], global_batch_size=cfg.batch_size)
             grads = tape.gradient(loss, model.trainable_variables)
