@@ -19,6 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags, logging  # noqa: E402
 
 from core.cli import guarded  # noqa: E402
+from core.keras import PRECISIONS  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("cfg", None, "Darknet .cfg to train (its [yolo] anchors, masks, classes and loss settings)")
@@ -47,9 +48,9 @@ flags.DEFINE_float("exposure", 1.5, "exposure factor range [1/e, e]")
 flags.DEFINE_integer("eval_every", 5, "validate every N epochs (0: never)")
 flags.DEFINE_integer("eval_max_images", 500, "validation images used at most")
 flags.DEFINE_integer("workers", 2, "parallel data-loading calls")
-flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16"],
-                  "mixed_bfloat16: compute in bfloat16 with float32 weights (faster on GPUs and on CPUs with "
-                  "AVX512_BF16; the exported .weights are float32 either way)")
+flags.DEFINE_enum("precision", "float32", list(PRECISIONS),
+                  "mixed_bfloat16: compute in bfloat16 with float32 weights (faster on CPUs with AVX512_BF16 "
+                  "and on bfloat16 GPUs; the exported .weights are float32 either way)")
 flags.DEFINE_integer("seed", 0, "random seed")
 flags.DEFINE_boolean("resume", True, "go on from out_dir/checkpoints when there is one")
 flags.DEFINE_boolean("progress", True, "tqdm progress bar")

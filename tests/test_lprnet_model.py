@@ -1,7 +1,10 @@
 """TF side of the reader: model structure, STN sampler, torch-weight import, TFLite export + PlateReader."""
 from __future__ import annotations
 
+import os
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +19,7 @@ from lprnet.import_torch import read_legacy_state_dict  # noqa: E402
 from lprnet.model import AffineSampler, BatchNormalization, build_lprnet, freeze_context, load_keras_model  # noqa: E402
 from lprnet.reader import PlateRead, PlateReader  # noqa: E402
 from tests.fixtures.lprnet_synth import render_digits  # noqa: E402
-from tests.paths import shared_path  # noqa: E402
+from tests.paths import REPO, shared_path  # noqa: E402
 
 PTH = ("assets", "lprnet_pytorch", "Final_LPRNet_model.pth")
 
@@ -124,11 +127,13 @@ def test_fused_batch_norm_trains_like_keras_batch_norm() -> None:
 
 
 def test_fused_batch_norm_under_bfloat16_matches_keras_and_keeps_float32_statistics() -> None:
-    """With bfloat16 inputs (the mixed_bfloat16 policy) the fused path still runs, its output is bfloat16
-    and matches Keras's layer (which upcasts to float32) to bfloat16 precision, and the moving statistics
-    and gradients of gamma and beta stay float32 and agree closely."""
+    """With bfloat16 inputs (the mixed_bfloat16 policy) the fused path runs where oneDNN has the kernel,
+    its output is bfloat16 and matches Keras's layer (which upcasts to float32) to bfloat16 precision, and
+    the moving statistics and gradients of gamma and beta stay float32 and agree closely."""
     import keras
     import tensorflow as tf
+
+    from core.keras.layers import fused_dtypes
 
     rng = np.random.default_rng(1)
     x = tf.cast(tf.constant(rng.normal(2.0, 3.0, (8, 5, 7, 16)).astype(np.float32)), tf.bfloat16)
@@ -150,7 +155,7 @@ def test_fused_batch_norm_under_bfloat16_matches_keras_and_keeps_float32_statist
         out = step(x)
         graphs.append({op.type for op in step.get_concrete_function(x).graph.get_operations()})
         results.append(out + [layer.moving_mean, layer.moving_variance])
-    assert "FusedBatchNormV3" in graphs[1] and "FusedBatchNormV3" not in graphs[0]
+    assert ("FusedBatchNormV3" in graphs[1]) == (tf.bfloat16 in fused_dtypes()) and "FusedBatchNormV3" not in graphs[0]
     assert results[1][0].dtype == tf.bfloat16
     assert all(v.dtype == "float32" for v in results[1][1:])
     y_ref, y = (np.asarray(tf.cast(r[0], tf.float32)) for r in results)
@@ -160,6 +165,26 @@ def test_fused_batch_norm_under_bfloat16_matches_keras_and_keeps_float32_statist
     # hand check of the moving variance against the float32 batch variance of the bfloat16 inputs
     xs = np.asarray(tf.cast(x, tf.float32))
     np.testing.assert_allclose(np.asarray(results[1][4]), 0.9 * start[3] + 0.1 * xs.var(axis=(0, 1, 2)), rtol=1e-4)
+
+
+def test_bfloat16_batch_norm_falls_back_to_keras_without_onednn() -> None:
+    """TensorFlow's own CPU kernels have no bfloat16 FusedBatchNorm: with oneDNN off the layer must take
+    Keras's path under mixed_bfloat16 and still train (a fresh process, since the switch is read at start)."""
+    script = (
+        "import numpy as np, tensorflow as tf\n"
+        "from core.keras.layers import BatchNormalization, fused_dtypes, onednn_enabled\n"
+        "assert not onednn_enabled() and fused_dtypes() == (tf.float32,)\n"
+        "layer = BatchNormalization(dtype='mixed_bfloat16')\n"
+        "x = tf.cast(tf.random.normal((4, 3, 5, 8)), tf.bfloat16)\n"
+        "step = tf.function(lambda x: layer(x, training=True))\n"
+        "y = step(x)\n"
+        "assert y.dtype == tf.bfloat16 and np.isfinite(np.asarray(tf.cast(y, tf.float32))).all()\n"
+        "assert 'FusedBatchNormV3' not in {op.type for op in step.get_concrete_function(x).graph.get_operations()}\n"
+        "print('ok')\n"
+    )
+    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
 
 
 def test_weights_load_across_keras_and_fused_batch_norm(tmp_path: Path, small_model, monkeypatch) -> None:

@@ -263,6 +263,42 @@ def test_ignore_test_sees_every_truth_of_the_fullest_image_in_the_batch():
     assert int(used_truth_rows(tf.zeros((2, 4, 4)))) == 1  # no truth at all: one zero row, IoU 0
 
 
+def test_ignore_test_on_random_truths_matches_a_numpy_reference_over_all_rows():
+    # Random predictions and 0, 2 and 4 truths in three images: the objectness loss must equal one whose
+    # ignore mask is computed in numpy against every padded row (the definition, without the row cut).
+    from core.keras.loss import decode_for_loss
+
+    import dataclasses
+
+    rng = np.random.default_rng(3)
+    spec = _spec()
+    head = dataclasses.replace(spec.heads[0], ignore_thresh=0.2)  # low, so that random boxes are ignored too
+    targets, truths = [], []
+    for n in (0, 2, 4):
+        labels = np.column_stack([rng.integers(0, 3, n), rng.uniform(0.1, 0.9, (n, 2)), rng.uniform(0.1, 0.4, (n, 2))])
+        t, tr = build_targets(labels.astype(np.float32), spec)
+        targets.append(t[0])
+        truths.append(tr)
+    target, truth = np.stack(targets), np.stack(truths)
+    raw = tf.constant(rng.normal(0, 1.5, (3, 4, 4, 16)).astype(np.float32))
+    _, obj, _ = head_loss(raw, tf.constant(target), tf.constant(truth), head, spec)
+
+    boxes, p = (np.asarray(v) for v in decode_for_loss(raw, head, spec.num_classes, spec.input_size))
+    b = boxes[..., None, :]  # [3,4,4,2,1,4] against the truths [3,1,1,1,max_boxes,4]
+    t = truth[:, None, None, None]
+    lo = np.maximum(b[..., :2] - b[..., 2:] / 2, t[..., :2] - t[..., 2:] / 2)
+    hi = np.minimum(b[..., :2] + b[..., 2:] / 2, t[..., :2] + t[..., 2:] / 2)
+    inter = np.prod(np.clip(hi - lo, 0, None), axis=-1)
+    iou = inter / np.maximum(b[..., 2] * b[..., 3] + t[..., 2] * t[..., 3] - inter, 1e-9)
+    assigned = target[..., 4]
+    negative = (1 - assigned) * (iou.max(axis=-1) < head.ignore_thresh)
+    logit = p[..., 4]
+    bce = np.maximum(logit, 0) - logit * assigned + np.log1p(np.exp(-np.abs(logit)))
+    want = ((assigned + negative) * bce).sum(axis=(1, 2, 3))
+    assert 0 < negative.sum() < negative.size - assigned.sum()  # some predictions are ignored, not all
+    np.testing.assert_allclose(np.asarray(obj), want, rtol=1e-5)
+
+
 def test_loss_spec_reads_the_cfg_loss_options(tiny_cfg_path):
     spec = loss_spec_from_cfg(load_cfg(tiny_cfg_path))
     assert [h.grid for h in spec.heads] == [(4, 4), (2, 2)]
@@ -415,12 +451,14 @@ def test_mixed_bfloat16_training_lowers_the_loss_and_exports_float32_weights(tmp
     from core.keras.train_detector import TrainConfig, build_training_model, train
 
     train_list = _tiny_dataset(tmp_path / "data")
-    cfg = TrainConfig(cfg=str(tiny_cfg_path), train=str(train_list), out_dir=str(tmp_path / "run"), input_size=64,
-                      batch_size=8, epochs=40, lr=1e-2, warmup_steps=0, eval_every=0, augment=NO_AUGMENT,
-                      progress=False, name="tiny", workers=1, precision="mixed_bfloat16")
+    cfg = TrainConfig(cfg=str(tiny_cfg_path), train=str(train_list), valid=str(train_list),
+                      out_dir=str(tmp_path / "run"), input_size=64, batch_size=8, epochs=40, lr=1e-2,
+                      warmup_steps=0, eval_every=20, augment=NO_AUGMENT, progress=False, name="tiny", workers=1,
+                      precision="mixed_bfloat16")
     result = train(cfg, log=lambda s: None)
     losses = result.history["total"]
     assert all(math.isfinite(v) for v in losses)
+    assert len(result.history["val_map50"]) == 2 and result.history["val_map50"][-1] > 0.0  # validated in bf16
     assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:3]), losses
     assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
     dcfg = parse_cfg(TINY_CFG)
@@ -441,8 +479,12 @@ def test_mixed_bfloat16_training_lowers_the_loss_and_exports_float32_weights(tmp
     got = exported.raw(x)
     assert trained.layers[-1].compute_dtype == "bfloat16" and len(got) == len(want) == 2
     for g, w in zip(got, want):
-        assert g.dtype == np.float32
         np.testing.assert_allclose(g, w, atol=0.05 * float(np.abs(w).max()) + 0.05)
+    # and the bfloat16 model itself hands float32 outputs to the decoder (KerasDetector, validation)
+    direct = KerasDetector(trained, exported.heads, ["a", "b", "c"], 64).raw(x)
+    assert [d.dtype for d in direct] == [np.float32, np.float32]
+    for d, w in zip(direct, want):  # graph and eager bfloat16 kernels round a little differently
+        np.testing.assert_allclose(d, w, rtol=2e-2, atol=2e-2)
 
 
 def test_learning_rate_schedule():

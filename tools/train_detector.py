@@ -158,6 +158,12 @@ def _mix(scenes: Path, seeds: Sequence[int]) -> Path:
     return path
 
 
+def _recorded(stage: Stage) -> list:
+    """A stage as recipe.json holds it; float32 stages without the precision, as before it existed."""
+    values = list(astuple(stage))
+    return values[:-1] if stage.precision == "float32" else values
+
+
 def schedule_of(name: str) -> Tuple[List[Stage], Dict[int, int], Tuple[int, ...]]:
     """The stages, training scene sets and calibration seeds of ``--schedule`` (looked up at call time)."""
     schedules = {"card": (STAGES, SCENES, CALIBRATION_SEEDS),
@@ -186,7 +192,7 @@ def train_detector(out: Path, scale: float, max_steps: Optional[int], batch_size
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     check_recipe(out, {"schedule": schedule, "scale": scale, "max_steps": max_steps, "batch_size": batch_size,
-                       "stages": [list(astuple(s)) for s in chain], "scenes": scene_sets, "heldout": HELDOUT,
+                       "stages": [_recorded(s) for s in chain], "scenes": scene_sets, "heldout": HELDOUT,
                        "export_size": EXPORT_SIZE, "calibration": calibration, "conversion": CONVERSION})
     log = out / "steps.log"
     py = sys.executable

@@ -2,11 +2,22 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
+from functools import lru_cache
 from typing import Iterator
 
 import keras
 import tensorflow as tf
 from keras import layers
+
+from core.keras import PRECISIONS
+
+
+@lru_cache(maxsize=None)
+def fused_dtypes() -> tuple:
+    """Input dtypes the fused training path takes: float32 everywhere, bfloat16 too where oneDNN runs the
+    CPU kernels (TensorFlow's own CPU kernel has no bfloat16 FusedBatchNorm)."""
+    gpu = bool(tf.config.list_physical_devices("GPU"))
+    return (tf.float32, tf.bfloat16) if onednn_enabled() and not gpu else (tf.float32,)
 
 
 @keras.saving.register_keras_serializable(package="alpr")
@@ -16,16 +27,17 @@ class BatchNormalization(layers.BatchNormalization):
     Keras 3 normalises with separate moment, subtract and scale ops; on a 2-core CPU that made the
     BatchNorm layers about half of an LPRNet training step. The fused kernel computes the
     same thing (biased batch variance for the output and the moving statistics, as Keras does) in
-    one pass; with bfloat16 inputs (``mixed_bfloat16``) it still keeps the statistics, gamma and beta in
-    float32. Inference, frozen layers and anything unusual (masks, float16 or float64, renorm, synchronized
-    statistics, another axis or backend) take Keras's own path. The class keeps Keras's name on
+    one pass; with bfloat16 inputs (``mixed_bfloat16``) it does so too where oneDNN provides the kernel
+    (``fused_dtypes``), keeping the statistics, gamma and beta in float32. Inference, frozen layers and
+    anything unusual (masks, other dtypes, renorm, synchronized statistics, another axis or backend) take
+    Keras's own path. The class keeps Keras's name on
     purpose: Keras 3 keys a layer's entry in a .weights.h5 file by its class name, so weights saved
     with either class load into the other.
     """
 
     def call(self, inputs, training=None, mask=None):
         if not (training and self.trainable) or mask is not None or self.renorm or self.synchronized \
-                or not self.scale or not self.center or inputs.dtype not in (tf.float32, tf.bfloat16) \
+                or not self.scale or not self.center or inputs.dtype not in fused_dtypes() \
                 or len(inputs.shape) != 4 or self.axis not in (-1, 3) or keras.backend.backend() != "tensorflow":
             return super().call(inputs, training=training, mask=mask)
         outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
@@ -39,13 +51,24 @@ class BatchNormalization(layers.BatchNormalization):
         return outputs
 
 
-PRECISIONS = ("float32", "mixed_bfloat16")
+def onednn_enabled() -> bool:
+    """Whether TensorFlow runs its CPU kernels through oneDNN (on by default on CPUs with AVX512_VNNI,
+    AVX512_BF16 or AMX; off with TF_ENABLE_ONEDNN_OPTS=0). Only oneDNN has a bfloat16 fused BatchNorm on CPU."""
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+
+        return bool(_pywrap_util_port.IsMklEnabled())
+    except (ImportError, AttributeError):
+        return False
 
 
 def bfloat16_hardware() -> bool:
-    """Whether this CPU has bfloat16 instructions (AVX512_BF16 or AMX), or a GPU is visible."""
+    """Whether bfloat16 training should be fast here: a visible GPU (bfloat16 is native from NVIDIA Ampere
+    on; older GPUs emulate it), or a CPU with bfloat16 instructions (AVX512_BF16 or AMX) and oneDNN on."""
     if tf.config.list_physical_devices("GPU"):
         return True
+    if not onednn_enabled():
+        return False
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             flags = f.read()

@@ -55,7 +55,7 @@ class TrainConfig:
     max_steps: Optional[int] = None  # stop early (smoke tests, time budgets)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     progress: bool = True
-    precision: str = "float32"  # core.keras.layers.PRECISIONS; mixed_bfloat16 computes in bfloat16
+    precision: str = "float32"  # core.keras.PRECISIONS; mixed_bfloat16 computes in bfloat16
 
 
 @dataclass
@@ -181,9 +181,7 @@ class KerasDetector:
 
         if self._fn is None:
             self._fn = tf.function(lambda t: float32_outputs(self.model(t, training=False)), reduce_retracing=True)
-        outs = self._fn(tf.constant(x))
-        outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
-        return [np.asarray(o) for o in outs]
+        return [np.asarray(o) for o in self._fn(tf.constant(x))]
 
     def detect(self, bgr: np.ndarray, score_threshold: float = 0.25, iou_threshold: float = 0.45):
         from core.types import Detection
@@ -212,8 +210,7 @@ def validate(model, heads: Sequence[YoloHead], records: Sequence[Record], num_cl
         chunk = records[start:start + batch_size]
         pairs = [letterboxed(r, size) for r in chunk]
         x = np.stack([p[0] for p in pairs]).astype(np.float32) / 255.0
-        outs = fn(tf.constant(x))
-        outs = [np.asarray(o) for o in (outs if isinstance(outs, (list, tuple)) else [outs])]
+        outs = [np.asarray(o) for o in fn(tf.constant(x))]
         for k, (_, labels) in enumerate(pairs):
             boxes, scores = decode_heads([o[k] for o in outs], heads, num_classes, size, size)
             b, s, c = filter_and_nms(boxes, scores, score_threshold, 0.45)
