@@ -266,9 +266,9 @@ def test_ignore_test_sees_every_truth_of_the_fullest_image_in_the_batch():
 def test_ignore_test_on_random_truths_matches_a_numpy_reference_over_all_rows():
     # Random predictions and 0, 2 and 4 truths in three images: the objectness loss must equal one whose
     # ignore mask is computed in numpy against every padded row (the definition, without the row cut).
-    from core.keras.loss import decode_for_loss
-
     import dataclasses
+
+    from core.keras.loss import decode_for_loss
 
     rng = np.random.default_rng(3)
     spec = _spec()
