@@ -30,9 +30,8 @@ class BatchNormalization(layers.BatchNormalization):
     one pass; with bfloat16 inputs (``mixed_bfloat16``) it does so too where oneDNN provides the kernel
     (``fused_dtypes``), keeping the statistics, gamma and beta in float32. Inference, frozen layers and
     anything unusual (masks, other dtypes, renorm, synchronized statistics, another axis or backend) take
-    Keras's own path. The class keeps Keras's name on
-    purpose: Keras 3 keys a layer's entry in a .weights.h5 file by its class name, so weights saved
-    with either class load into the other.
+    Keras's own path. The class keeps Keras's name on purpose: Keras 3 keys a layer's entry in a
+    .weights.h5 file by its class name, so weights saved with either class load into the other.
     """
 
     def call(self, inputs, training=None, mask=None):
