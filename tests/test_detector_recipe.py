@@ -92,7 +92,7 @@ def test_two_stage_chain_renders_trains_grafts_converts_and_resumes(
     (["--max_steps", "0"], "error: --max_steps must be at least 1"),
     (["--batch_size", "0"], "error: --batch_size must be at least 1"),
     (["--workers", "-1"], "error: --workers must be 0 (one per core) or more"),
-    (["--schedule", "long"], "error: --schedule must be card, short, short416, short544 or bf16, not 'long'"),
+    (["--schedule", "long"], "error: --schedule must be card, short, short416, short544, bf16 or bf16hr, not 'long'"),
 ])
 def test_bad_arguments_are_one_line_errors(tmp_path: Path, args: list, message: str) -> None:
     proc = subprocess.run([sys.executable, "-m", "tools.train_detector", "--out", str(tmp_path / "d"), *args],

@@ -127,6 +127,17 @@ BF16_STAGES: List[Stage] = [
     Stage("b2", THREE_HEAD, (4, 5, 6), 416, 2, 3e-4, 100, 2, 100, steps=1000, precision="mixed_bfloat16"),
     Stage("b3", THREE_HEAD, (4, 5, 6), 544, 2, 2e-4, 50, 2, 200, steps=1150, precision="mixed_bfloat16"),
 ]
+# ``--schedule bf16hr`` (session 18): stage 7's chain shape in bfloat16 and under 2 hours. The two-head
+# model gets higher-resolution steps before the graft (1500 at 416 after b1's 4400 at 320; stage 7's chain
+# had 4900 at 416 and 1500 at 512), and the three-head model trains only at the export size, on 10,000
+# scenes (seeds 4-8) as stage 7 did on 12,000: about 0.65 s a step two-head at 416 and 1.4 s three-head
+# at 544 in bfloat16, about 100 minutes in all, planned.
+BF16HR_STAGES: List[Stage] = [
+    Stage("h1", TWO_HEAD, (1, 2, 3), 320, 5, 1e-3, 200, 5, 100, steps=4400, precision="mixed_bfloat16"),
+    Stage("h2", TWO_HEAD, (4, 5, 6), 416, 2, 5e-4, 100, 2, 100, steps=1500, precision="mixed_bfloat16"),
+    Stage("h3", THREE_HEAD, (4, 5, 6, 7, 8), 544, 2, 3e-4, 100, 2, 200, steps=1600, precision="mixed_bfloat16"),
+]
+BF16HR_SCENES: Dict[int, int] = {**SHORT_SCENES, 7: 2000, 8: 2000}
 VALID_SEED, VALID_FRACTION = 1, 0.05
 HELDOUT: Dict[int, int] = {99: 200, 98: 200}
 SCENE_SIZE = 416
@@ -174,7 +185,8 @@ def schedule_of(name: str) -> Tuple[List[Stage], Dict[int, int], Tuple[int, ...]
                  "short": (SHORT_STAGES, SHORT_SCENES, SHORT_CALIBRATION_SEEDS),
                  "short416": (SHORT416_STAGES, SHORT_SCENES, SHORT_CALIBRATION_SEEDS),
                  "short544": (SHORT544_STAGES, SHORT_SCENES, SHORT_CALIBRATION_SEEDS),
-                 "bf16": (BF16_STAGES, SHORT_SCENES, SHORT_CALIBRATION_SEEDS)}
+                 "bf16": (BF16_STAGES, SHORT_SCENES, SHORT_CALIBRATION_SEEDS),
+                 "bf16hr": (BF16HR_STAGES, BF16HR_SCENES, SHORT_CALIBRATION_SEEDS)}
     if name not in schedules:
         *first, last = schedules
         raise AlprError(f"--schedule must be {', '.join(first)} or {last}, not {name!r}")
@@ -282,7 +294,9 @@ def define_flags() -> None:
     flags.DEFINE_string("schedule", "card", "card: the model card's stages (about 6 h on 2 cores); "
                         "short: the 2-hour chain (SHORT_STAGES); short416, short544: its mixed-resolution "
                         "variants (SHORT416_STAGES, SHORT544_STAGES); bf16: short544's stages in bfloat16 with "
-                        "more steps (BF16_STAGES; needs a CPU with AVX512_BF16 or a GPU to be fast)")
+                        "more steps (BF16_STAGES; needs a CPU with AVX512_BF16 or a GPU to be fast); bf16hr: "
+                        "bfloat16 with two-head steps at 416 before the graft and three-head steps only at 544 "
+                        "(BF16HR_STAGES)")
     flags.DEFINE_integer("workers", 0, "scene rendering processes (0: one per CPU core)")
     flags.mark_flag_as_required("out")
 
