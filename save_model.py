@@ -8,7 +8,9 @@ returns, with ``--framework tf``, ``boxes`` [batch, N, 4] (x1, y1, x2, y2 as fra
 input) and ``scores`` [batch, N, classes] for every candidate (no NMS: the runtime filters with
 the user's --score and --iou); with ``--framework tflite`` the raw yolo heads, decoded in numpy by
 the edge runtime (what int8 quantization wants). ``alpr_model.json`` beside it keeps class names,
-input size and anchors.
+input size and anchors. ``--equalize_dataset`` (for int8 conversion) rescales the channels of each
+head's input on calibration images so that one int8 scale fits them all; the float model is unchanged
+(``core/keras/equalize.py``).
 """
 from __future__ import annotations
 
@@ -35,6 +37,9 @@ flags.DEFINE_enum("framework", "tf", ["tf", "tflite"],
 flags.DEFINE_float("score_thres", 0.25, "default score threshold stored with the model")
 flags.DEFINE_boolean("letterbox", True, "keep the aspect ratio when resizing images (Darknet letter_box)")
 flags.DEFINE_boolean("verify", True, "reload the SavedModel and compare it with the Keras model")
+flags.DEFINE_string("equalize_dataset", None, "for int8 conversion: images (a folder, a glob or a list file) on "
+                    "which to equalize the channels of each head's input; the float model is unchanged")
+flags.DEFINE_integer("equalize_count", 100, "how many of those images (a seeded sample when there are more)")
 
 
 def main(argv):
@@ -45,7 +50,8 @@ def main(argv):
     report = convert_darknet(
         cfg=FLAGS.cfg, model=FLAGS.model, tiny=FLAGS.tiny, weights=FLAGS.weights, classes=FLAGS.classes,
         input_size=FLAGS.input_size, output=FLAGS.output, framework=FLAGS.framework,
-        score_thres=FLAGS.score_thres, letterbox=FLAGS.letterbox, verify=FLAGS.verify)
+        score_thres=FLAGS.score_thres, letterbox=FLAGS.letterbox, verify=FLAGS.verify,
+        equalize_dataset=FLAGS.equalize_dataset, equalize_count=FLAGS.equalize_count)
     print(report)
     return 0
 

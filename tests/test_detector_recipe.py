@@ -67,6 +67,9 @@ def test_two_stage_chain_renders_trains_grafts_converts_and_resumes(
     quant = info["source"]["quantization"]  # the shipped file's conversion, as the model card gives it
     assert (quant["quantize_mode"], quant["activation_ranges"], quant["head_logit_floor"],
             quant["head_logit_ceiling"]) == ("int8", "percentile 99.9999", -8.0, 12.0)
+    # save_model.py equalized the inputs of the heads' convs that only the head reads (28 and 42: the
+    # 3l cfg's route after yolo 37 also reads 35) on the calibration scenes, seed 2's four
+    assert info["source"]["equalized"] == {"layers": [28, 42], "images": 4}
     assert json.loads((out / "eval-int8-s99.json").read_text())["images"] == 3
     assert "int8 held-out s99 (3 scenes) AP@0.5: car " in first
 

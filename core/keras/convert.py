@@ -147,8 +147,10 @@ def resolve_classes(classes: Optional[str], num_classes: int) -> Sequence[str]:
 def convert_darknet(cfg: Optional[str], weights: Optional[str], output: Optional[str] = None,
                     model: str = "yolov4", tiny: bool = False, classes: Optional[str] = None,
                     input_size: Optional[int] = None, framework: str = "tf", score_thres: float = 0.25,
-                    letterbox: bool = True, verify: bool = True) -> str:
-    """What ``save_model.py`` does; returns a short report."""
+                    letterbox: bool = True, verify: bool = True, equalize_dataset: Optional[str] = None,
+                    equalize_count: int = 100) -> str:
+    """What ``save_model.py`` does; returns a short report. ``equalize_dataset``: images on which to
+    equalize the heads' input channels before export (``core.keras.equalize``; for int8 conversion)."""
     cfg_path = resolve_cfg(cfg, model, tiny)
     if weights is not None and not Path(weights).is_file():
         raise AlprError(f"weights file not found: {weights}")
@@ -162,13 +164,31 @@ def convert_darknet(cfg: Optional[str], weights: Optional[str], output: Optional
                                   "framework": framework, "tensorflow": _tf_version(),
                                   "keras": keras.__version__})
     out_dir = Path(output) if output else REPO / "checkpoints" / f"{cfg_path.stem}-{w}"
+    equalized = (_equalize(converted, info, equalize_dataset, equalize_count)
+                 if equalize_dataset is not None else [])
     export_saved_model(converted.model, info, out_dir)
     lines = [f"saved {out_dir} ({len(converted.cfg.layers)} layers, input {w}x{h}, "
              f"{info.num_classes} classes, {info.num_candidates} candidates, output={output_kind})"]
+    lines += [f"equalized layer {e.layer}'s channels for conv {e.layer + 1}: widest range {e.widest:.3g}, "
+              f"median {e.median:.3g}, largest factor {e.largest_factor:.3g}" for e in equalized]
     if verify:
         diff = verify_saved_model(converted.model, info, out_dir)
         lines.append(f"verified: SavedModel vs Keras max |diff| = {diff:.3g}")
     return "\n".join(lines)
+
+
+def _equalize(converted: ConvertedModel, info: ModelInfo, dataset: str, count: int) -> list:
+    from core.keras.equalize import channel_ranges, equalize, head_input_layers
+    from core.keras.tflite_export import calibration_paths, load_calibration_tensors
+
+    layers = head_input_layers(converted.cfg)
+    if not layers:
+        raise AlprError(f"{converted.cfg.source}: no head input to equalize (each [yolo] layer's conv must "
+                        f"read a leaky, relu or linear conv that nothing else reads)")
+    images, _ = load_calibration_tensors(calibration_paths(dataset), info, count)
+    done = equalize(converted.model, converted.cfg, channel_ranges(converted.model, converted.cfg, layers, images))
+    info.source["equalized"] = {"layers": [e.layer for e in done], "images": len(images)}
+    return done
 
 
 def verify_saved_model(model: keras.Model, info: ModelInfo, out_dir: str | Path, seed: int = 0) -> float:
