@@ -127,6 +127,7 @@ def test_stages_are_the_model_cards_commands() -> None:
     ("short416", ["two", "three", "three"], ["3000", "2200", "250"], None),
     ("short544", ["two", "three", "three"], ["2800", "1400", "700"], None),
     ("bf16", ["two", "three", "three"], ["4400", "1000", "1150"], "mixed_bfloat16"),
+    ("bf16hr", ["two", "two", "three"], ["4400", "1500", "1600"], "mixed_bfloat16"),
 ])
 def test_short_schedule_stages_end_on_their_step_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                         schedule: str, cfgs: list, budgets: list,
