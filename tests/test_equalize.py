@@ -133,3 +133,10 @@ def test_save_model_reports_bad_equalize_input_in_one_line(tmp_path):
     assert r.stderr.strip().splitlines()[-1] == f"error: calibration dataset not found: {tmp_path / 'nowhere'}"
     assert "Traceback" not in r.stderr
     assert not (tmp_path / "sm").exists()
+    r = subprocess.run([sys.executable, str(REPO / "save_model.py"), "--cfg", str(TINY_3L), "--weights", str(wpath),
+                        "--input_size", str(SIZE), "--framework", "tflite", "--output", str(tmp_path / "sm"),
+                        "--equalize_dataset", str(tmp_path), "--equalize_count", "0"],
+                       capture_output=True, text=True, cwd=REPO)
+    assert r.returncode != 0
+    assert r.stderr.strip().splitlines()[-1] == "error: --equalize_count must be at least 1 (got 0)"
+    assert not (tmp_path / "sm").exists()

@@ -6,7 +6,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Tuple
 
 import keras
 import numpy as np
@@ -164,31 +164,41 @@ def convert_darknet(cfg: Optional[str], weights: Optional[str], output: Optional
                                   "framework": framework, "tensorflow": _tf_version(),
                                   "keras": keras.__version__})
     out_dir = Path(output) if output else REPO / "checkpoints" / f"{cfg_path.stem}-{w}"
-    equalized = (_equalize(converted, info, equalize_dataset, equalize_count)
-                 if equalize_dataset is not None else [])
+    equalized, change = (_equalize(converted, info, equalize_dataset, equalize_count)
+                         if equalize_dataset is not None else ([], 0.0))
     export_saved_model(converted.model, info, out_dir)
     lines = [f"saved {out_dir} ({len(converted.cfg.layers)} layers, input {w}x{h}, "
              f"{info.num_classes} classes, {info.num_candidates} candidates, output={output_kind})"]
     lines += [f"equalized layer {e.layer}'s channels for conv {e.layer + 1}: widest range {e.widest:.3g}, "
               f"median {e.median:.3g}, largest factor {e.largest_factor:.3g}" for e in equalized]
+    if equalized:
+        lines.append(f"equalized float outputs: max |change| = {change:.3g} on one calibration image")
     if verify:
         diff = verify_saved_model(converted.model, info, out_dir)
         lines.append(f"verified: SavedModel vs Keras max |diff| = {diff:.3g}")
     return "\n".join(lines)
 
 
-def _equalize(converted: ConvertedModel, info: ModelInfo, dataset: str, count: int) -> list:
+def _equalize(converted: ConvertedModel, info: ModelInfo, dataset: str, count: int) -> Tuple[list, float]:
+    """Equalize in place; returns what was done and the largest change of any float output on one image."""
     from core.keras.equalize import channel_ranges, equalize, head_input_layers
     from core.keras.tflite_export import calibration_paths, load_calibration_tensors
 
+    if count < 1:
+        raise AlprError(f"--equalize_count must be at least 1 (got {count})")
+    if not dataset.strip():
+        raise AlprError("--equalize_dataset is empty: pass a folder, a glob or a list file of images")
     layers = head_input_layers(converted.cfg)
     if not layers:
         raise AlprError(f"{converted.cfg.source}: no head input to equalize (each [yolo] layer's conv must "
                         f"read a leaky, relu or linear conv that nothing else reads)")
     images, _ = load_calibration_tensors(calibration_paths(dataset), info, count)
+    before = [np.asarray(o) for o in converted.model([images[0]])]
     done = equalize(converted.model, converted.cfg, channel_ranges(converted.model, converted.cfg, layers, images))
+    after = [np.asarray(o) for o in converted.model([images[0]])]
+    change = max(float(np.abs(a - b).max()) for a, b in zip(after, before))
     info.source["equalized"] = {"layers": [e.layer for e in done], "images": len(images)}
-    return done
+    return done, change
 
 
 def verify_saved_model(model: keras.Model, info: ModelInfo, out_dir: str | Path, seed: int = 0) -> float:
