@@ -184,15 +184,13 @@ def _equalize(converted: ConvertedModel, info: ModelInfo, dataset: str, count: i
     from core.keras.equalize import channel_ranges, equalize, head_input_layers
     from core.keras.tflite_export import calibration_paths, load_calibration_tensors
 
-    if count < 1:
+    if count < 1:  # checked before the images are looked for
         raise AlprError(f"--equalize_count must be at least 1 (got {count})")
-    if not dataset.strip():
-        raise AlprError("--equalize_dataset is empty: pass a folder, a glob or a list file of images")
     layers = head_input_layers(converted.cfg)
     if not layers:
         raise AlprError(f"{converted.cfg.source}: no head input to equalize (each [yolo] layer's conv must "
                         f"read a leaky, relu or linear conv that nothing else reads)")
-    images, _ = load_calibration_tensors(calibration_paths(dataset), info, count)
+    images, _ = load_calibration_tensors(calibration_paths(dataset, "--equalize_dataset"), info, count)
     before = [np.asarray(o) for o in converted.model([images[0]])]
     done = equalize(converted.model, converted.cfg, channel_ranges(converted.model, converted.cfg, layers, images))
     after = [np.asarray(o) for o in converted.model([images[0]])]

@@ -73,10 +73,11 @@ class ExportReport:
 
 
 # ----------------------------------------------------------------------------- calibration images
-def calibration_paths(dataset: Optional[str | os.PathLike | Sequence[str]]) -> List[str]:
-    """``--dataset`` as a folder, a glob, a list file (one image path per line) or a list of those."""
+def calibration_paths(dataset: Optional[str | os.PathLike | Sequence[str]], flag: str = "--dataset") -> List[str]:
+    """``dataset`` as a folder, a glob, a list file (one image path per line) or a list of those; ``flag``
+    names the option it came from in errors."""
     if dataset is None or (isinstance(dataset, str) and not dataset.strip()):
-        raise AlprError("int8 quantization needs calibration images: pass --dataset (a folder, a glob or a "
+        raise AlprError(f"int8 quantization needs calibration images: pass {flag} (a folder, a glob or a "
                         "list file of images)")
     args = [os.fspath(dataset)] if isinstance(dataset, (str, os.PathLike)) else [os.fspath(d) for d in dataset]
     paths: List[str] = []
