@@ -36,6 +36,10 @@ from lprnet.preprocess import IDENTITY_THETA, INPUT_HEIGHT, INPUT_WIDTH
 NUM_STEPS = 18
 BN_EPSILON = 1e-5  # torch's BatchNorm2d default
 BN_MOMENTUM = 0.9  # torch momentum 0.1
+# Layers that stay float32 under a mixed policy (train_lprnet.py --precision mixed_bfloat16): the STN,
+# whose sampling coordinates span 0..93 px (bfloat16 keeps 8 significant bits: steps of 0.5 px there),
+# and the small global-context head, whose per-plate mean square and logits feed the CTC loss.
+F32 = "float32"
 
 
 @keras.saving.register_keras_serializable(package="lprnet")
@@ -149,17 +153,18 @@ class AffineSampler(layers.Layer):
 
 def _localisation(x):
     """Small localisation net -> theta [N, 6], identity at initialisation."""
-    y = layers.AveragePooling2D(2, name="stn_pool0")(x)
-    y = layers.Conv2D(32, 3, activation="relu", name="stn_conv1")(y)
-    y = layers.MaxPooling2D(2, name="stn_pool1")(y)
-    y = layers.Conv2D(32, 3, activation="relu", name="stn_conv2")(y)
-    y = layers.Flatten(name="stn_flatten")(y)
-    y = layers.Dense(32, activation="tanh", name="stn_fc1")(y)
+    y = layers.AveragePooling2D(2, name="stn_pool0", dtype=F32)(x)
+    y = layers.Conv2D(32, 3, activation="relu", name="stn_conv1", dtype=F32)(y)
+    y = layers.MaxPooling2D(2, name="stn_pool1", dtype=F32)(y)
+    y = layers.Conv2D(32, 3, activation="relu", name="stn_conv2", dtype=F32)(y)
+    y = layers.Flatten(name="stn_flatten", dtype=F32)(y)
+    y = layers.Dense(32, activation="tanh", name="stn_fc1", dtype=F32)(y)
     return layers.Dense(
         6,
         kernel_initializer="zeros",
         bias_initializer=keras.initializers.Constant([1.0, 0.0, 0.0, 0.0, 1.0, 0.0]),
         name="stn_theta",
+        dtype=F32,
     )(y)
 
 
@@ -182,7 +187,7 @@ def build_lprnet(
     inputs = keras.Input((INPUT_HEIGHT, INPUT_WIDTH, 3), name="image")
     x = inputs
     if stn:
-        x = AffineSampler(name="stn_sampler")([x, _localisation(x)])
+        x = AffineSampler(name="stn_sampler", dtype=F32)([x, _localisation(x)])
     x = layers.Conv2D(64, 3, name="backbone_0")(x)
     x = _bn("backbone_1")(x)
     f0 = x = layers.ReLU(name="backbone_2")(x)
@@ -212,10 +217,11 @@ def build_lprnet(
     g0 = layers.AveragePooling2D(5, strides=5, name="context_pool0")(f0)
     g1 = layers.AveragePooling2D(5, strides=5, name="context_pool1")(f1)
     g2 = layers.AveragePooling2D((4, 10), strides=(4, 2), name="context_pool2")(f2)
-    context = [MeanSquareNormalize(fixed_context, name=f"context_norm{i}")(g) for i, g in enumerate((g0, g1, g2, f3))]
-    x = layers.Concatenate(axis=-1, name="context")(context)
-    x = layers.Conv2D(num_classes, 1, name="container_0")(x)
-    logits = MeanOverHeight(name="logits")(x)
+    context = [MeanSquareNormalize(fixed_context, name=f"context_norm{i}", dtype=F32)(g)
+               for i, g in enumerate((g0, g1, g2, f3))]
+    x = layers.Concatenate(axis=-1, name="context", dtype=F32)(context)
+    x = layers.Conv2D(num_classes, 1, name="container_0", dtype=F32)(x)
+    logits = MeanOverHeight(name="logits", dtype=F32)(x)
     return keras.Model(inputs, logits, name="lprnet_stn" if stn else "lprnet")
 
 

@@ -51,6 +51,9 @@ class TrainConfig:
     resume: bool = True
     seed: int = 0
     progress: bool = True
+    # Keras dtype policy (core.keras.PRECISIONS). mixed_bfloat16 runs the backbone in bfloat16 (the STN and the
+    # context head stay float32, lprnet.model.F32); the weights stay float32, so exports do not change.
+    precision: str = "float32"
 
 
 @dataclass
@@ -292,13 +295,18 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> History:
     log(f"training on {len(images)} crops, validating on {len(val_images)}, {bad} bad files skipped")
     out.mkdir(parents=True, exist_ok=True)  # only once there is something to train on
 
+    from core.keras.layers import bfloat16_hardware, precision_policy
+
+    if cfg.precision != "float32" and not bfloat16_hardware():
+        log(f"note: --precision {cfg.precision} without bfloat16 instructions on this machine is usually slower")
     strategy = _strategy()
     global_batch = cfg.batch_size
     steps_per_epoch = max(1, math.ceil(len(images) / global_batch))
     total_steps = steps_per_epoch * cfg.epochs
     warmup = int(min(total_steps // 2, cfg.warmup_epochs * steps_per_epoch))
     with strategy.scope():
-        model = build_lprnet(charset.num_classes, stn=cfg.stn, dropout=cfg.dropout)
+        with precision_policy(cfg.precision):
+            model = build_lprnet(charset.num_classes, stn=cfg.stn, dropout=cfg.dropout)
         if cfg.init_weights:
             # Copy layer by layer (names match): the start may lack the STN, and the dropout
             # rate is this run's, not the one the weights were saved with.

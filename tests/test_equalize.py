@@ -80,6 +80,52 @@ def test_equalizing_keeps_every_output_and_evens_the_channel_ranges():
     np.testing.assert_allclose(after[~big], r[~big] / RANGE_FLOOR, rtol=1e-4)
 
 
+def test_a_head_input_conv_without_batch_norm_is_scaled_through_its_kernel_and_bias(tmp_path):
+    """A conv with its own bias (batch_normalize=0) before a head: its output channel i is kernel_i * x + b_i,
+    so the factor goes on both (the batch-norm path puts it on gamma and beta); the float outputs stay."""
+    from core.darknet.cfg import parse_cfg
+    from core.keras.builder import build_model
+    from core.keras.darknet_io import load_darknet_weights
+    from core.keras.equalize import RANGE_FLOOR, channel_ranges, equalize, head_input_layers
+
+    lines = TINY.read_text(encoding="utf-8").splitlines()
+    plain = parse_cfg("\n".join(lines), str(TINY))
+    start = plain.layers[28].line  # the [convolutional] line of layer 28, which feeds yolo 30's conv
+    at = next(i for i in range(start, start + 8) if lines[i].strip() == "batch_normalize=1")
+    lines[at] = "batch_normalize=0"
+    cfg = parse_cfg("\n".join(lines), "tiny-no-bn-28").with_input_size(SIZE)
+    assert not cfg.layers[28].batch_normalize and cfg.layers[35].batch_normalize
+    assert head_input_layers(cfg) == [28, 35]
+    weights = random_weights(cfg, seed=2, head_gain=3.0)
+    w28 = weights[28]
+    kernel, bias = w28.kernel.copy(), w28.bias.copy()
+    kernel[list(OUTLIERS)] *= OUTLIER_GAIN  # darknet kernel order [out, in, h, w]
+    bias[list(OUTLIERS)] *= OUTLIER_GAIN
+    weights[28] = type(w28)(bias=bias, kernel=kernel, bn=None)
+    model = build_model(cfg)
+    load_darknet_weights(model, cfg, weights)
+    images = _images(4, seed=3)
+    before = [[np.asarray(o) for o in model(x)] for x in images]
+    r = channel_ranges(model, cfg, [28], images)[28]
+    assert np.median(r[list(OUTLIERS)]) > 10 * np.median(r)
+    kernel_before = model.get_layer("conv_28").get_weights()[0].copy()
+
+    done = equalize(model, cfg, {28: r})
+    assert [e.layer for e in done] == [28] and done[0].largest_factor > 10
+    for x, want in zip(images, before):
+        for got, w in zip(model(x), want):
+            np.testing.assert_allclose(np.asarray(got), w, rtol=1e-4, atol=1e-4 * np.abs(w).max())
+    # every channel now spans the widest one's range, except those under the floor, which grow by 1 / floor
+    after = channel_ranges(model, cfg, [28], images)[28]
+    big = r >= RANGE_FLOOR * r.max()
+    np.testing.assert_allclose(after[big], r.max(), rtol=1e-4)
+    np.testing.assert_allclose(after[~big], r[~big] / RANGE_FLOOR, rtol=1e-4)
+    # the outlier channels' own kernel was not scaled (they are the widest), a narrow one's was
+    k_after = model.get_layer("conv_28").get_weights()[0]
+    narrow = int(np.argmin(np.where(big, r, np.inf)))
+    np.testing.assert_allclose(k_after[..., narrow], kernel_before[..., narrow] * r.max() / r[narrow], rtol=1e-5)
+
+
 def _write_images(folder: Path, images: list) -> None:
     folder.mkdir()
     for i, x in enumerate(images):

@@ -167,6 +167,40 @@ def test_fused_batch_norm_under_bfloat16_matches_keras_and_keeps_float32_statist
     np.testing.assert_allclose(np.asarray(results[1][4]), 0.9 * start[3] + 0.1 * xs.var(axis=(0, 1, 2)), rtol=1e-4)
 
 
+def test_mixed_bfloat16_reader_keeps_the_stn_and_context_float32(tmp_path: Path, small_model) -> None:
+    """Under mixed_bfloat16 the backbone computes in bfloat16 but the STN's sampling stays float32: at
+    identity theta it hands the crop through unchanged (in bfloat16 the pixel coordinates, up to 93, would
+    move by up to a quarter pixel and the values by up to 1/128), the logits are float32, and the float32
+    weights saved from it load into a float32 model that reads the same up to bfloat16 rounding."""
+    import keras
+
+    from core.keras.layers import precision_policy
+    from lprnet.model import stn_stages
+
+    with precision_policy("mixed_bfloat16"):
+        mixed = build_lprnet(68, stn=True)
+    assert keras.config.dtype_policy().name == "float32"
+    assert mixed.get_layer("backbone_0").compute_dtype == "bfloat16"
+    for name in ("stn_conv1", "stn_theta", "stn_sampler", "context_norm3", "container_0", "logits"):
+        assert mixed.get_layer(name).compute_dtype == "float32", name
+    assert all(w.dtype == "float32" for w in mixed.weights)
+    for layer in small_model.layers:  # random BN statistics, so the logits differ between plates
+        if layer.weights:
+            mixed.get_layer(layer.name).set_weights(layer.get_weights())
+    x = np.random.default_rng(4).uniform(-1, 1, (3, 24, 94, 3)).astype(np.float32)
+    _, warp, _ = stn_stages(mixed)
+    # identity theta at initialisation: float32 rounding only (bfloat16 coordinates would be ~1e-2 off)
+    assert np.abs(warp(x).numpy() - x).max() < 1e-5
+    logits = mixed(x)
+    assert logits.dtype == "float32"
+    mixed.save_weights(str(tmp_path / "mixed.weights.h5"))
+    plain = load_keras_model(str(tmp_path / "mixed.weights.h5"))
+    assert plain.get_layer("backbone_0").compute_dtype == "float32"
+    want = plain(x).numpy()
+    np.testing.assert_allclose(logits.numpy(), want, atol=0.05 * float(np.abs(want).max()))
+    assert np.abs(want - small_model(x).numpy()).max() < 1e-3  # the STN at identity, float32: the plain LPRNet
+
+
 def test_bfloat16_batch_norm_falls_back_to_keras_without_onednn() -> None:
     """TensorFlow's own CPU kernels have no bfloat16 FusedBatchNorm: with oneDNN off the layer must take
     Keras's path under mixed_bfloat16 and still train (a fresh process, since the switch is read at start)."""

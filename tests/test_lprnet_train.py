@@ -109,16 +109,22 @@ def test_short_run_skips_bad_files_and_resumes(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_training_from_scratch_learns_to_read(tmp_path: Path) -> None:
-    """256 rendered 4-digit crops: the CTC loss falls and validation accuracy rises from 0."""
+@pytest.mark.parametrize("precision", ["float32", "mixed_bfloat16"])
+def test_training_from_scratch_learns_to_read(tmp_path: Path, precision: str) -> None:
+    """256 rendered 4-digit crops: the CTC loss falls and validation accuracy rises from 0, in float32 and in
+    bfloat16 (train_lprnet.py --precision)."""
+    import keras
+
     from lprnet.train import TrainConfig, train
 
     write_digit_plates(tmp_path / "data", 256, seed=1)
     write_digit_plates(tmp_path / "val", 48, seed=2)
     cfg = TrainConfig(data=str(tmp_path / "data"), val_data=str(tmp_path / "val"),
                       out_dir=str(tmp_path / "run"), charset="kr", epochs=12, batch_size=32,
-                      learning_rate=3e-3, warmup_epochs=0.5, dropout=0.1, augment=False, progress=False)
+                      learning_rate=3e-3, warmup_epochs=0.5, dropout=0.1, augment=False, progress=False,
+                      precision=precision)
     history = train(cfg, log=lambda _: None)
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
     assert history.val_sequence_accuracy[0] == 0.0
     assert history.loss[-1] < history.loss[0] / 10
     assert max(history.val_sequence_accuracy) >= 0.6
@@ -173,6 +179,9 @@ def test_one_command_recipe_smoke(tmp_path: Path, charset: str) -> None:
     assert proc.returncode != 0 and "holds a run with" in proc.stderr.strip().splitlines()[-1]
     proc = subprocess.run([*cmd, "--batch_size", "16"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "'batch_size': 16" in proc.stderr.strip().splitlines()[-1]
+    proc = subprocess.run([*cmd, "--precision", "mixed_bfloat16"], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode != 0 and "'precision': 'mixed_bfloat16'" in proc.stderr.strip().splitlines()[-1]
 
 
 def test_one_command_recipe_rejects_bad_scale(tmp_path: Path) -> None:
