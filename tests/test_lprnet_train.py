@@ -179,9 +179,10 @@ def test_one_command_recipe_smoke(tmp_path: Path, charset: str) -> None:
     assert proc.returncode != 0 and "holds a run with" in proc.stderr.strip().splitlines()[-1]
     proc = subprocess.run([*cmd, "--batch_size", "16"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "'batch_size': 16" in proc.stderr.strip().splitlines()[-1]
-    proc = subprocess.run([*cmd, "--precision", "mixed_bfloat16"], cwd=REPO, capture_output=True, text=True,
-                          timeout=120)
-    assert proc.returncode != 0 and "'precision': 'mixed_bfloat16'" in proc.stderr.strip().splitlines()[-1]
+    assert json.loads((out / "recipe.json").read_text())["precision"] == "mixed_bfloat16"  # the default
+    proc = subprocess.run([*cmd, "--precision", "float32"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    have, want = proc.stderr.strip().splitlines()[-1].split(", not {")  # "... holds a run with {have}, not {want}"
+    assert proc.returncode != 0 and "'precision': 'mixed_bfloat16'" in have and "precision" not in want
 
 
 def test_one_command_recipe_rejects_bad_scale(tmp_path: Path) -> None:

@@ -3,7 +3,8 @@ the fused one the models use (``core.keras.layers``): ``python -m tools.train_st
 
 Each step is a forward and backward pass and an optimizer update on random inputs (the reader: CTC
 loss on random labels at 24x94, batch 64; the detector: the mean square of its heads for ``--cfg`` at
-``--size``, batch 8), timed after a warm-up step; the median of ``--steps`` is printed.
+``--size``, batch 8), timed after a warm-up step; the median of ``--steps`` is printed. ``--precision
+mixed_bfloat16`` builds both models under that Keras policy (``train.py`` / ``train_lprnet.py --precision``).
 """
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ import time
 from typing import Callable, Dict, Sequence
 
 from absl import app, flags
+
+from core.keras import PRECISIONS
 
 FLAGS = flags.FLAGS
 
@@ -78,12 +81,13 @@ def _case(bn: str) -> Dict[str, float]:
 
     import core.keras.builder as builder
     import lprnet.model as reader_model
-    from core.keras.layers import BatchNormalization
+    from core.keras.layers import BatchNormalization, precision_policy
 
     cls = keras.layers.BatchNormalization if bn == "keras" else BatchNormalization
     builder.BatchNormalization = cls  # the builders look the class up at build time
     reader_model.BatchNormalization = cls
-    return {"reader": reader_step(FLAGS.steps), "detector": detector_step(FLAGS.cfg, FLAGS.size, FLAGS.steps)}
+    with precision_policy(FLAGS.precision):
+        return {"reader": reader_step(FLAGS.steps), "detector": detector_step(FLAGS.cfg, FLAGS.size, FLAGS.steps)}
 
 
 def main(argv: Sequence[str]) -> None:
@@ -94,19 +98,22 @@ def main(argv: Sequence[str]) -> None:
     results: Dict[str, Dict[str, float]] = {}
     for bn in ("keras", "fused"):  # one fresh process each, so that neither warms the other's caches
         proc = subprocess.run([sys.executable, "-m", "tools.train_step_benchmark", "--only", bn, "--steps",
-                               str(FLAGS.steps), "--cfg", FLAGS.cfg, "--size", str(FLAGS.size)],
+                               str(FLAGS.steps), "--cfg", FLAGS.cfg, "--size", str(FLAGS.size),
+                               "--precision", FLAGS.precision],
                               capture_output=True, text=True)
         if proc.returncode != 0:
             sys.exit(f"error: the {bn} case failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
         results[bn] = json.loads(proc.stdout.strip().splitlines()[-1])
     for part in ("reader", "detector"):
         k, f = results["keras"][part], results["fused"][part]
-        print(f"{part}: {k:.3f} s/step with Keras BatchNormalization, {f:.3f} fused ({k / f:.2f}x)")
+        print(f"{part} ({FLAGS.precision}): {k:.3f} s/step with Keras BatchNormalization, {f:.3f} fused "
+              f"({k / f:.2f}x)")
 
 
 if __name__ == "__main__":
     flags.DEFINE_integer("steps", 8, "timed steps per case")
     flags.DEFINE_string("cfg", "checkpoints/yolov4-tiny-3l-alpr.cfg", "detector cfg")
     flags.DEFINE_integer("size", 544, "detector input size")
+    flags.DEFINE_enum("precision", "float32", list(PRECISIONS), "Keras dtype policy of both models")
     flags.DEFINE_enum("only", None, ["keras", "fused"], "time one case in this process (used internally)")
     app.run(main)
