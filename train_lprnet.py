@@ -38,8 +38,8 @@ flags.DEFINE_enum("freeze_bn", "auto", ["auto", "yes", "no"],
 flags.DEFINE_bool("resume", True, "resume from --out when it holds a previous run")
 flags.DEFINE_integer("seed", 0, "random seed")
 flags.DEFINE_enum("precision", "float32", list(PRECISIONS),
-                 "Keras dtype policy; mixed_bfloat16 computes the backbone in bfloat16 (faster on CPUs with "
-                 "AVX512_BF16 or AMX and on recent GPUs; the weights stay float32)")
+                  "Keras dtype policy; mixed_bfloat16 computes the backbone in bfloat16 (faster on CPUs with "
+                  "AVX512_BF16 or AMX and on recent GPUs; the weights stay float32)")
 
 
 def main(argv: Sequence[str]) -> None:

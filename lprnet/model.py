@@ -37,8 +37,9 @@ NUM_STEPS = 18
 BN_EPSILON = 1e-5  # torch's BatchNorm2d default
 BN_MOMENTUM = 0.9  # torch momentum 0.1
 # Layers that stay float32 under a mixed policy (train_lprnet.py --precision mixed_bfloat16): the STN,
-# whose sampling coordinates span 0..93 px (bfloat16 keeps 8 significant bits: steps of 0.5 px there),
-# and the small global-context head, whose per-plate mean square and logits feed the CTC loss.
+# whose sampling coordinates span 0..93 px (bfloat16 keeps 8 significant bits: steps of 0.5 px there;
+# the sampler's float32 grid constants would not even mix with a bfloat16 theta), and the small
+# global-context head, whose per-plate mean square and logits feed the CTC loss.
 F32 = "float32"
 
 

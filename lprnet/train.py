@@ -277,9 +277,12 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> History:
     import tensorflow as tf
 
     from core.cli import atomic_path
+    from core.keras import PRECISIONS
     from lprnet.evaluate import score
     from lprnet.model import build_lprnet, load_keras_model
 
+    if cfg.precision not in PRECISIONS:  # before minutes of loading crops
+        raise AlprError(f"precision must be one of {', '.join(PRECISIONS)}, not {cfg.precision!r}")
     charset = load_charset(cfg.charset)
     out = Path(cfg.out_dir)
     keras.utils.set_random_seed(cfg.seed)

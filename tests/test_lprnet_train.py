@@ -61,6 +61,15 @@ def test_cli_empty_folder_is_a_one_line_error(tmp_path: Path) -> None:
     assert not (tmp_path / "run").exists()
 
 
+def test_unknown_precision_is_refused_before_the_crops_are_read(tmp_path: Path) -> None:
+    from lprnet.train import TrainConfig, train
+
+    cfg = TrainConfig(data=str(tmp_path / "missing"), out_dir=str(tmp_path / "run"), precision="float16")
+    with pytest.raises(AlprError, match=r"precision must be one of float32, mixed_bfloat16, not 'float16'"):
+        train(cfg, log=lambda _: None)
+    assert not (tmp_path / "run").exists()
+
+
 def test_bad_files_are_counted_before_training(tmp_path: Path) -> None:
     pytest.importorskip("tensorflow")
     from lprnet.train import TrainConfig, train
