@@ -277,12 +277,11 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> History:
     import tensorflow as tf
 
     from core.cli import atomic_path
-    from core.keras import PRECISIONS
+    from core.keras.layers import check_precision, precision_policy, slow_precision_note
     from lprnet.evaluate import score
     from lprnet.model import build_lprnet, load_keras_model
 
-    if cfg.precision not in PRECISIONS:  # before minutes of loading crops
-        raise AlprError(f"precision must be one of {', '.join(PRECISIONS)}, not {cfg.precision!r}")
+    check_precision(cfg.precision)  # before minutes of loading crops
     charset = load_charset(cfg.charset)
     out = Path(cfg.out_dir)
     keras.utils.set_random_seed(cfg.seed)
@@ -298,10 +297,9 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> History:
     log(f"training on {len(images)} crops, validating on {len(val_images)}, {bad} bad files skipped")
     out.mkdir(parents=True, exist_ok=True)  # only once there is something to train on
 
-    from core.keras.layers import bfloat16_hardware, precision_policy
-
-    if cfg.precision != "float32" and not bfloat16_hardware():
-        log(f"note: --precision {cfg.precision} without bfloat16 instructions on this machine is usually slower")
+    note = slow_precision_note(cfg.precision)
+    if note:
+        log(note)
     strategy = _strategy()
     global_batch = cfg.batch_size
     steps_per_epoch = max(1, math.ceil(len(images) / global_batch))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import Iterator
+from typing import Iterator, Optional
 
 import keras
 import tensorflow as tf
@@ -76,16 +76,28 @@ def bfloat16_hardware() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def check_precision(name: str) -> None:
+    """An AlprError unless ``name`` is one of ``PRECISIONS``."""
+    if name not in PRECISIONS:
+        from core.errors import AlprError
+
+        raise AlprError(f"precision must be one of {', '.join(PRECISIONS)}, not {name!r}")
+
+
+def slow_precision_note(name: str) -> Optional[str]:
+    """The trainers' note when ``name`` asks for bfloat16 on a machine without bfloat16 instructions."""
+    if name != "float32" and not bfloat16_hardware():
+        return f"note: --precision {name} without bfloat16 instructions on this machine is usually slower"
+    return None
+
+
 @contextmanager
 def precision_policy(name: str) -> Iterator[None]:
     """Build models inside this block with Keras's dtype policy ``name`` (``PRECISIONS``); the global
     policy is restored afterwards, and the layers keep the one they were built with. Under
     ``mixed_bfloat16`` the variables stay float32 (so checkpoints and exported weights do not change)
     and the layers compute in bfloat16, which oneDNN runs natively on CPUs with AVX512_BF16."""
-    if name not in PRECISIONS:
-        from core.errors import AlprError
-
-        raise AlprError(f"precision must be one of {', '.join(PRECISIONS)}, not {name!r}")
+    check_precision(name)
     before = keras.config.dtype_policy()
     keras.config.set_dtype_policy(name)
     try:

@@ -327,10 +327,11 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print, strategy=None) -
     if cfg.batch_size % replicas:
         raise AlprError(f"--batch_size {cfg.batch_size} is not a multiple of the {replicas} replicas")
 
-    from core.keras.layers import bfloat16_hardware, precision_policy
+    from core.keras.layers import precision_policy, slow_precision_note
 
-    if cfg.precision != "float32" and not bfloat16_hardware():
-        log(f"note: --precision {cfg.precision} without bfloat16 instructions on this machine is usually slower")
+    note = slow_precision_note(cfg.precision)
+    if note:
+        log(note)
     with strategy.scope(), precision_policy(cfg.precision):
         dcfg, model, spec, header = build_training_model(cfg)
         optimizer = _make_optimizer(cfg)
