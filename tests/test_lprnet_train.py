@@ -188,10 +188,30 @@ def test_one_command_recipe_smoke(tmp_path: Path, charset: str) -> None:
     assert proc.returncode != 0 and "holds a run with" in proc.stderr.strip().splitlines()[-1]
     proc = subprocess.run([*cmd, "--batch_size", "16"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "'batch_size': 16" in proc.stderr.strip().splitlines()[-1]
-    assert json.loads((out / "recipe.json").read_text())["precision"] == "mixed_bfloat16"  # the default
-    proc = subprocess.run([*cmd, "--precision", "float32"], cwd=REPO, capture_output=True, text=True, timeout=120)
-    have, want = proc.stderr.strip().splitlines()[-1].split(", not {")  # "... holds a run with {have}, not {want}"
-    assert proc.returncode != 0 and "'precision': 'mixed_bfloat16'" in have and "precision" not in want
+    # the defaults of the model card: kr bfloat16 (session 19), cn float32 (session 13; float32 is not recorded)
+    recipe = json.loads((out / "recipe.json").read_text())
+    if charset == "kr":
+        assert recipe["precision"] == "mixed_bfloat16"
+        proc = subprocess.run([*cmd, "--precision", "float32"], cwd=REPO, capture_output=True, text=True, timeout=120)
+        have, want = proc.stderr.strip().splitlines()[-1].split(", not {")  # "... holds a run with {have}, not {want}"
+        assert proc.returncode != 0 and "'precision': 'mixed_bfloat16'" in have and "precision" not in want
+    else:
+        assert "precision" not in recipe
+        proc = subprocess.run([*cmd, "--precision", "mixed_bfloat16"], cwd=REPO, capture_output=True, text=True,
+                              timeout=120)
+        have, want = proc.stderr.strip().splitlines()[-1].split(", not {")
+        assert proc.returncode != 0 and "precision" not in have and "'precision': 'mixed_bfloat16'" in want
+
+
+def test_one_command_schedule_per_charset() -> None:
+    """Without --epochs / --precision each charset gets the schedule its recipe was measured with (model
+    card: kr 16 epochs in bfloat16, session 19; cn 13 in float32, session 13); given flags win."""
+    from tools.train_reader import schedule
+
+    assert schedule("kr", None, None) == (16, "mixed_bfloat16")
+    assert schedule("cn", None, None) == (13, "float32")
+    assert schedule("cn", 5, "mixed_bfloat16") == (5, "mixed_bfloat16")
+    assert schedule("kr", None, "float32") == (16, "float32")
 
 
 def test_one_command_recipe_rejects_bad_scale(tmp_path: Path) -> None:
