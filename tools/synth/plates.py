@@ -500,7 +500,7 @@ _BODY_PAINTS = ((235, 235, 235), (190, 190, 195), (120, 120, 125), (35, 35, 38),
 
 def render_plate(rng: np.random.Generator, charset: str = "kr", kind: str | None = None,
                  text: str | None = None, shear: float = 0.0,
-                 font_variants: bool = False) -> Tuple[np.ndarray, str, PlateKind]:
+                 font_variants: bool = False, clip: float = 0.0) -> Tuple[np.ndarray, str, PlateKind]:
     """One realistic plate crop (BGR uint8, loosely cropped as a detector would), its exact text and kind.
 
     ``kind`` is a name from ``KINDS`` (random by ``KIND_WEIGHTS`` when None); ``text`` is random when
@@ -508,7 +508,9 @@ def render_plate(rng: np.random.Generator, charset: str = "kr", kind: str | None
     beside and above the road (as in CCPD): characters leaning by up to ``shear`` (dx/dy), the plate's
     top and bottom edges sloping by up to ``shear / 2`` and in-plane rotation up to 12 degrees instead of 6,
     each on most but not all crops. 0 keeps the random stream, and so every seed's crops, as before;
-    so does ``font_variants`` False (True: see ``draw_plate``)."""
+    so does ``font_variants`` False (True: see ``draw_plate``). ``clip`` > 0 makes half of the crops cut
+    into the plate by up to ``clip`` of its width and height on each side, as the tight real Chinese crops
+    do (their rim gone, the province character cut at the left edge); 0 keeps the stream too."""
     pk = _pick_kind(rng, charset, kind)
     if text is None:
         text = random_text(rng, pk)
@@ -541,7 +543,9 @@ def render_plate(rng: np.random.Generator, charset: str = "kr", kind: str | None
     x_lo, y_lo = dst.min(0)
     x_hi, y_hi = dst.max(0)
     qw, qh = x_hi - x_lo, y_hi - y_lo
-    if rng.random() < 0.7:  # tight, as a good detector box
+    if clip > 0 and rng.random() < 0.5:  # inside the plate's edges
+        pad = rng.uniform(-clip, 0.01, 4) * np.float32([qw, qh, qw, qh])
+    elif rng.random() < 0.7:  # tight, as a good detector box
         pad = rng.uniform(-0.03, 0.1, 4) * np.float32([qw, qh, qw, qh])
     else:  # loose, with some of the car around the plate
         pad = rng.uniform((0.03, 0.1, 0.03, 0.1), (0.3, 0.8, 0.3, 0.8)) * np.float32([qw, qh, qw, qh])
@@ -571,7 +575,7 @@ def parse_size(value: str) -> Tuple[int, int] | None:
     return w, h
 
 
-_Job = Tuple[str, Optional[str], int, int, Optional[Tuple[int, int]], str, bool, float, bool]
+_Job = Tuple[str, Optional[str], int, int, Optional[Tuple[int, int]], str, bool, float, bool, float]
 
 
 def _encode(img: np.ndarray, ext: str) -> bytes:
@@ -583,9 +587,9 @@ def _encode(img: np.ndarray, ext: str) -> bytes:
 
 
 def _render_job(args: _Job) -> Tuple[str, str, int, int, bytes, Optional[bytes]]:
-    charset, kind, seed, index, size, ext, keep_original, shear, variants = args
+    charset, kind, seed, index, size, ext, keep_original, shear, variants, clip = args
     rng = np.random.default_rng([seed, index])
-    img, text, pk = render_plate(rng, charset, kind, shear=shear, font_variants=variants)
+    img, text, pk = render_plate(rng, charset, kind, shear=shear, font_variants=variants, clip=clip)
     original = _encode(img, ext) if keep_original and size is not None else None
     if size is not None:
         interp = cv2.INTER_AREA if img.shape[1] > size[0] else cv2.INTER_LINEAR
@@ -602,11 +606,12 @@ def unique_name(text: str, seen: Dict[str, int]) -> str:
 
 def write_crops(out: str, charset: str, count: int, seed: int, size: Tuple[int, int] | None = (94, 24),
                 kind: str | None = None, workers: int = 0, ext: str = "jpg", progress: bool = True,
-                keep_original: bool = False, shear: float = 0.0, font_variants: bool = False) -> Path:
+                keep_original: bool = False, shear: float = 0.0, font_variants: bool = False,
+                clip: float = 0.0) -> Path:
     """Render ``count`` crops into folder ``out`` (must not exist or be empty); returns the folder.
 
     With ``keep_original`` the same crops at their rendered size go to ``out/original/`` too;
-    ``shear`` and ``font_variants`` as in ``render_plate``."""
+    ``shear``, ``font_variants`` and ``clip`` as in ``render_plate``."""
     from multiprocessing import get_context
 
     from tqdm import tqdm
@@ -617,11 +622,14 @@ def write_crops(out: str, charset: str, count: int, seed: int, size: Tuple[int, 
         raise AlprError(f"--ext must be jpg or png, got {ext!r}")
     if not 0.0 <= shear <= 0.6:
         raise AlprError(f"--shear must be between 0 and 0.6, got {shear}")
+    if not 0.0 <= clip <= 0.2:
+        raise AlprError(f"--clip must be between 0 and 0.2, got {clip}")
     find_fonts(charset)  # fail early with the install hint
     if kind is not None:
         _pick_kind(np.random.default_rng(0), charset, kind)
     with building_folder(out) as tmp:
-        jobs = ((charset, kind, seed, i, size, ext, keep_original, shear, font_variants) for i in range(count))
+        jobs = ((charset, kind, seed, i, size, ext, keep_original, shear, font_variants, clip)
+                for i in range(count))
         if keep_original and size is not None:
             (tmp / "original").mkdir()
         workers = workers or (os.cpu_count() or 1)
@@ -675,7 +683,7 @@ def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
         raise AlprError(f"unexpected arguments: {' '.join(argv[1:])}")
     out = write_crops(f.out, f.charset, f.count, f.seed, parse_size(f.size), f.kind, f.workers, f.ext,
-                      keep_original=f.keep_original, shear=f.shear, font_variants=f.font_variants)
+                      keep_original=f.keep_original, shear=f.shear, font_variants=f.font_variants, clip=f.clip)
     print(f"wrote {f.count} {f.charset} crops and labels.txt to {out}")
 
 
@@ -696,6 +704,9 @@ def _define_flags() -> None:
                        "half of it, rotation up to 12 degrees; 0 (default) renders as before, 0.35 is CCPD-like")
     flags.DEFINE_boolean("font_variants", False, "Chinese plates in the stroke-built plate font take one of its "
                          "glyph variants (M's vertex, G's spur, oval or stadium 0, ...); off renders as before")
+    flags.DEFINE_float("clip", 0.0, "half of the crops cut into the plate by up to this fraction of its size on "
+                       "each side (its rim and part of the edge characters, like tight real crops); 0 (default) "
+                       "renders as before, 0.08 cuts about a third of a Chinese province character")
     flags.mark_flag_as_required("out")
 
 
