@@ -205,13 +205,26 @@ def test_one_command_recipe_smoke(tmp_path: Path, charset: str) -> None:
 
 def test_one_command_schedule_per_charset() -> None:
     """Without --epochs / --precision each charset gets the schedule its recipe was measured with (model
-    card: kr 16 epochs in bfloat16, session 19; cn 13 in float32, session 13); given flags win."""
-    from tools.train_reader import schedule
+    card: kr 16 epochs in bfloat16, session 19; cn 13 in float32, session 13); given flags win. Parsed
+    through the command's own flags, so a flag default that overrides the schedule fails here."""
+    from absl import flags
 
-    assert schedule("kr", None, None) == (16, "mixed_bfloat16")
-    assert schedule("cn", None, None) == (13, "float32")
-    assert schedule("cn", 5, "mixed_bfloat16") == (5, "mixed_bfloat16")
-    assert schedule("kr", None, "float32") == (16, "float32")
+    from tools.train_reader import RECIPES, SCHEDULES, define_flags, schedule
+
+    assert set(SCHEDULES) == set(RECIPES)
+
+    def parsed(*args: str) -> tuple:
+        fv = flags.FlagValues()
+        define_flags(fv)
+        fv(["train_reader", "--out", "x", *args])
+        return tuple(schedule(fv.charset, fv.epochs, fv.precision))
+
+    assert parsed("--charset", "kr") == (16, "mixed_bfloat16")
+    assert parsed() == (16, "mixed_bfloat16")  # kr is the default charset
+    assert parsed("--charset", "cn") == (13, "float32")
+    assert parsed("--charset", "cn", "--epochs", "5", "--precision", "mixed_bfloat16") == (5, "mixed_bfloat16")
+    assert parsed("--charset", "kr", "--precision", "float32") == (16, "float32")
+    assert parsed("--charset", "cn", "--epochs", "2") == (2, "float32")
 
 
 def test_one_command_recipe_rejects_bad_scale(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from absl import app, flags
 
@@ -51,12 +51,19 @@ RECIPES: Dict[str, List[Part]] = {
     ],
 }
 SEEDS = {"kr": 7001, "cn": 7101}
-# (precision, epochs) each recipe was measured with (model card). kr, session 19: bfloat16 for 16 epochs,
+# The schedule each recipe was measured with (model card). kr, session 19: bfloat16 for 16 epochs,
 # 92 minutes, int8 held-out 0.9265 (float32 for 13: 105 minutes, 0.922). cn, session 13: float32 for 13
 # epochs, 102 minutes, 0.858; in bfloat16 for 16 (session 20) it sat on the CTC loss's first plateau for
 # 6 epochs and read nothing after 130 minutes, while a 10,000-crop A/B of the two precisions left it in
 # both by epoch 2: no cause found, so cn keeps the schedule that trained.
-SCHEDULES: Dict[str, Tuple[str, int]] = {"kr": ("mixed_bfloat16", 16), "cn": ("float32", 13)}
+
+
+class Schedule(NamedTuple):
+    epochs: int
+    precision: str
+
+
+SCHEDULES: Dict[str, Schedule] = {"kr": Schedule(16, "mixed_bfloat16"), "cn": Schedule(13, "float32")}
 VAL_SEED = {"kr": 9002, "cn": 9013}
 HELDOUT_SEED = {"kr": 9001, "cn": 9014}
 # Faces the renderer must find (bash tools/setup.sh installs them, FONT_PACKAGE names their Debian
@@ -92,11 +99,13 @@ def _render(charset: str, out: Path, count: int, seed: int, extra: Sequence[str]
     return out / "labels.txt"
 
 
-def train_reader(charset: str, out: Path, epochs: int, scale: float, heldout: Optional[str],
+def train_reader(charset: str, out: Path, epochs: Optional[int], scale: float, heldout: Optional[str],
                  learning_rate: float, batch_size: int, allow_fewer_fonts: bool = False,
-                 precision: str = "float32") -> None:
+                 precision: Optional[str] = None) -> None:
+    """Run the recipe; ``epochs`` / ``precision`` None take the charset's schedule (``SCHEDULES``)."""
     if charset not in RECIPES:
         raise AlprError(f"unknown charset {charset!r}; expected one of {', '.join(RECIPES)}")
+    epochs, precision = schedule(charset, epochs, precision)
     if not 0 < scale <= 1:
         raise AlprError("--scale must be in (0, 1]")
     out = out.resolve()
@@ -151,39 +160,41 @@ def train_reader(charset: str, out: Path, epochs: int, scale: float, heldout: Op
     print(f"done: models in {out}, scores in {out}/eval-*.json")
 
 
-def schedule(charset: str, epochs: Optional[int], precision: Optional[str]) -> Tuple[int, str]:
-    """The flags' epochs and precision, each defaulting to the charset's measured schedule (``SCHEDULES``)."""
-    default_precision, default_epochs = SCHEDULES.get(charset, SCHEDULES["kr"])
-    return (default_epochs if epochs is None else epochs), (default_precision if precision is None else precision)
+def schedule(charset: str, epochs: Optional[int], precision: Optional[str]) -> Schedule:
+    """``epochs`` and ``precision``, each None replaced by the charset's measured schedule (``SCHEDULES``)."""
+    default = SCHEDULES[charset]
+    return Schedule(default.epochs if epochs is None else epochs,
+                    default.precision if precision is None else precision)
 
 
 def main(argv: Sequence[str]) -> None:
     del argv
-    epochs, precision = schedule(FLAGS.charset, FLAGS.epochs, FLAGS.precision)
-    run_recipe(lambda: train_reader(FLAGS.charset, Path(FLAGS.out), epochs, FLAGS.scale, FLAGS.heldout,
-                                    FLAGS.learning_rate, FLAGS.batch_size, FLAGS.allow_fewer_fonts, precision))
+    run_recipe(lambda: train_reader(FLAGS.charset, Path(FLAGS.out), FLAGS.epochs, FLAGS.scale, FLAGS.heldout,
+                                    FLAGS.learning_rate, FLAGS.batch_size, FLAGS.allow_fewer_fonts, FLAGS.precision))
 
 
-def define_flags() -> None:
-    flags.DEFINE_enum("charset", "kr", sorted(RECIPES), "plate alphabet")
-    flags.DEFINE_string("out", None, "output folder (data, run, models, scores)")
+def define_flags(fv: flags.FlagValues = FLAGS) -> None:
+    """Define the recipe's flags on ``fv`` (a test passes a fresh FlagValues)."""
+    on = {"flag_values": fv}
+    flags.DEFINE_enum("charset", "kr", sorted(RECIPES), "plate alphabet", **on)
+    flags.DEFINE_string("out", None, "output folder (data, run, models, scores)", **on)
     # Defaults per charset (SCHEDULES): kr 16 epochs in bfloat16, cn 13 in float32. On a CPU without
     # AVX512_BF16 or AMX pass --precision float32 --epochs 13 for kr too.
-    flags.DEFINE_integer("epochs", None, "training epochs (default: kr 16, cn 13)")
-    flags.DEFINE_float("scale", 1.0, "fraction of every set to render (a smoke run: 0.002)")
-    flags.DEFINE_string("heldout", None, "held-out label file or folder (default: render one)")
-    flags.DEFINE_float("learning_rate", 1e-3, "peak learning rate")
+    flags.DEFINE_integer("epochs", None, "training epochs (default: kr 16, cn 13)", **on)
+    flags.DEFINE_float("scale", 1.0, "fraction of every set to render (a smoke run: 0.002)", **on)
+    flags.DEFINE_string("heldout", None, "held-out label file or folder (default: render one)", **on)
+    flags.DEFINE_float("learning_rate", 1e-3, "peak learning rate", **on)
     # 32, not 64: twice the updates for the same crops. On 10,000 cn crops, 4 epochs at lr 1e-3, the
     # validation CTC loss after the 4th epoch was 6.7 at batch 32 against 9.2 at 64; lr 3e-3 at 64 and
     # lr 1e-3 at 16 stayed on the first plateau (model card, session 12).
-    flags.DEFINE_integer("batch_size", 32, "batch size")
+    flags.DEFINE_integer("batch_size", 32, "batch size", **on)
     flags.DEFINE_boolean("allow_fewer_fonts", False, "render even when faces of RECIPE_FONTS are missing "
-                         "(the data, and so the model, then differ from the recipe's)")
+                         "(the data, and so the model, then differ from the recipe's)", **on)
     flags.DEFINE_enum("precision", None, list(PRECISIONS),
                       "train_lprnet.py --precision (default: kr mixed_bfloat16, cn float32); mixed_bfloat16 takes "
                       "about 0.7 of float32's time a step on a CPU with AVX512_BF16 or AMX (float32 where there is "
-                      "none)")
-    flags.mark_flag_as_required("out")
+                      "none)", **on)
+    flags.mark_flag_as_required("out", **on)
 
 
 if __name__ == "__main__":
