@@ -622,8 +622,8 @@ def write_crops(out: str, charset: str, count: int, seed: int, size: Tuple[int, 
         raise AlprError(f"--ext must be jpg or png, got {ext!r}")
     if not 0.0 <= shear <= 0.6:
         raise AlprError(f"--shear must be between 0 and 0.6, got {shear}")
-    if not 0.0 <= clip <= 0.2:
-        raise AlprError(f"--clip must be between 0 and 0.2, got {clip}")
+    if not 0.0 <= clip <= 0.1:  # beyond 0.1 whole edge characters leave the crop while the label keeps them
+        raise AlprError(f"--clip must be between 0 and 0.1, got {clip}")
     find_fonts(charset)  # fail early with the install hint
     if kind is not None:
         _pick_kind(np.random.default_rng(0), charset, kind)
@@ -705,8 +705,8 @@ def _define_flags() -> None:
     flags.DEFINE_boolean("font_variants", False, "Chinese plates in the stroke-built plate font take one of its "
                          "glyph variants (M's vertex, G's spur, oval or stadium 0, ...); off renders as before")
     flags.DEFINE_float("clip", 0.0, "half of the crops cut into the plate by up to this fraction of its size on "
-                       "each side (its rim and part of the edge characters, like tight real crops); 0 (default) "
-                       "renders as before, 0.08 cuts about a third of a Chinese province character")
+                       "each side, at most 0.1 (its rim and part of the edge characters, like tight real crops); "
+                       "0 (default) renders as before, 0.08 cuts about a third of a Chinese province character")
     flags.mark_flag_as_required("out")
 
 
