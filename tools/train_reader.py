@@ -51,11 +51,6 @@ RECIPES: Dict[str, List[Part]] = {
     ],
 }
 SEEDS = {"kr": 7001, "cn": 7101}
-# The schedule each recipe was measured with (model card). kr, session 19: bfloat16 for 16 epochs,
-# 92 minutes, int8 held-out 0.9265 (float32 for 13: 105 minutes, 0.922). cn, session 13: float32 for 13
-# epochs, 102 minutes, 0.858; in bfloat16 for 16 (session 20) it sat on the CTC loss's first plateau for
-# 6 epochs and read nothing after 130 minutes, while a 10,000-crop A/B of the two precisions left it in
-# both by epoch 2: no cause found, so cn keeps the schedule that trained.
 
 
 class Schedule(NamedTuple):
@@ -63,6 +58,11 @@ class Schedule(NamedTuple):
     precision: str
 
 
+# The schedule each recipe was measured with (model card). kr, session 19: bfloat16 for 16 epochs,
+# 92 minutes, int8 held-out 0.9265 (float32 for 13: 105 minutes, 0.922). cn, session 13: float32 for 13
+# epochs, 102 minutes, 0.858; in bfloat16 for 16 (session 20) it sat on the CTC loss's first plateau for
+# 6 epochs and read nothing after 130 minutes, while a 10,000-crop A/B of the two precisions left it in
+# both by epoch 2: no cause found, so cn keeps the schedule that trained.
 SCHEDULES: Dict[str, Schedule] = {"kr": Schedule(16, "mixed_bfloat16"), "cn": Schedule(13, "float32")}
 VAL_SEED = {"kr": 9002, "cn": 9013}
 HELDOUT_SEED = {"kr": 9001, "cn": 9014}
@@ -176,11 +176,15 @@ def main(argv: Sequence[str]) -> None:
 def define_flags(fv: flags.FlagValues = FLAGS) -> None:
     """Define the recipe's flags on ``fv`` (a test passes a fresh FlagValues)."""
     on = {"flag_values": fv}
+
+    def per_charset(field: str) -> str:  # the help text's defaults, from SCHEDULES
+        return ", ".join(f"{c} {getattr(s, field)}" for c, s in SCHEDULES.items())
+
     flags.DEFINE_enum("charset", "kr", sorted(RECIPES), "plate alphabet", **on)
     flags.DEFINE_string("out", None, "output folder (data, run, models, scores)", **on)
-    # Defaults per charset (SCHEDULES): kr 16 epochs in bfloat16, cn 13 in float32. On a CPU without
-    # AVX512_BF16 or AMX pass --precision float32 --epochs 13 for kr too.
-    flags.DEFINE_integer("epochs", None, "training epochs (default: kr 16, cn 13)", **on)
+    # --epochs and --precision default per charset (SCHEDULES). On a CPU without AVX512_BF16 or AMX pass
+    # --precision float32 --epochs 13 for kr too.
+    flags.DEFINE_integer("epochs", None, f"training epochs (default: {per_charset('epochs')})", **on)
     flags.DEFINE_float("scale", 1.0, "fraction of every set to render (a smoke run: 0.002)", **on)
     flags.DEFINE_string("heldout", None, "held-out label file or folder (default: render one)", **on)
     flags.DEFINE_float("learning_rate", 1e-3, "peak learning rate", **on)
@@ -191,7 +195,7 @@ def define_flags(fv: flags.FlagValues = FLAGS) -> None:
     flags.DEFINE_boolean("allow_fewer_fonts", False, "render even when faces of RECIPE_FONTS are missing "
                          "(the data, and so the model, then differ from the recipe's)", **on)
     flags.DEFINE_enum("precision", None, list(PRECISIONS),
-                      "train_lprnet.py --precision (default: kr mixed_bfloat16, cn float32); mixed_bfloat16 takes "
+                      f"train_lprnet.py --precision (default: {per_charset('precision')}); mixed_bfloat16 takes "
                       "about 0.7 of float32's time a step on a CPU with AVX512_BF16 or AMX (float32 where there is "
                       "none)", **on)
     flags.mark_flag_as_required("out", **on)
