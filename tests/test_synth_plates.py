@@ -70,6 +70,26 @@ def test_random_kind_mix_and_tokens() -> None:
     assert tokenize("서울12바3456", "kr") == ["서울", "1", "2", "바", "3", "4", "5", "6"]
 
 
+def test_crop_does_not_depend_on_what_the_process_drew_before() -> None:
+    """A seed's crop is the same in a fresh process and after other crops (as in a worker of a pool,
+    whose share of the crops depends on the worker count): the glyph caches must not leak history."""
+    from tools.synth import stroke_font
+
+    def crop(i: int) -> np.ndarray:
+        return render_plate(np.random.default_rng([41, i]), "cn", font_variants=True)[0]
+
+    fresh = []
+    for i in range(40):
+        stroke_font._CACHE.clear()
+        fresh.append(crop(i))
+    stroke_font._CACHE.clear()
+    for i in range(40, 240):  # fill the cache with other crops' strokes and variants first
+        crop(i)
+    again = [crop(i) for i in range(40)]
+    same = [a.shape == b.shape and np.array_equal(a, b) for a, b in zip(fresh, again)]
+    assert all(same), f"crops {[i for i, s in enumerate(same) if not s]} changed with the cache's history"
+
+
 def test_same_seed_same_crop_other_seed_other_crop() -> None:
     a = render_plate(np.random.default_rng([9, 1]), "cn")
     b = render_plate(np.random.default_rng([9, 1]), "cn")

@@ -144,10 +144,12 @@ def has_glyph(ch: str) -> bool:
 
 def stroke_glyph(ch: str, stroke: float = 0.2, shape: Sequence[float] = ()) -> np.ndarray:
     """Tight uint8 mask (255 = ink) of ``ch``, ``HEIGHT`` px tall; ``stroke`` is the stroke width as a
-    fraction of the 45 mm glyph width (real plates: about 0.2). The box is 1:2 like the plate's.
-    ``shape``: a font variant for ``variant_strokes`` (quantized to tenths, so that the cache stays small)."""
+    fraction of the 45 mm glyph width (real plates: about 0.2), quantized to hundredths. The box is 1:2 like
+    the plate's. ``shape``: a font variant for ``variant_strokes`` (quantized to tenths, so that the cache
+    stays small)."""
     q = tuple(int(round(float(u) * 10)) for u in shape) if ch in VARIABLE else ()
     key = (ch, int(round(stroke * 100)), q)
+    stroke = key[1] / 100  # draw what the key says, so that the mask never depends on the cache's history
     mask = _CACHE.get(key)
     if mask is not None:
         return mask
