@@ -33,6 +33,9 @@ class Sample:
     text: str
     lines: int = 0  # 1 or 2 when the label file says so (the plate renderer does), 0 when unknown
     kind: str = ""  # plate kind from the label file's third column (e.g. kr_yellow2), "" when unknown
+    # height in px of the smallest character at the crop's lowest resolution (the renderer's sixth
+    # column, see tools.synth.plates), 0 when unknown
+    char_px: float = 0.0
 
 
 @dataclass
@@ -72,13 +75,23 @@ def _check_text(text: str, charset: Charset) -> str:
     return ""
 
 
-def _add(listing: Listing, path: Path, text: str, charset: Charset, lines: int = 0, kind: str = "") -> None:
+def _add(listing: Listing, path: Path, text: str, charset: Charset, lines: int = 0, kind: str = "",
+         char_px: float = 0.0) -> None:
     """A sample, or a skipped entry saying why its label is unusable."""
     problem = _check_text(text, charset)
     if problem:
         listing.skipped.append((str(path), problem))
     else:
-        listing.samples.append(Sample(path, text, lines, kind))
+        listing.samples.append(Sample(path, text, lines, kind, char_px))
+
+
+def _positive_float(text: str) -> float:
+    """A column's number, or 0.0 (unknown) when it is missing or not a positive number."""
+    try:
+        value = float(text)
+    except ValueError:
+        return 0.0
+    return value if value > 0 and value != float("inf") else 0.0
 
 
 def list_folder(folder: Union[str, Path], charset: Charset) -> Listing:
@@ -106,14 +119,15 @@ def list_label_file(label_file: Union[str, Path], charset: Charset) -> Listing:
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         parts = line.rstrip("\r\n").split("\t")
-        # filename<TAB>text, optionally followed by more columns (the plate renderer adds kind, ev, lines)
+        # filename<TAB>text, optionally followed by more columns (the plate renderer adds kind, ev, lines,
+        # char_px)
         if len(parts) < 2 or not parts[0].strip():
             listing.skipped.append((f"{label_file}:{number}", "malformed line: expected filename<TAB>text[<TAB>...]"))
             continue
         lines = parts[4].strip() if len(parts) > 4 else ""
         kind = parts[2].strip() if len(parts) > 2 else ""
         _add(listing, label_file.parent / parts[0].strip(), parts[1].strip(), charset,
-             int(lines) if lines in ("1", "2") else 0, kind)
+             int(lines) if lines in ("1", "2") else 0, kind, _positive_float(parts[5]) if len(parts) > 5 else 0.0)
     return listing
 
 

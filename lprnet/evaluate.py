@@ -23,6 +23,13 @@ from lprnet.ctc import DECODERS
 from lprnet.preprocess import normalize, resize_crop
 
 LogitsFn = Callable[[np.ndarray], np.ndarray]
+# The smallest character height in pixels that commercial ANPR systems ask of the camera (AxxonSoft's
+# ANPR camera requirements: at least 15 px, strokes at least 2 px; Auto-Intellect's: 16 px). Rendered
+# crops record their smallest character's height at their lowest resolution (tools.synth.plates, label
+# column char_px); those below it are outside what a camera installed to such a spec delivers and are
+# scored apart too.
+MIN_CHAR_PX = 15.0
+CHAR_PX_EDGES = (8.0, 12.0, MIN_CHAR_PX, 24.0)  # bins of the accuracy by character height
 
 
 def load_backend(path: str, charset: Charset, num_threads: int = 2) -> Tuple[LogitsFn, str]:
@@ -134,10 +141,12 @@ def evaluate(
     batch_size: int = 64,
     latency_samples: int = 200,
     kinds: Optional[Sequence[str]] = None,
+    char_px: Optional[Sequence[float]] = None,
 ) -> Dict[str, object]:
     """Read every crop (BGR, any size) as the runtime does (lprnet.reader.read_crops), time batch-1
     model calls, and score; with ``kinds`` (one plate kind per crop, "" when unknown) also the
-    sequence accuracy of each kind."""
+    sequence accuracy of each kind, with ``char_px`` (each crop's smallest character height, 0 when
+    unknown) the accuracy by that height (``accuracy_by_char_px``)."""
     from lprnet.reader import read_crops
 
     reads = read_crops(crops, logits_fn, charset, decoder, batch_size=batch_size)
@@ -155,7 +164,34 @@ def evaluate(
     result["wrong"] = [[t, p] for t, p in zip(texts, preds) if t != p][:50]
     if kinds is not None and any(kinds):
         result["by_kind"] = accuracy_by_kind(preds, texts, kinds)
+    if char_px is not None and any(px > 0 for px in char_px):
+        result["by_char_px"] = accuracy_by_char_px(preds, texts, char_px)
     return result
+
+
+def _px_bin(px: float) -> str:
+    lo = 0.0
+    for edge in CHAR_PX_EDGES:
+        if px < edge:
+            return f"<{edge:g}" if lo == 0.0 else f"{lo:g}-{edge:g}"
+        lo = edge
+    return f">={lo:g}"
+
+
+def accuracy_by_char_px(preds: Sequence[str], texts: Sequence[str],
+                        char_px: Sequence[float]) -> Dict[str, Dict[str, float]]:
+    """{bin: {"count", "sequence_accuracy"}} by the smallest character's height in px, bins split at
+    ``CHAR_PX_EDGES`` (lowest first), then ``below_spec`` and ``within_spec`` (under / at least
+    ``MIN_CHAR_PX``); crops of unknown height (0) are left out, empty bins too."""
+    hits: Dict[str, List[bool]] = {_px_bin(e - 1e-6): [] for e in CHAR_PX_EDGES}
+    hits[_px_bin(float("inf"))] = []
+    hits["below_spec"] = []
+    hits["within_spec"] = []
+    for pred, truth, px in zip(preds, texts, char_px):
+        if px > 0:
+            hits[_px_bin(px)].append(pred == truth)
+            hits["within_spec" if px >= MIN_CHAR_PX else "below_spec"].append(pred == truth)
+    return {k: {"count": len(v), "sequence_accuracy": float(np.mean(v))} for k, v in hits.items() if v}
 
 
 def accuracy_by_kind(preds: Sequence[str], texts: Sequence[str], kinds: Sequence[str]) -> Dict[str, Dict[str, float]]:
@@ -177,7 +213,18 @@ def format_report(result: Dict[str, object]) -> str:
     ) + (f"\nhardest characters (missed / seen): {hard}" if hard else "") + "".join(
         f"\n  {k}: {v['sequence_accuracy']:.4f} of {v['count']}"
         for k, v in result.get("by_kind", {}).items()  # type: ignore[union-attr]
-    )
+    ) + _format_char_px(result.get("by_char_px", {}))  # type: ignore[arg-type]
+
+
+def _format_char_px(by_px: Dict[str, Dict[str, float]]) -> str:
+    if not by_px:
+        return ""
+    bins = ", ".join(f"{k} px {v['sequence_accuracy']:.4f} of {v['count']}" for k, v in by_px.items()
+                     if not k.endswith("_spec"))
+    spec = "; ".join(f"{k.replace('_', ' ')} {by_px[k]['sequence_accuracy']:.4f} of {by_px[k]['count']}"
+                     for k in ("within_spec", "below_spec") if k in by_px)
+    return (f"\nby smallest character height: {bins}"
+            f"\n  ANPR camera spec (smallest character >= {MIN_CHAR_PX:g} px): {spec}")
 
 
 def main(argv: Sequence[str]) -> None:
@@ -195,7 +242,8 @@ def main(argv: Sequence[str]) -> None:
     if listing.skipped:
         print(f"skipped: {listing.summary()}")
     logits_fn, kind = load_backend(f.weights, charset, f.threads)
-    result = evaluate(logits_fn, images, texts, charset, f.decoder, kinds=[s.kind for s in listing.samples])
+    result = evaluate(logits_fn, images, texts, charset, f.decoder, kinds=[s.kind for s in listing.samples],
+                      char_px=[s.char_px for s in listing.samples])
     result.update({"model": str(f.weights), "kind": kind, "charset": charset.name,
                    "images": str(f.images), "skipped": len(listing.skipped), "decoder": f.decoder})
     print(f"[{kind}] {format_report(result)}")

@@ -165,3 +165,38 @@ def test_accuracy_by_kind_by_hand() -> None:
         "kr_white": {"count": 3, "sequence_accuracy": pytest.approx(1 / 3)},
         "kr_yellow": {"count": 1, "sequence_accuracy": 1.0},
     }
+
+
+def test_label_file_char_px_column(tmp_path) -> None:
+    """The renderer's sixth column (smallest character height in px) reaches the samples; a missing or
+    unreadable value is 0 (unknown)."""
+    from lprnet.dataset import list_label_file
+
+    for name in ("a", "b", "c", "d"):
+        cv2.imwrite(str(tmp_path / f"{name}.jpg"), np.full((24, 94, 3), 200, np.uint8))
+    (tmp_path / "labels.txt").write_text(
+        "a.jpg\t12가3456\tkr_white\t0\t1\t17.3\n"
+        "b.jpg\t12가3457\tkr_white\t0\t1\n"
+        "c.jpg\t12가3458\tkr_white\t0\t1\tnan\n"
+        "d.jpg\t12가3459\tkr_white\t0\t1\t-2\n", encoding="utf-8")
+    listing = list_label_file(tmp_path / "labels.txt", load_charset("kr"))
+    assert [s.char_px for s in listing.samples] == [pytest.approx(17.3), 0.0, 0.0, 0.0]
+
+
+def test_accuracy_by_char_px_by_hand() -> None:
+    from lprnet.evaluate import accuracy_by_char_px
+
+    preds = ["a", "b", "x", "d", "e", "f", "g"]
+    texts = ["a", "b", "c", "d", "e", "f", "z"]
+    px = [5.0, 7.9, 10.0, 14.99, 15.0, 30.0, 0.0]  # the last is unknown: left out
+    # <8: a, b right (2/2); 8-12: x wrong (0/1); 12-15: d (1/1); 15-24: e (1/1); >=24: f (1/1)
+    # below the 15 px spec: a, b, x, d -> 3 of 4; within: e, f -> 2 of 2
+    assert accuracy_by_char_px(preds, texts, px) == {
+        "<8": {"count": 2, "sequence_accuracy": 1.0},
+        "8-12": {"count": 1, "sequence_accuracy": 0.0},
+        "12-15": {"count": 1, "sequence_accuracy": 1.0},
+        "15-24": {"count": 1, "sequence_accuracy": 1.0},
+        ">=24": {"count": 1, "sequence_accuracy": 1.0},
+        "below_spec": {"count": 4, "sequence_accuracy": 0.75},
+        "within_spec": {"count": 2, "sequence_accuracy": 1.0},
+    }

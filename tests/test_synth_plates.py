@@ -345,3 +345,41 @@ def test_pan_cjk_collection_gives_each_charset_its_locale_face() -> None:
 
     assert (ink(2) != ink(0)).sum() > 30  # the SC and JP forms differ
     assert fonts.FontSpec(path, 2) in fonts.find_fonts("cn")
+
+
+def test_smallest_character_height_is_the_drawn_ink(monkeypatch) -> None:
+    """draw_plate's ``glyph_px`` is the height of the characters' ink: on a Chinese blue plate every
+    character has the same height, so the rows holding white ink span it (within antialiasing)."""
+    from tools.synth import plates as plates_mod
+    from tools.synth.fonts import find_fonts
+
+    first = find_fonts("cn")[:1]
+    monkeypatch.setattr(plates_mod, "find_fonts", lambda charset: first)
+    monkeypatch.setattr(plates_mod, "find_digit_fonts", lambda charset: first)
+    for seed in range(4):
+        info: dict = {}
+        img, _box = draw_plate(np.random.default_rng(seed), KINDS["cn_blue"], "京A12345", px_per_mm=0.8,
+                               decorate=False, info=info)
+        rows = np.nonzero((cv2.cvtColor(img, cv2.COLOR_BGR2GRAY) > 170).any(axis=1))[0]
+        assert abs((rows.max() - rows.min() + 1) - info["glyph_px"]) <= 2.0, (seed, info)
+
+
+def test_char_px_leaves_the_crops_alone_and_is_written(tmp_path: Path) -> None:
+    """Asking for ``char_px`` draws nothing from the random stream (same crops with and without it), and
+    write_crops puts it in the sixth column; a Korean region syllable (41 mm stacked) or a two-line top
+    line (46 mm) is never taller than 0.7 px/mm (the largest drawing scale) x 46 mm x 1.05 (the largest
+    height jitter) = 33.8 px."""
+    for i in range(30):
+        info: dict = {}
+        a = render_plate(np.random.default_rng([8, i]), "kr", info=info)
+        b = render_plate(np.random.default_rng([8, i]), "kr")
+        assert np.array_equal(a[0], b[0]) and a[1] == b[1]
+        assert info["char_px"] > 0
+        if a[2].lines == 2 or a[1][:2] in REGIONS:
+            assert info["char_px"] <= 0.7 * 46 * 1.05
+    out = write_crops(str(tmp_path / "o"), "kr", 6, seed=8, workers=1, progress=False)
+    lines = (out / "labels.txt").read_text(encoding="utf-8").splitlines()
+    for line, i in zip(lines, range(6)):
+        info = {}
+        render_plate(np.random.default_rng([8, i]), "kr", info=info)
+        assert float(line.split("\t")[5]) == pytest.approx(info["char_px"], abs=0.05)

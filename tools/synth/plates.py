@@ -18,10 +18,12 @@ Command line (one crop per file, name = plate text, ``_N`` suffix for the N-th d
     python -m tools.synth.plates --charset kr --count 100000 --out runs/kr_crops --seed 1 [--size 94x24]
 
 writes ``OUT/<text>.jpg`` and ``OUT/labels.txt`` with one line per crop:
-``filename<TAB>text<TAB>kind<TAB>ev<TAB>lines`` (``ev`` is 1 for electric / new-energy plates:
-Korean light-blue and Chinese green; ``lines`` is 1 or 2). Crops keep the size they were rendered
-at (``--size original``, the default), which training needs to stitch two-line plates the way the
-runtime does; ``--size 94x24`` writes the reader's input size instead (two-line plates squashed into
+``filename<TAB>text<TAB>kind<TAB>ev<TAB>lines<TAB>char_px`` (``ev`` is 1 for electric / new-energy
+plates: Korean light-blue and Chinese green; ``lines`` is 1 or 2; ``char_px`` is the height in pixels
+of the plate's smallest character at the lowest resolution the crop went through, see
+``render_plate``; ``lprnet.evaluate`` scores crops below and above its ``MIN_CHAR_PX`` apart). Crops keep the
+size they were rendered at (``--size original``, the default), which training needs to stitch two-line
+plates the way the runtime does; ``--size 94x24`` writes the reader's input size instead (two-line plates squashed into
 it, which the runtime never stitches), ``--keep_original`` then writes both (originals in
 ``OUT/original/``). The output folder is built beside OUT and renamed into place at the end, so an
 interrupted run leaves nothing half-written.
@@ -263,11 +265,14 @@ def _jitter_color(rng: np.random.Generator, rgb: Sequence[int], amount: float) -
 
 
 def draw_plate(rng: np.random.Generator, kind: PlateKind, text: str, px_per_mm: float = 0.6,
-               decorate: bool = True, font_variants: bool = False) -> Tuple[np.ndarray, Tuple[int, int, int, int]]:
+               decorate: bool = True, font_variants: bool = False,
+               info: Optional[dict] = None) -> Tuple[np.ndarray, Tuple[int, int, int, int]]:
     """Draw a clean, front-on plate (BGR uint8) and return it with the plate's box (x1, y1, x2, y2)
     inside the image; the image may be larger than the plate when a frame is drawn around it.
     ``font_variants``: plates in the stroke-built font take one of its glyph variants
-    (``tools.synth.stroke_font.variant_strokes``); False draws from ``rng`` exactly as before."""
+    (``tools.synth.stroke_font.variant_strokes``); False draws from ``rng`` exactly as before.
+    ``info`` (a dict) receives ``glyph_px``: the height in pixels of the plate's smallest character
+    (a Korean region syllable, a two-line plate's top line); it draws nothing from ``rng``."""
     if not cs.KIND_PATTERNS[kind.name].match(text):
         raise AlprError(f"plate text {text!r} does not fit the {kind.name} format")
     W, H = kind.size_mm
@@ -311,6 +316,8 @@ def draw_plate(rng: np.random.Generator, kind: PlateKind, text: str, px_per_mm: 
     # Chinese plates: most draw their letters and digits in the stroke-built plate font (tools.synth.stroke_font)
     stroke = float(rng.uniform(0.15, 0.26)) if kind.charset == "cn" and rng.random() < CN_STROKE_FONT else 0.0
     shape = tuple(rng.uniform(0.0, 1.0, 3)) if stroke and font_variants else ()
+    if info is not None:
+        info["glyph_px"] = min(h for _g, _x, _y, _w, h in slots) * s
     for g, x, y, w, h in slots:
         latin = g in cs.DIGITS or g in cs.CN_LETTERS
         if stroke and latin and has_glyph(g):
@@ -421,11 +428,13 @@ HEAVY_EFFECTS = ("shadow", "glare", "low_light", "blur", "low_res")
 
 
 def photometric(rng: np.random.Generator, img: np.ndarray, strength: float = 1.0,
-                max_heavy: int = 2, lines: int = 1) -> np.ndarray:
+                max_heavy: int = 2, lines: int = 1, info: Optional[dict] = None) -> np.ndarray:
     """Shadows, glare, light level, noise, blur, resolution loss and JPEG on a BGR uint8 image.
 
     At most ``max_heavy`` of the heavy effects (``HEAVY_EFFECTS``) hit one image, so that a crop
-    stays readable: its label must remain the truth, not a guess."""
+    stays readable: its label must remain the truth, not a guess. ``info`` (a dict) receives
+    ``resolution``: the factor by which the resolution loss shrank the image before scaling it back
+    (1.0 without it)."""
     h, w = img.shape[:2]
     probs = {"shadow": 0.3, "glare": 0.15, "low_light": 0.15, "blur": 0.35, "low_res": 0.35}
     draws = rng.random(len(HEAVY_EFFECTS))
@@ -460,9 +469,13 @@ def photometric(rng: np.random.Generator, img: np.ndarray, strength: float = 1.0
             out = cv2.filter2D(out, -1, _motion_kernel(rng))
         else:
             out = cv2.GaussianBlur(out, (0, 0), rng.uniform(0.5, 1.2))
+    if info is not None:
+        info["resolution"] = 1.0
     if "low_res" in chosen:  # far away: lose resolution
         th = int(rng.integers(16, 30)) * lines
         if th < h:
+            if info is not None:
+                info["resolution"] = th / h
             tw = max(8, int(w * th / h))
             small = cv2.resize(out, (tw, th), interpolation=cv2.INTER_AREA)
             out = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
@@ -499,8 +512,8 @@ _BODY_PAINTS = ((235, 235, 235), (190, 190, 195), (120, 120, 125), (35, 35, 38),
 
 
 def render_plate(rng: np.random.Generator, charset: str = "kr", kind: str | None = None,
-                 text: str | None = None, shear: float = 0.0,
-                 font_variants: bool = False, clip: float = 0.0) -> Tuple[np.ndarray, str, PlateKind]:
+                 text: str | None = None, shear: float = 0.0, font_variants: bool = False, clip: float = 0.0,
+                 info: Optional[dict] = None) -> Tuple[np.ndarray, str, PlateKind]:
     """One realistic plate crop (BGR uint8, loosely cropped as a detector would), its exact text and kind.
 
     ``kind`` is a name from ``KINDS`` (random by ``KIND_WEIGHTS`` when None); ``text`` is random when
@@ -510,12 +523,18 @@ def render_plate(rng: np.random.Generator, charset: str = "kr", kind: str | None
     each on most but not all crops. 0 keeps the random stream, and so every seed's crops, as before;
     so does ``font_variants`` False (True: see ``draw_plate``). ``clip`` > 0 makes half of the crops cut
     into the plate by up to ``clip`` of its width and height on each side, as the tight real Chinese crops
-    do (their rim gone, the province character cut at the left edge); 0 keeps the stream too."""
+    do (their rim gone, the province character cut at the left edge); 0 keeps the stream too.
+
+    ``info`` (a dict) receives ``char_px``: the height in pixels of the plate's smallest character at
+    the lowest resolution the crop passes through (drawn size, times the perspective's scale, times
+    any resolution loss), the figure ANPR camera requirements state a minimum for (``lprnet.evaluate.MIN_CHAR_PX``).
+    Filling it draws nothing from ``rng``: the crops stay the same."""
     pk = _pick_kind(rng, charset, kind)
     if text is None:
         text = random_text(rng, pk)
+    drawn: dict = {}
     plate, (bx1, by1, bx2, by2) = draw_plate(rng, pk, text, px_per_mm=float(rng.uniform(0.45, 0.7)),
-                                             font_variants=font_variants)
+                                             font_variants=font_variants, info=drawn)
     ph, pw = plate.shape[:2]
     # put the plate on a piece of car body so that perspective and loose crops show some context
     mx, my = int(pw * 0.45), int(ph * 1.0)
@@ -556,7 +575,11 @@ def render_plate(rng: np.random.Generator, charset: str = "kr", kind: str | None
     crop = cv2.warpPerspective(patch, m, (ow, oh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     if rng.random() < 0.12:
         _occlude(rng, crop, dst)
-    return photometric(rng, crop, lines=pk.lines), text, pk
+    shot: dict = {}
+    out = photometric(rng, crop, lines=pk.lines, info=shot)
+    if info is not None:
+        info["char_px"] = drawn["glyph_px"] * scale * shot["resolution"]
+    return out, text, pk
 
 
 # ----------------------------------------------------------------------------------------- CLI helpers
@@ -586,15 +609,16 @@ def _encode(img: np.ndarray, ext: str) -> bytes:
     return enc.tobytes()
 
 
-def _render_job(args: _Job) -> Tuple[str, str, int, int, bytes, Optional[bytes]]:
+def _render_job(args: _Job) -> Tuple[str, str, int, int, float, bytes, Optional[bytes]]:
     charset, kind, seed, index, size, ext, keep_original, shear, variants, clip = args
     rng = np.random.default_rng([seed, index])
-    img, text, pk = render_plate(rng, charset, kind, shear=shear, font_variants=variants, clip=clip)
+    info: dict = {}
+    img, text, pk = render_plate(rng, charset, kind, shear=shear, font_variants=variants, clip=clip, info=info)
     original = _encode(img, ext) if keep_original and size is not None else None
     if size is not None:
         interp = cv2.INTER_AREA if img.shape[1] > size[0] else cv2.INTER_LINEAR
         img = cv2.resize(img, size, interpolation=interp)
-    return text, pk.name, int(pk.ev), pk.lines, _encode(img, ext), original
+    return text, pk.name, int(pk.ev), pk.lines, float(info["char_px"]), _encode(img, ext), original
 
 
 def unique_name(text: str, seen: Dict[str, int]) -> str:
@@ -643,13 +667,13 @@ def write_crops(out: str, charset: str, count: int, seed: int, size: Tuple[int, 
             pool = None
             results = map(_render_job, jobs)
         try:
-            for text, kname, ev, nlines, data, original in results:
+            for text, kname, ev, nlines, char_px, data, original in results:
                 name = unique_name(text, seen) + "." + ext
                 with open(tmp / name, "wb") as fh:
                     fh.write(data)
                 if original is not None:
                     (tmp / "original" / name).write_bytes(original)
-                lines.append(f"{name}\t{text}\t{kname}\t{ev}\t{nlines}\n")
+                lines.append(f"{name}\t{text}\t{kname}\t{ev}\t{nlines}\t{char_px:.1f}\n")
                 bar.update(1)
         finally:
             bar.close()
