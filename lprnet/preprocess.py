@@ -1,6 +1,7 @@
 """Reader pre-processing (edge runtime, TF-free), as LPRNet_Pytorch does it.
 
-BGR crop as OpenCV reads it -> resize to 94x24 -> (x - 127.5) * 0.0078125 -> NHWC float32.
+BGR crop as OpenCV reads it -> resize to 94x24 (area-averaged where it shrinks: ``fit_size``)
+-> (x - 127.5) * 0.0078125 -> NHWC float32.
 
 Two-line plates (Korean commercial and old green plates, Chinese yellow rear plates) cannot be read
 by 18 horizontal CTC steps as they are: the top line would have to come out before the bottom line
@@ -52,12 +53,31 @@ def _as_bgr(crop: np.ndarray) -> np.ndarray:
     return arr
 
 
-def resize_crop(crop: np.ndarray) -> np.ndarray:
-    """One BGR (or grey) uint8 crop -> uint8 [24, 94, 3]."""
-    arr = _as_bgr(crop)
-    if arr.shape[:2] != (INPUT_HEIGHT, INPUT_WIDTH):
-        arr = cv2.resize(arr, (INPUT_WIDTH, INPUT_HEIGHT), interpolation=cv2.INTER_LINEAR)
+def fit_size(arr: np.ndarray, width: int, height: int) -> np.ndarray:
+    """``arr`` resized to ``width`` x ``height``: each axis that shrinks is area-averaged, each that grows
+    interpolated linearly.
+
+    Linear interpolation alone (cv2.resize's default, which LPRNet_Pytorch uses) reads only the two
+    nearest source pixels per output pixel: shrinking a 300-pixel-wide crop to 94 columns skips most of
+    its pixels and aliases the strokes. Averaging the shrunk axis keeps them. With the readers trained on
+    linear inputs, on 2,000 held-out rendered crops each (int8), one-line crops resized this way read
+    kr 0.904 -> 0.924, cn 0.881 -> 0.913, and the stitched lines too (they were area-resized on both
+    axes, blocky where they grow) kr 0.930 (model card, session 23). Crops already at the size (the
+    94x24 CCPD crops) do not change.
+    """
+    h, w = arr.shape[:2]
+    if w > width:
+        arr = cv2.resize(arr, (width, h), interpolation=cv2.INTER_AREA)
+    if h > height:
+        arr = cv2.resize(arr, (arr.shape[1], height), interpolation=cv2.INTER_AREA)
+    if arr.shape[:2] != (height, width):
+        arr = cv2.resize(arr, (width, height), interpolation=cv2.INTER_LINEAR)
     return arr
+
+
+def resize_crop(crop: np.ndarray) -> np.ndarray:
+    """One BGR (or grey) uint8 crop -> uint8 [24, 94, 3] (``fit_size``)."""
+    return fit_size(_as_bgr(crop), INPUT_WIDTH, INPUT_HEIGHT)
 
 
 def line_split_row(crop: np.ndarray) -> int:
@@ -165,7 +185,7 @@ def stitch_two_lines(crop: np.ndarray) -> np.ndarray:
     parts = []
     for part, width in ((arr[:cut], TOP_WIDTH), (arr[cut:], INPUT_WIDTH - TOP_WIDTH)):
         x0, y0, x1, y1 = _text_box(part)
-        parts.append(cv2.resize(part[y0:y1, x0:x1], (width, INPUT_HEIGHT), interpolation=cv2.INTER_AREA))
+        parts.append(fit_size(part[y0:y1, x0:x1], width, INPUT_HEIGHT))
     return np.concatenate(parts, axis=1)
 
 

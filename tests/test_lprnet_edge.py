@@ -167,6 +167,32 @@ def test_accuracy_by_kind_by_hand() -> None:
     }
 
 
+def test_shrinking_averages_the_pixels_it_drops() -> None:
+    """Independent noise shrunk 4x on each axis: averaging the 16 pixels behind each output pixel divides
+    the noise's spread by 4; linear interpolation reads at most 2x2 of them (spread / 2 or more) and
+    leaves the other pixels out, which is what aliases the strokes of a large crop."""
+    from lprnet.preprocess import fit_size, resize_crop
+
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 256, (96, 376, 3)).astype(np.uint8)
+    out = resize_crop(noise)
+    assert out.shape == (24, 94, 3)
+    ratio = out.astype(np.float64).std() / noise.astype(np.float64).std()
+    assert 0.22 < ratio < 0.28  # 1/4
+    # width shrinks 4x, height grows 2x: rows that are all the same noise average 4 columns (spread / 2;
+    # linear: 2 columns, / 1.41) and stay the same rows
+    row = rng.integers(0, 256, (1, 376, 3)).astype(np.uint8)
+    out = fit_size(np.repeat(row, 12, axis=0), 94, 24)
+    assert out.shape == (24, 94, 3) and (out == out[:1]).all()
+    ratio = out[0].astype(np.float64).std() / row.astype(np.float64).std()
+    assert 0.44 < ratio < 0.56  # 1/2
+    # a crop at the input size is left as it is; a smaller one grows as cv2's linear resize makes it
+    crop = rng.integers(0, 256, (24, 94, 3)).astype(np.uint8)
+    assert np.array_equal(resize_crop(crop), crop)
+    small = crop[:12, :47]
+    assert np.array_equal(resize_crop(small), cv2.resize(small, (94, 24), interpolation=cv2.INTER_LINEAR))
+
+
 def test_label_file_char_px_column(tmp_path) -> None:
     """The renderer's sixth column (smallest character height in px) reaches the samples; a missing or
     unreadable value is 0 (unknown)."""
