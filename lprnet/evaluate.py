@@ -183,6 +183,8 @@ def accuracy_by_char_px(preds: Sequence[str], texts: Sequence[str],
     """{bin: {"count", "sequence_accuracy"}} by the smallest character's height in px, bins split at
     ``CHAR_PX_EDGES`` (lowest first), then ``below_spec`` and ``within_spec`` (under / at least
     ``MIN_CHAR_PX``); crops of unknown height (0) are left out, empty bins too."""
+    if not len(preds) == len(texts) == len(char_px):
+        raise ValueError(f"{len(preds)} reads, {len(texts)} texts and {len(char_px)} heights: one each per crop")
     hits: Dict[str, List[bool]] = {_px_bin(e - 1e-6): [] for e in CHAR_PX_EDGES}
     hits[_px_bin(float("inf"))] = []
     hits["below_spec"] = []

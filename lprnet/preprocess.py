@@ -59,13 +59,16 @@ def fit_size(arr: np.ndarray, width: int, height: int) -> np.ndarray:
 
     Linear interpolation alone (cv2.resize's default, which LPRNet_Pytorch uses) reads only the two
     nearest source pixels per output pixel: shrinking a 300-pixel-wide crop to 94 columns skips most of
-    its pixels and aliases the strokes. Averaging the shrunk axis keeps them. With the readers trained on
-    linear inputs, on 2,000 held-out rendered crops each (int8), one-line crops resized this way read
-    kr 0.904 -> 0.924, cn 0.881 -> 0.913, and the stitched lines too (they were area-resized on both
-    axes, blocky where they grow) kr 0.930 (model card, session 23). Crops already at the size (the
-    94x24 CCPD crops) do not change.
+    its pixels and aliases the strokes. Averaging the shrunk axis keeps them: with the readers trained on
+    linear inputs, 2,000 held-out rendered crops each, int8, kr 0.904 -> 0.9255 and cn 0.881 -> 0.9135
+    (model card, session 23; the stitched lines of two-line plates go through here too). Crops already
+    at the size (the 94x24 CCPD crops) do not change.
     """
     h, w = arr.shape[:2]
+    if (h, w) == (height, width):
+        return arr
+    if w >= width and h >= height:  # only shrinking: one pass, no rounding to uint8 in between
+        return cv2.resize(arr, (width, height), interpolation=cv2.INTER_AREA)
     if w > width:
         arr = cv2.resize(arr, (width, h), interpolation=cv2.INTER_AREA)
     if h > height:

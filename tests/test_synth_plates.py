@@ -364,22 +364,26 @@ def test_smallest_character_height_is_the_drawn_ink(monkeypatch) -> None:
         assert abs((rows.max() - rows.min() + 1) - info["glyph_px"]) <= 2.0, (seed, info)
 
 
-def test_char_px_leaves_the_crops_alone_and_is_written(tmp_path: Path) -> None:
-    """Asking for ``char_px`` draws nothing from the random stream (same crops with and without it), and
-    write_crops puts it in the sixth column; a Korean region syllable (41 mm stacked) or a two-line top
-    line (46 mm) is never taller than 0.7 px/mm (the largest drawing scale) x 46 mm x 1.05 (the largest
-    height jitter) = 33.8 px."""
+def test_char_px_is_the_small_characters_and_is_written(tmp_path: Path) -> None:
+    """A Korean region syllable (41 mm stacked) or a two-line top line (46 mm) is never taller than
+    0.7 px/mm (the largest drawing scale) x 46 mm x 1.05 (the largest height jitter) = 33.8 px, while
+    the digits (80 mm) often are; write_crops puts the height in the sixth column, and at ``--size
+    94x24`` scaled to the written crop."""
     for i in range(30):
         info: dict = {}
         a = render_plate(np.random.default_rng([8, i]), "kr", info=info)
-        b = render_plate(np.random.default_rng([8, i]), "kr")
-        assert np.array_equal(a[0], b[0]) and a[1] == b[1]
         assert info["char_px"] > 0
         if a[2].lines == 2 or a[1][:2] in REGIONS:
             assert info["char_px"] <= 0.7 * 46 * 1.05
-    out = write_crops(str(tmp_path / "o"), "kr", 6, seed=8, workers=1, progress=False)
+    out = write_crops(str(tmp_path / "o"), "kr", 6, seed=8, size=None, workers=1, progress=False)
     lines = (out / "labels.txt").read_text(encoding="utf-8").splitlines()
     for line, i in zip(lines, range(6)):
         info = {}
         render_plate(np.random.default_rng([8, i]), "kr", info=info)
-        assert float(line.split("\t")[5]) == pytest.approx(info["char_px"], abs=0.05)
+        assert float(line.split("\t")[5]) == pytest.approx(info["char_px"], abs=0.005)
+    small = write_crops(str(tmp_path / "s"), "kr", 6, seed=8, size=(94, 24), workers=1, progress=False)
+    for line, i in zip((small / "labels.txt").read_text(encoding="utf-8").splitlines(), range(6)):
+        info = {}
+        img, _, _ = render_plate(np.random.default_rng([8, i]), "kr", info=info)
+        want = info["char_px"] * min(1.0, 24 / img.shape[0])
+        assert float(line.split("\t")[5]) == pytest.approx(want, abs=0.005)

@@ -42,6 +42,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from core.errors import AlprError
+from lprnet.preprocess import fit_size
 from tools.synth import charsets as cs
 from tools.synth.fonts import FontSpec, find_digit_fonts, find_fonts
 from tools.synth.stroke_font import has_glyph, stroke_glyph
@@ -527,7 +528,8 @@ def render_plate(rng: np.random.Generator, charset: str = "kr", kind: str | None
 
     ``info`` (a dict) receives ``char_px``: the height in pixels of the plate's smallest character at
     the lowest resolution the crop passes through (drawn size, times the perspective's scale, times
-    any resolution loss), the figure ANPR camera requirements state a minimum for (``lprnet.evaluate.MIN_CHAR_PX``).
+    any resolution loss; approximate: the corners' random offsets, up to about 15 %, are left out), the
+    figure ANPR camera requirements state a minimum for (``lprnet.evaluate.MIN_CHAR_PX``).
     Filling it draws nothing from ``rng``: the crops stay the same."""
     pk = _pick_kind(rng, charset, kind)
     if text is None:
@@ -615,10 +617,11 @@ def _render_job(args: _Job) -> Tuple[str, str, int, int, float, bytes, Optional[
     info: dict = {}
     img, text, pk = render_plate(rng, charset, kind, shear=shear, font_variants=variants, clip=clip, info=info)
     original = _encode(img, ext) if keep_original and size is not None else None
+    char_px = float(info["char_px"])
     if size is not None:
-        interp = cv2.INTER_AREA if img.shape[1] > size[0] else cv2.INTER_LINEAR
-        img = cv2.resize(img, size, interpolation=interp)
-    return text, pk.name, int(pk.ev), pk.lines, float(info["char_px"]), _encode(img, ext), original
+        char_px *= min(1.0, size[1] / img.shape[0])  # the written crop's resolution, if lower
+        img = fit_size(img, size[0], size[1])
+    return text, pk.name, int(pk.ev), pk.lines, char_px, _encode(img, ext), original
 
 
 def unique_name(text: str, seen: Dict[str, int]) -> str:
@@ -673,7 +676,7 @@ def write_crops(out: str, charset: str, count: int, seed: int, size: Tuple[int, 
                     fh.write(data)
                 if original is not None:
                     (tmp / "original" / name).write_bytes(original)
-                lines.append(f"{name}\t{text}\t{kname}\t{ev}\t{nlines}\t{char_px:.1f}\n")
+                lines.append(f"{name}\t{text}\t{kname}\t{ev}\t{nlines}\t{char_px:.2f}\n")
                 bar.update(1)
         finally:
             bar.close()
