@@ -177,6 +177,11 @@ def test_one_command_recipe_smoke(tmp_path: Path, charset: str) -> None:
         scores = json.loads((out / f"eval-{q}-heldout.json").read_text(encoding="utf-8"))
         assert scores["count"] == 4 and 0.0 <= scores["sequence_accuracy"] <= 1.0
         assert f"{q} heldout: sequence accuracy" in proc.stdout
+        # the renderer's character heights reach the scores: crops at or above the 15 px camera spec
+        heights = [float(line.split("\t")[5]) for line in
+                   (out / "data" / "heldout" / "labels.txt").read_text(encoding="utf-8").splitlines()]
+        within = scores.get("by_char_px", {}).get("within_spec", {}).get("count", 0)
+        assert len(heights) == 4 and within == sum(h >= 15 for h in heights)
     first = (out / "steps.log").read_text(encoding="utf-8").count("\n$ ")
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]

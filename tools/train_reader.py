@@ -29,6 +29,7 @@ from absl import app, flags
 
 from core.errors import AlprError
 from core.keras import PRECISIONS
+from lprnet.evaluate import MIN_CHAR_PX
 from tools.recipe import REPO, SHARED, check_recipe, newer, run_recipe, run_step, scaled
 
 # (name, count, extra tools.synth.plates arguments)
@@ -156,7 +157,11 @@ def train_reader(charset: str, out: Path, epochs: Optional[int], scale: float, h
     for q in models:
         for name, _ in sets:
             scores = json.loads((out / f"eval-{q}-{name}.json").read_text(encoding="utf-8"))
-            print(f"{q} {name}: sequence accuracy {scores['sequence_accuracy']:.4f} of {scores['count']} plates")
+            spec = scores.get("by_char_px", {}).get("within_spec")
+            within = (f" ({spec['sequence_accuracy']:.4f} of the {spec['count']} whose smallest character is at "
+                      f"least {MIN_CHAR_PX:g} px)") if spec else ""
+            print(f"{q} {name}: sequence accuracy {scores['sequence_accuracy']:.4f} of {scores['count']} plates"
+                  f"{within}")
     print(f"done: models in {out}, scores in {out}/eval-*.json")
 
 
