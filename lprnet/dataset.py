@@ -10,6 +10,7 @@ Bad entries (unreadable or corrupt image, text outside the charset, malformed li
 """
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -91,7 +92,7 @@ def _positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         return 0.0
-    return value if value > 0 and value != float("inf") else 0.0
+    return value if value > 0 and math.isfinite(value) else 0.0
 
 
 def list_folder(folder: Union[str, Path], charset: Charset) -> Listing:

@@ -9,6 +9,7 @@ confusions, and the per-plate latency (batch of 1, model call only) median.
 """
 from __future__ import annotations
 
+import bisect
 import json
 import time
 from collections import Counter
@@ -30,6 +31,8 @@ LogitsFn = Callable[[np.ndarray], np.ndarray]
 # scored apart too.
 MIN_CHAR_PX = 15.0
 CHAR_PX_EDGES = (8.0, 12.0, MIN_CHAR_PX, 24.0)  # bins of the accuracy by character height
+_PX_BINS = ([f"<{CHAR_PX_EDGES[0]:g}"] + [f"{lo:g}-{hi:g}" for lo, hi in zip(CHAR_PX_EDGES, CHAR_PX_EDGES[1:])]
+            + [f">={CHAR_PX_EDGES[-1]:g}"])
 
 
 def load_backend(path: str, charset: Charset, num_threads: int = 2) -> Tuple[LogitsFn, str]:
@@ -169,13 +172,9 @@ def evaluate(
     return result
 
 
-def _px_bin(px: float) -> str:
-    lo = 0.0
-    for edge in CHAR_PX_EDGES:
-        if px < edge:
-            return f"<{edge:g}" if lo == 0.0 else f"{lo:g}-{edge:g}"
-        lo = edge
-    return f">={lo:g}"
+def _rates(hits: Dict[str, List[bool]]) -> Dict[str, Dict[str, float]]:
+    """{group: {"count", "sequence_accuracy"}} of each non-empty group, in ``hits``' order."""
+    return {k: {"count": len(v), "sequence_accuracy": float(np.mean(v))} for k, v in hits.items() if v}
 
 
 def accuracy_by_char_px(preds: Sequence[str], texts: Sequence[str],
@@ -185,15 +184,12 @@ def accuracy_by_char_px(preds: Sequence[str], texts: Sequence[str],
     ``MIN_CHAR_PX``); crops of unknown height (0) are left out, empty bins too."""
     if not len(preds) == len(texts) == len(char_px):
         raise ValueError(f"{len(preds)} reads, {len(texts)} texts and {len(char_px)} heights: one each per crop")
-    hits: Dict[str, List[bool]] = {_px_bin(e - 1e-6): [] for e in CHAR_PX_EDGES}
-    hits[_px_bin(float("inf"))] = []
-    hits["below_spec"] = []
-    hits["within_spec"] = []
+    hits: Dict[str, List[bool]] = {k: [] for k in (*_PX_BINS, "below_spec", "within_spec")}
     for pred, truth, px in zip(preds, texts, char_px):
         if px > 0:
-            hits[_px_bin(px)].append(pred == truth)
+            hits[_PX_BINS[bisect.bisect_right(CHAR_PX_EDGES, px)]].append(pred == truth)
             hits["within_spec" if px >= MIN_CHAR_PX else "below_spec"].append(pred == truth)
-    return {k: {"count": len(v), "sequence_accuracy": float(np.mean(v))} for k, v in hits.items() if v}
+    return _rates(hits)
 
 
 def accuracy_by_kind(preds: Sequence[str], texts: Sequence[str], kinds: Sequence[str]) -> Dict[str, Dict[str, float]]:
@@ -201,7 +197,7 @@ def accuracy_by_kind(preds: Sequence[str], texts: Sequence[str], kinds: Sequence
     hits: Dict[str, List[bool]] = {}
     for pred, truth, kind in zip(preds, texts, kinds):
         hits.setdefault(kind or "?", []).append(pred == truth)
-    return {k: {"count": len(v), "sequence_accuracy": float(np.mean(v))} for k, v in sorted(hits.items())}
+    return _rates(dict(sorted(hits.items())))
 
 
 def format_report(result: Dict[str, object]) -> str:
