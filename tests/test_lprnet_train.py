@@ -161,14 +161,17 @@ def test_fine_tuning_from_weights_freezes_batchnorm(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("charset", ["kr", pytest.param("cn", marks=pytest.mark.slow)])
 def test_one_command_recipe_smoke(tmp_path: Path, charset: str) -> None:
-    """tools.train_reader at a tiny scale: renders, trains one epoch, exports, scores; a rerun skips the done steps."""
-    from tools.train_reader import RECIPES
+    """tools.train_reader at a tiny scale: renders, trains one epoch, exports, scores; a rerun skips the done steps.
+    kr runs first without the refresh stage (a folder from before the stage existed), then with its default."""
+    from tools.train_reader import RECIPES, REFRESH_SEEDS
 
     out = tmp_path / "reader"
     cmd = [sys.executable, "-m", "tools.train_reader", "--charset", charset, "--out", str(out),
            "--scale", "0.002", "--epochs", "1"]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    first_cmd = [*cmd, "--refresh_epochs", "0"] if charset == "kr" else cmd  # cn's default is 0
+    proc = subprocess.run(first_cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "models (from lprnet/best.weights.h5)" in proc.stdout and not (out / "refresh").exists()
     expected = sum(max(2, round(count * 0.002)) for _, count, _ in RECIPES[charset])
     assert len((out / "data" / "train" / "labels.txt").read_text(encoding="utf-8").splitlines()) == expected
     assert json.loads((out / "lprnet" / "state.json").read_text())["epoch"] == 1
@@ -182,6 +185,27 @@ def test_one_command_recipe_smoke(tmp_path: Path, charset: str) -> None:
                    (out / "data" / "heldout" / "labels.txt").read_text(encoding="utf-8").splitlines()]
         within = scores.get("by_char_px", {}).get("within_spec", {}).get("count", 0)
         assert len(heights) == 4 and within == sum(h >= 15 for h in heights)
+    if charset == "kr":  # the default adds the refresh stage: 3 epochs on a fresh render at 0.3 of the rate
+        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        steps = [line for line in proc.stdout.splitlines() if line.startswith("$ ")]
+        renders = [line for line in steps if "tools.synth.plates" in line]
+        assert [int(line.split("--seed ")[1].split()[0]) for line in renders] == [
+            REFRESH_SEEDS["kr"] + i for i in range(len(RECIPES["kr"]))]
+        trains = [line.split() for line in steps if "train_lprnet.py" in line]
+        assert len(trains) == 1
+        flag = {k: v for k, v in zip(trains[0], trains[0][1:]) if k.startswith("--")}
+        assert flag["--init_weights"] == str(out / "lprnet" / "best.weights.h5")
+        assert flag["--out"] == str(out / "refresh" / "lprnet")
+        assert (flag["--epochs"], flag["--learning_rate"]) == ("3", "0.0003")
+        assert json.loads((out / "refresh" / "lprnet" / "state.json").read_text())["epoch"] == 3
+        fresh = (out / "refresh" / "data" / "train" / "labels.txt").read_text(encoding="utf-8").splitlines()
+        assert len(fresh) == expected
+        exports = [line for line in steps if "lprnet.export" in line]
+        assert len(exports) == 2 and all(str(out / "refresh" / "lprnet" / "best.weights.h5") in e for e in exports)
+        assert "models (from refresh/lprnet/best.weights.h5)" in proc.stdout
+        proc = subprocess.run([*cmd, "--refresh_epochs", "2"], cwd=REPO, capture_output=True, text=True, timeout=120)
+        assert proc.returncode != 0 and "'epochs': 3" in proc.stderr.strip().splitlines()[-1]
     first = (out / "steps.log").read_text(encoding="utf-8").count("\n$ ")
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -230,6 +254,14 @@ def test_one_command_schedule_per_charset() -> None:
     assert parsed("--charset", "cn", "--epochs", "5", "--precision", "mixed_bfloat16") == (5, "mixed_bfloat16")
     assert parsed("--charset", "kr", "--precision", "float32") == (16, "float32")
     assert parsed("--charset", "cn", "--epochs", "2") == (2, "float32")
+    # the refresh stage: kr 3 epochs (session 25, run 15), cn none (not measured)
+    from tools.train_reader import REFRESH_EPOCHS
+
+    assert REFRESH_EPOCHS == {"kr": 3, "cn": 0}
+    fv = flags.FlagValues()
+    define_flags(fv)
+    fv(["train_reader", "--out", "x"])
+    assert fv.refresh_epochs is None  # None: the charset's REFRESH_EPOCHS in train_reader()
 
 
 def test_one_command_recipe_rejects_bad_scale(tmp_path: Path) -> None:
@@ -237,6 +269,11 @@ def test_one_command_recipe_rejects_bad_scale(tmp_path: Path) -> None:
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
     assert proc.stderr.strip().splitlines()[-1] == "error: --scale must be in (0, 1]"
+    proc = subprocess.run([sys.executable, "-m", "tools.train_reader", "--out", str(tmp_path / "r"),
+                           "--refresh_epochs", "-1"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert proc.stderr.strip().splitlines()[-1] == "error: --refresh_epochs must be 0 or more"
+    assert not (tmp_path / "r").exists()
 
 
 def test_one_command_recipe_needs_its_fonts(monkeypatch: pytest.MonkeyPatch) -> None:
