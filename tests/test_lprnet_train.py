@@ -204,8 +204,13 @@ def test_one_command_recipe_smoke(tmp_path: Path, charset: str) -> None:
         exports = [line for line in steps if "lprnet.export" in line]
         assert len(exports) == 2 and all(str(out / "refresh" / "lprnet" / "best.weights.h5") in e for e in exports)
         assert "models (from refresh/lprnet/best.weights.h5)" in proc.stdout
+        before = (out / "steps.log").read_text(encoding="utf-8")
         proc = subprocess.run([*cmd, "--refresh_epochs", "2"], cwd=REPO, capture_output=True, text=True, timeout=120)
         assert proc.returncode != 0 and "'epochs': 3" in proc.stderr.strip().splitlines()[-1]
+        # turned off after it ran: refused too (the folder's models are the stage's)
+        proc = subprocess.run(first_cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+        assert proc.returncode != 0 and "holds a refresh stage" in proc.stderr.strip().splitlines()[-1]
+        assert (out / "steps.log").read_text(encoding="utf-8") == before  # refused before any step
     first = (out / "steps.log").read_text(encoding="utf-8").count("\n$ ")
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -254,14 +259,17 @@ def test_one_command_schedule_per_charset() -> None:
     assert parsed("--charset", "cn", "--epochs", "5", "--precision", "mixed_bfloat16") == (5, "mixed_bfloat16")
     assert parsed("--charset", "kr", "--precision", "float32") == (16, "float32")
     assert parsed("--charset", "cn", "--epochs", "2") == (2, "float32")
-    # the refresh stage: kr 3 epochs (session 25, run 15), cn none (not measured)
-    from tools.train_reader import REFRESH_EPOCHS
+    # the refresh stage: kr 3 epochs (session 25, run 15), cn none (not measured); a given flag wins
+    from tools.train_reader import refresh_schedule
 
-    assert REFRESH_EPOCHS == {"kr": 3, "cn": 0}
-    fv = flags.FlagValues()
-    define_flags(fv)
-    fv(["train_reader", "--out", "x"])
-    assert fv.refresh_epochs is None  # None: the charset's REFRESH_EPOCHS in train_reader()
+    def refresh(*args: str) -> int:
+        fv = flags.FlagValues()
+        define_flags(fv)
+        fv(["train_reader", "--out", "x", *args])
+        return refresh_schedule(fv.charset, fv.refresh_epochs)
+
+    assert (refresh(), refresh("--charset", "kr"), refresh("--charset", "cn")) == (3, 3, 0)
+    assert (refresh("--charset", "cn", "--refresh_epochs", "2"), refresh("--refresh_epochs", "0")) == (2, 0)
 
 
 def test_one_command_recipe_rejects_bad_scale(tmp_path: Path) -> None:

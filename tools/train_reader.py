@@ -8,7 +8,7 @@ and the real crops of ``../shared``, or ``$ALPR_SHARED``, when they are there). 
 command. Rendering is skipped for a set that exists, training resumes from its last epoch (and is
 skipped when it has run ``--epochs``), a model is exported again only when the weights are newer; so
 after an interruption the same command continues. ``--scale`` shrinks every set (a smoke run:
-``--scale 0.002 --epochs 1``). ``OUT/recipe.json`` records the charset, scale, font faces found and
+``--scale 0.002 --epochs 1 --refresh_epochs 0``). ``OUT/recipe.json`` records the charset, scale, font faces found and
 schedule (epochs, batch size, learning rate, precision); a run with any of them different in the same
 folder is refused rather than mixed. The faces of ``RECIPE_FONTS`` must be installed (``bash tools/setup.sh``;
 ``--allow_fewer_fonts`` renders without them).
@@ -129,7 +129,7 @@ def _train(data: Path, val: Path, charset: str, run_dir: Path, epochs: int, lear
     if done < epochs:
         run_step([sys.executable, str(REPO / "train_lprnet.py"), "--data", str(data), "--val_data", str(val),
                   "--charset", charset, "--out", str(run_dir), "--epochs", str(epochs), "--warmup_epochs", "0.3",
-                  "--dropout", "0.1", "--learning_rate", f"{learning_rate:g}", "--batch_size", str(batch_size),
+                  "--dropout", "0.1", "--learning_rate", str(learning_rate), "--batch_size", str(batch_size),
                   "--freeze_bn", "no", "--precision", precision,
                   *(["--init_weights", str(init)] if init else [])], log, show=True)
     return run_dir / "best.weights.h5"
@@ -143,7 +143,7 @@ def train_reader(charset: str, out: Path, epochs: Optional[int], scale: float, h
     if charset not in RECIPES:
         raise AlprError(f"unknown charset {charset!r}; expected one of {', '.join(RECIPES)}")
     epochs, precision = schedule(charset, epochs, precision)
-    refresh_epochs = REFRESH_EPOCHS[charset] if refresh_epochs is None else refresh_epochs
+    refresh_epochs = refresh_schedule(charset, refresh_epochs)
     if not 0 < scale <= 1:
         raise AlprError("--scale must be in (0, 1]")
     if refresh_epochs < 0:
@@ -157,6 +157,15 @@ def train_reader(charset: str, out: Path, epochs: Optional[int], scale: float, h
     if precision != "float32":  # float32 is not recorded, so folders of the float32 runs before still resume
         want["precision"] = precision
     check_recipe(out, want)
+    # the refresh stage keeps its own record, so a folder trained before the stage existed goes on to it
+    refresh = out / "refresh"
+    rate = round(learning_rate * REFRESH_LR_SHARE, 12)
+    if refresh_epochs:
+        refresh.mkdir(exist_ok=True)
+        check_recipe(refresh, {"epochs": refresh_epochs, "learning_rate": rate, "seed": REFRESH_SEEDS[charset]})
+    elif (refresh / "recipe.json").is_file():  # its models would be scored as the recipe's
+        raise AlprError(f"{out} holds a refresh stage ({refresh / 'recipe.json'}): pass its --refresh_epochs, "
+                        "or use another --out")
     log = out / "steps.log"
     py = sys.executable
     data = out / "data"
@@ -166,11 +175,6 @@ def train_reader(charset: str, out: Path, epochs: Optional[int], scale: float, h
         charset, data / "heldout", scaled(2000, scale), HELDOUT_SEED[charset], (), log)
     weights = _train(train_labels, val, charset, out / "lprnet", epochs, learning_rate, batch_size, precision, log)
     if refresh_epochs:
-        # its own folder and record, so a folder trained before the stage existed goes on to it
-        refresh = out / "refresh"
-        refresh.mkdir(exist_ok=True)
-        rate = round(learning_rate * REFRESH_LR_SHARE, 12)
-        check_recipe(refresh, {"epochs": refresh_epochs, "learning_rate": rate, "seed": REFRESH_SEEDS[charset]})
         fresh = _render_mix(charset, refresh / "data", scale, REFRESH_SEEDS[charset], log)
         weights = _train(fresh, val, charset, refresh / "lprnet", refresh_epochs, rate, batch_size, precision, log,
                          init=weights)
@@ -205,6 +209,11 @@ def schedule(charset: str, epochs: Optional[int], precision: Optional[str]) -> S
     default = SCHEDULES[charset]
     return Schedule(default.epochs if epochs is None else epochs,
                     default.precision if precision is None else precision)
+
+
+def refresh_schedule(charset: str, refresh_epochs: Optional[int]) -> int:
+    """``refresh_epochs``, None replaced by the charset's (``REFRESH_EPOCHS``)."""
+    return REFRESH_EPOCHS[charset] if refresh_epochs is None else refresh_epochs
 
 
 def main(argv: Sequence[str]) -> None:
