@@ -2,7 +2,9 @@
 
 A recipe is a chain of subprocess steps, each skipped when its output exists, so the same command
 continues after an interruption. Every step prints its command and its duration; the output of a step
-goes to the recipe's log unless the step shows it (training: its progress bar and epochs).
+goes to the recipe's log unless the step shows it (training: its progress bar and epochs). On a virtual
+machine the duration also says how much of the CPU the hypervisor gave to others ("steal"), since the
+recipes' times are compared against a 2-hour limit on machines whose cores are shared.
 """
 from __future__ import annotations
 
@@ -11,19 +13,52 @@ import os
 import subprocess
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 from core.cli import atomic_path, fail
 from core.errors import AlprError
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ALPR_SHARED", REPO.parent / "shared"))
+PROC_STAT = Path("/proc/stat")
+STEAL_REPORTED = 0.02  # below this share the duration is printed alone
+
+
+def cpu_ticks(path: Path = PROC_STAT) -> Optional[Tuple[int, int]]:
+    """(steal, total) CPU ticks of all cores from Linux's ``/proc/stat``; None where it cannot be read.
+
+    The total is user + nice + system + idle + iowait + irq + softirq + steal (the guest columns are
+    already counted in user and nice)."""
+    try:
+        with open(path, encoding="ascii") as fh:
+            fields = fh.readline().split()
+    except OSError:
+        return None
+    if len(fields) < 9 or fields[0] != "cpu" or not all(f.isdigit() for f in fields[1:9]):
+        return None
+    ticks = [int(f) for f in fields[1:9]]
+    return ticks[7], sum(ticks)
+
+
+def steal_share(before: Optional[Tuple[int, int]], after: Optional[Tuple[int, int]]) -> Optional[float]:
+    """The share of CPU time stolen between two ``cpu_ticks`` readings; None when unknown."""
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return (after[0] - before[0]) / (after[1] - before[1])
+
+
+def duration(seconds: float, steal: Optional[float]) -> str:
+    """``N.N min``, with the stolen share of the CPU when it is large enough to matter."""
+    text = f"{seconds / 60:.1f} min"
+    if steal is not None and steal >= STEAL_REPORTED:
+        text += f", {steal:.0%} of the CPU taken by the hypervisor (steal)"
+    return text
 
 
 def run_step(cmd: Sequence[str], log: Path, show: bool = False) -> None:
     """Run one step in the repository root; its output goes to ``log`` unless ``show``."""
     print("$ " + " ".join(cmd), flush=True)
-    start = time.time()
+    start, ticks = time.time(), cpu_ticks()
     with open(log, "a", encoding="utf-8") as fh:
         fh.write("$ " + " ".join(cmd) + "\n")
         fh.flush()
@@ -32,7 +67,7 @@ def run_step(cmd: Sequence[str], log: Path, show: bool = False) -> None:
     if proc.returncode != 0:
         where = "its messages are above" if show else f"see {log}"
         raise AlprError(f"step failed (exit {proc.returncode}): {' '.join(cmd)}; {where}")
-    print(f"  ({(time.time() - start) / 60:.1f} min)", flush=True)
+    print(f"  ({duration(time.time() - start, steal_share(ticks, cpu_ticks()))})", flush=True)
 
 
 def newer(path: Path, than: Path) -> bool:
@@ -59,10 +94,14 @@ def scaled(count: int, scale: float, least: int = 2) -> int:
 
 
 def run_recipe(recipe: Callable[[], None]) -> None:
-    """A recipe's ``main``: its errors as one line, and an interruption says how to go on."""
+    """A recipe's ``main``: its errors as one line, and an interruption says how to go on; at the end, the
+    wall time of this invocation (a resumed run's earlier steps are not in it)."""
+    start, ticks = time.time(), cpu_ticks()
     try:
         recipe()
     except (AlprError, OSError, ValueError, KeyError) as exc:
         fail(str(exc))
     except KeyboardInterrupt:
         fail("interrupted: run the same command again to continue", 130)
+    print(f"recipe done in {duration(time.time() - start, steal_share(ticks, cpu_ticks()))} (this run; steps "
+          "skipped as done before are not counted)", flush=True)
