@@ -281,6 +281,13 @@ def test_one_command_recipe_rejects_bad_scale(tmp_path: Path) -> None:
                            "--refresh_epochs", "-1"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
     assert proc.stderr.strip().splitlines()[-1] == "error: --refresh_epochs must be 0 or more"
+    # refused before anything is rendered (a 0-epoch run would render 40,000 crops, then fail in training)
+    for args, message in ((("--epochs", "0"), "--epochs and --batch_size must be 1 or more"),
+                          (("--batch_size", "0"), "--epochs and --batch_size must be 1 or more"),
+                          (("--learning_rate", "0"), "--learning_rate must be more than 0")):
+        proc = subprocess.run([sys.executable, "-m", "tools.train_reader", "--out", str(tmp_path / "r"), *args],
+                              cwd=REPO, capture_output=True, text=True, timeout=120)
+        assert proc.returncode != 0 and proc.stderr.strip().splitlines()[-1] == f"error: {message}"
     assert not (tmp_path / "r").exists()
 
 

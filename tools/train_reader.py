@@ -149,6 +149,10 @@ def train_reader(charset: str, out: Path, epochs: Optional[int], scale: float, h
         raise AlprError("--scale must be in (0, 1]")
     if refresh_epochs < 0:
         raise AlprError("--refresh_epochs must be 0 or more")
+    if epochs < 1 or batch_size < 1:
+        raise AlprError("--epochs and --batch_size must be 1 or more")
+    if not learning_rate > 0:
+        raise AlprError("--learning_rate must be more than 0")
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     fonts = check_fonts(charset, allow_fewer_fonts)
