@@ -55,10 +55,23 @@ def duration(seconds: float, steal: Optional[float]) -> str:
     return text
 
 
+Reading = Tuple[float, Optional[Tuple[int, int]]]
+
+
+def clock() -> Reading:
+    """Wall time and CPU ticks now: the start of a span that ``since`` reports."""
+    return time.time(), cpu_ticks()
+
+
+def since(start: Reading) -> str:
+    """``duration`` of the span from ``start`` (a ``clock`` reading) to now."""
+    return duration(time.time() - start[0], steal_share(start[1], cpu_ticks()))
+
+
 def run_step(cmd: Sequence[str], log: Path, show: bool = False) -> None:
     """Run one step in the repository root; its output goes to ``log`` unless ``show``."""
     print("$ " + " ".join(cmd), flush=True)
-    start, ticks = time.time(), cpu_ticks()
+    start = clock()
     with open(log, "a", encoding="utf-8") as fh:
         fh.write("$ " + " ".join(cmd) + "\n")
         fh.flush()
@@ -67,7 +80,7 @@ def run_step(cmd: Sequence[str], log: Path, show: bool = False) -> None:
     if proc.returncode != 0:
         where = "its messages are above" if show else f"see {log}"
         raise AlprError(f"step failed (exit {proc.returncode}): {' '.join(cmd)}; {where}")
-    print(f"  ({duration(time.time() - start, steal_share(ticks, cpu_ticks()))})", flush=True)
+    print(f"  ({since(start)})", flush=True)
 
 
 def newer(path: Path, than: Path) -> bool:
@@ -96,12 +109,12 @@ def scaled(count: int, scale: float, least: int = 2) -> int:
 def run_recipe(recipe: Callable[[], None]) -> None:
     """A recipe's ``main``: its errors as one line, and an interruption says how to go on; at the end, the
     wall time of this invocation (a resumed run's earlier steps are not in it)."""
-    start, ticks = time.time(), cpu_ticks()
+    start = clock()
     try:
         recipe()
     except (AlprError, OSError, ValueError, KeyError) as exc:
         fail(str(exc))
     except KeyboardInterrupt:
         fail("interrupted: run the same command again to continue", 130)
-    print(f"recipe done in {duration(time.time() - start, steal_share(ticks, cpu_ticks()))} (this run; steps "
-          "skipped as done before are not counted)", flush=True)
+    print(f"recipe done in {since(start)} (this run; steps skipped as done before are not counted)",
+          flush=True)
