@@ -281,7 +281,7 @@ def run_video(job: VideoJob, out: TextIO = STDOUT, err: TextIO = sys.stderr) -> 
     def on_reader_event(message: str) -> None:
         print(f"video: {message}", file=err)
 
-    clean = False
+    clean = stopped = False
     try:
         with stop_on_signals() as stop, FrameReader(spec, queue_size=job.queue_size,
                                                    on_event=on_reader_event) as reader:
@@ -319,17 +319,21 @@ def run_video(job: VideoJob, out: TextIO = STDOUT, err: TextIO = sys.stderr) -> 
                     last_log = now
                 if job.max_frames and n_frames >= job.max_frames:
                     break
+            stopped = stop.is_set()
         clean = True
     finally:
         emit(tracker.flush())
         if writer is not None:
             writer.close() if clean or n_frames else writer.abort()
-        if events is not None:
-            events.close()
-        if frames_out is not None:
-            frames_out.close()
+        for log in (events, frames_out):
+            if log is not None:
+                log.close()
+                if not n_frames and log.path.is_file() and log.path.stat().st_size == 0:
+                    log.path.unlink()  # a run that read no frame leaves no empty file behind
+    if not n_frames and not stopped:  # opened, yet nothing decoded: a corrupt file, or not a video
+        raise AlprError(f"no frame could be read from {spec.describe()} (not a video, or corrupt)")
     elapsed = max(time.monotonic() - t_start, 1e-9)
     print(f"done: {n_frames} frames in {elapsed:.1f} s ({n_frames / elapsed:.1f} FPS end to end), "
-          f"{n_events} plate event(s)" + (f"; video {job.output}" if job.output else "")
-          + (f"; events {job.events}" if job.events else ""), file=out)
+          f"{n_events} plate event(s)" + (f"; video {job.output}" if writer is not None else "")
+          + (f"; events {job.events}" if job.events and Path(job.events).is_file() else ""), file=out)
     return 0 if n_frames else 1

@@ -149,6 +149,25 @@ def test_detect_video_file(yolo_fastest, tmp_path) -> None:
     assert n == 40
 
 
+def test_detect_video_unreadable_file_is_one_error(yolo_fastest, tmp_path) -> None:
+    """A file that is no video, and one cut after 3 kB: one error line, exit 2, no output files left."""
+    tflite, _ = yolo_fastest
+    garbage = tmp_path / "garbage.jpg"  # OpenCV opens it (an image sequence) and then decodes no frame
+    garbage.write_bytes(b"not a video at all")
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(shared_path("data", "video", "license_plate.mp4").read_bytes()[:3000])
+    for video, needle in ((garbage, "no frame could be read"), (cut, "cannot open video source")):
+        outputs = [tmp_path / f"{video.stem}.avi", tmp_path / f"{video.stem}-frames.jsonl",
+                   tmp_path / f"{video.stem}-events.jsonl"]
+        r = run("detect_video.py", "--weights", str(tflite), "--nolpr", "--video", str(video),
+                "--output", str(outputs[0]), "--output_format", "MJPG", "--frames_json", str(outputs[1]),
+                "--events", str(outputs[2]), "--dont_show")
+        errors = [line for line in r.stderr.splitlines() if line.startswith("error: ")]
+        assert r.returncode == 2 and len(errors) == 1 and needle in errors[0], r.stderr
+        assert "Traceback" not in r.stderr and "done:" not in r.stdout
+        assert not [o for o in outputs if o.exists()]
+
+
 def test_detect_video_live_stream_reconnects(yolo_fastest, tmp_path) -> None:
     """A local MJPEG-over-HTTP stream killed and restarted mid-run: the run goes on and its video plays."""
     tflite, _ = yolo_fastest
