@@ -84,7 +84,7 @@ def report_dict(report: EvalReport) -> Dict[str, Any]:
         "images": report.images,
         "truths": {n: c.num_truth for n, c in zip(names, m.per_class)},
         "detections": {n: c.num_detections for n, c in zip(names, m.per_class)},
-        "skipped": [f"{w}: {r}" for w, r in report.skipped],
+        "skipped": [r if r.startswith(w) else f"{w}: {r}" for w, r in report.skipped],  # read_image names it
         "dataset_problems": report.dataset_problems,
         "seconds": round(report.seconds, 2),
     }
@@ -196,7 +196,8 @@ def plot_pr_curves(report: EvalReport, path: str | Path) -> Path:
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
     ax.set_title(f"PR @ IoU 0.5, {report.images} images, mAP50 {_fmt(report.metrics.map50)}")
-    ax.legend(loc="lower left", fontsize=8)
+    if ax.get_legend_handles_labels()[0]:  # no class with ground truth: no curve, no legend
+        ax.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=100)

@@ -129,6 +129,22 @@ def test_unreadable_image_is_skipped_and_reported(tmp_path):
     report = evaluate_dataset(backend, folder, NAMES, progress=False)
     assert report.images == 3 and len(report.skipped) == 1 and "broken.jpg" in report.skipped[0][0]
     assert report.metrics.map50 == 1.0
+    # the JSON names the file once, then the reason
+    (entry,) = report_dict(report)["skipped"]
+    assert entry.count("broken.jpg") == 1 and entry.startswith(str(folder / "broken.jpg")), entry
+
+
+def test_pr_curves_without_ground_truth_warn_nothing(tmp_path):
+    """Images without a label file (no objects): the PNG is written with no curve and no warning."""
+    import warnings
+
+    cv2.imwrite(str(tmp_path / "empty.jpg"), np.zeros((32, 32, 3), np.uint8))
+    report = evaluate_dataset(HalfRight(), tmp_path, NAMES, progress=False)
+    assert all(c.num_truth == 0 for c in report.metrics.per_class)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        png = plot_pr_curves(report, tmp_path / "pr.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_open_backend_errors(tmp_path):
