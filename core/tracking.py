@@ -228,7 +228,7 @@ def track_inputs(frame: FrameResult) -> Tuple[np.ndarray, List[str], List[Read |
     best: Dict[int, Read] = {}
     loose: List[Tuple[Box, str, Read]] = []
     for plate in frame.plates:
-        if not plate.read:
+        if not plate.text:  # not read, or the reader decoded nothing: no vote (it made '' events)
             continue
         read = Read(str(plate.text), float(plate.confidence or 0.0), bool(plate.valid), plate.ev)
         if plate.vehicle is None:

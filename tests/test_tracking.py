@@ -123,3 +123,14 @@ def test_track_inputs_from_frame_result() -> None:
     assert labels == ["car", "car", "license_plate"]
     # car 0 has two plates: the valid one wins over the more confident invalid one; car 1 none
     assert reads == [Read("BBB", 0.4, True, None), None, Read("CCC", 0.7, True, True)]
+
+
+def test_track_inputs_skip_empty_reads() -> None:
+    """A read that decoded no character is no vote: it neither beats a real read nor starts a plate track."""
+    dets = [_d((0, 0, 100, 100), "car"), _d((200, 0, 300, 100), "car"),
+            _d((10, 80, 40, 90), "license_plate"), _d((50, 80, 90, 90), "license_plate"),
+            _d((210, 80, 250, 90), "license_plate"), _d((500, 500, 540, 510), "license_plate")]
+    info = [PlateInfo("", 0.9, False), PlateInfo("AAA", 0.2, False), PlateInfo("", 0.8, False),
+            PlateInfo("", 0.7, False)]
+    boxes, labels, reads = track_inputs(build_frame_result(dets, (640, 480), info))
+    assert labels == ["car", "car"] and reads == [Read("AAA", 0.2, False, None), None]
