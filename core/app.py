@@ -281,11 +281,13 @@ def run_video(job: VideoJob, out: TextIO = STDOUT, err: TextIO = sys.stderr) -> 
     def on_reader_event(message: str) -> None:
         print(f"video: {message}", file=err)
 
-    clean = stopped = False
+    clean = stopped = read_any = False
     try:
-        with stop_on_signals() as stop, FrameReader(spec, queue_size=job.queue_size,
+        # The reader shares the stop flag: a signal also ends a reconnection wait on a lost live source.
+        with stop_on_signals() as stop, FrameReader(spec, queue_size=job.queue_size, stop_event=stop.event,
                                                    on_event=on_reader_event) as reader:
             for frame in reader:
+                read_any = True
                 if stop:
                     break
                 result = pipeline.process(frame.image)
@@ -326,14 +328,12 @@ def run_video(job: VideoJob, out: TextIO = STDOUT, err: TextIO = sys.stderr) -> 
         if writer is not None:
             writer.close() if clean or n_frames else writer.abort()
         for log in (events, frames_out):
-            if log is not None:
-                log.close()
-                if not n_frames and log.path.is_file() and log.path.stat().st_size == 0:
-                    log.path.unlink()  # a run that read no frame leaves no empty file behind
-    if not n_frames and not stopped:  # opened, yet nothing decoded: a corrupt file, or not a video
+            if log is not None:  # a run that read no frame leaves no new empty file behind
+                log.close() if read_any else log.discard()
+    if not read_any and not stopped:  # opened, yet nothing decoded: a corrupt file, or not a video
         raise AlprError(f"no frame could be read from {spec.describe()} (not a video, or corrupt)")
     elapsed = max(time.monotonic() - t_start, 1e-9)
     print(f"done: {n_frames} frames in {elapsed:.1f} s ({n_frames / elapsed:.1f} FPS end to end), "
           f"{n_events} plate event(s)" + (f"; video {job.output}" if writer is not None else "")
-          + (f"; events {job.events}" if job.events and Path(job.events).is_file() else ""), file=out)
+          + (f"; events {job.events}" if events is not None and events.path.exists() else ""), file=out)
     return 0 if n_frames else 1

@@ -391,16 +391,30 @@ class VideoWriter:
 
 
 class JsonlWriter:
-    """JSON Lines file written one whole line at a time and flushed after each (``fsync`` optional)."""
+    """JSON Lines file written one whole line at a time and flushed after each (``fsync`` optional).
+
+    Opened at once, so that a path that cannot be written fails before any work (``AlprError``). Without
+    ``append`` an earlier file of that name is emptied at the first write, not before: a run that writes
+    nothing leaves it as it was, and ``discard`` removes a file that this writer created and left empty.
+    """
 
     def __init__(self, path: Union[str, os.PathLike], append: bool = False, fsync: bool = False) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = open(self.path, "a" if append else "w", encoding="utf-8", newline="\n")
+        self.created = not self.path.exists()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = open(self.path, "a", encoding="utf-8", newline="\n")
+        except OSError as exc:
+            raise AlprError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
+        self._replace = not append
         self._fsync = fsync
         self.lines = 0
 
     def write(self, record: Dict[str, Any]) -> None:
+        if self._replace:
+            self._replace = False
+            if self.path.is_file():  # a pipe or a terminal (/dev/stdout) cannot be truncated
+                self._fh.truncate(0)
         self._fh.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
         self._fh.flush()
         if self._fsync:
@@ -411,6 +425,17 @@ class JsonlWriter:
         if not self._fh.closed:
             self._fh.flush()
             self._fh.close()
+
+    def discard(self) -> bool:
+        """Close; remove the file when this writer created it and wrote nothing. True when removed."""
+        self.close()
+        if not self.created or self.lines:
+            return False
+        try:
+            self.path.unlink()
+        except OSError:
+            return False
+        return True
 
     def __enter__(self) -> JsonlWriter:
         return self

@@ -150,22 +150,70 @@ def test_detect_video_file(yolo_fastest, tmp_path) -> None:
 
 
 def test_detect_video_unreadable_file_is_one_error(yolo_fastest, tmp_path) -> None:
-    """A file that is no video, and one cut after 3 kB: one error line, exit 2, no output files left."""
+    """A file that is no video, and one cut after 3 kB: one error line, exit 2, no output files created,
+    and earlier --events / --frames_json files of the same names kept as they were."""
     tflite, _ = yolo_fastest
     garbage = tmp_path / "garbage.jpg"  # OpenCV opens it (an image sequence) and then decodes no frame
     garbage.write_bytes(b"not a video at all")
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(shared_path("data", "video", "license_plate.mp4").read_bytes()[:3000])
-    for video, needle in ((garbage, "no frame could be read"), (cut, "cannot open video source")):
-        outputs = [tmp_path / f"{video.stem}.avi", tmp_path / f"{video.stem}-frames.jsonl",
-                   tmp_path / f"{video.stem}-events.jsonl"]
+    earlier = '{"event": "plate", "text": "12가3456"}\n'
+    for video, needle, existing in ((garbage, "no frame could be read", False),
+                                    (cut, "cannot open video source", True)):
+        video_out, frames, events = (tmp_path / f"{video.stem}{suffix}" for suffix in
+                                     (".avi", "-frames.jsonl", "-events.jsonl"))
+        if existing:
+            frames.write_text(earlier, encoding="utf-8")
+            events.write_text(earlier, encoding="utf-8")
         r = run("detect_video.py", "--weights", str(tflite), "--nolpr", "--video", str(video),
-                "--output", str(outputs[0]), "--output_format", "MJPG", "--frames_json", str(outputs[1]),
-                "--events", str(outputs[2]), "--dont_show")
+                "--output", str(video_out), "--output_format", "MJPG", "--frames_json", str(frames),
+                "--events", str(events), "--dont_show")
         errors = [line for line in r.stderr.splitlines() if line.startswith("error: ")]
         assert r.returncode == 2 and len(errors) == 1 and needle in errors[0], r.stderr
         assert "Traceback" not in r.stderr and "done:" not in r.stdout
-        assert not [o for o in outputs if o.exists()]
+        assert not video_out.exists()
+        if existing:
+            assert frames.read_text(encoding="utf-8") == earlier == events.read_text(encoding="utf-8")
+        else:
+            assert not frames.exists() and not events.exists()
+
+
+def test_detect_video_sigterm_while_reconnecting(yolo_fastest, tmp_path) -> None:
+    """SIGTERM while a lost live stream is being reconnected ends the run at once, outputs closed (it used to
+    wait for a frame that never came, until systemd's SIGKILL)."""
+    import signal
+
+    tflite, _ = yolo_fastest
+    port = free_port()
+    server = serve_mjpeg(port, "--start", "0")
+    out = tmp_path / "live.avi"
+    frames = tmp_path / "frames.jsonl"
+    app = subprocess.Popen([sys.executable, str(REPO / "detect_video.py"), "--weights", str(tflite), "--nolpr",
+                            "--video", f"http://127.0.0.1:{port}/stream.mjpg", "--output", str(out),
+                            "--output_format", "MJPG", "--frames_json", str(frames), "--dont_show"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=REPO)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and (not frames.exists() or len(frames.read_text().splitlines()) < 5):
+            time.sleep(0.1)
+        server.kill()
+        server.wait()
+        time.sleep(3.0)  # the reader has lost the stream and waits between attempts (0.5, 1, 2 ... s)
+        written = len(frames.read_text().splitlines())
+        app.send_signal(signal.SIGTERM)
+        stdout, stderr = app.communicate(timeout=20)
+    finally:
+        app.kill()
+        server.kill()
+        server.wait()
+    assert app.returncode == 0 and "Traceback" not in stderr, stderr
+    assert "reconnecting" in stderr and written >= 5
+    assert len(frames.read_text().splitlines()) == written
+    cap = cv2.VideoCapture(str(out))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    assert n == written
 
 
 def test_detect_video_live_stream_reconnects(yolo_fastest, tmp_path) -> None:

@@ -220,6 +220,36 @@ def test_jsonl_writer_flushes_each_line(tmp_path: Path) -> None:
     assert [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()][1] == {"n": 2}
 
 
+def test_jsonl_writer_replaces_only_at_the_first_line(tmp_path: Path) -> None:
+    """An earlier file survives a writer that writes nothing; the first line replaces it; append keeps it."""
+    path = tmp_path / "frames.jsonl"
+    path.write_text('{"old": 1}\n', encoding="utf-8")
+    idle = JsonlWriter(path)
+    assert not idle.discard()  # not created by it: kept
+    assert path.read_text(encoding="utf-8") == '{"old": 1}\n'
+    with JsonlWriter(path) as writer:
+        writer.write({"new": 2})
+    assert path.read_text(encoding="utf-8") == '{"new":2}\n'
+    with JsonlWriter(path, append=True) as writer:
+        writer.write({"more": 3})
+    assert path.read_text(encoding="utf-8").splitlines() == ['{"new":2}', '{"more":3}']
+
+
+def test_jsonl_writer_discards_only_a_file_it_created_empty(tmp_path: Path) -> None:
+    fresh = tmp_path / "sub" / "events.jsonl"
+    assert JsonlWriter(fresh, append=True).discard() and not fresh.exists()
+    used = JsonlWriter(fresh, append=True)
+    used.write({"n": 1})
+    assert not used.discard() and fresh.read_text(encoding="utf-8") == '{"n":1}\n'
+
+
+def test_jsonl_writer_unwritable_path_is_one_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x", encoding="utf-8")
+    with pytest.raises(AlprError, match="cannot write"):
+        JsonlWriter(blocker / "events.jsonl")  # its folder would have to be a file
+
+
 def test_signals_set_the_flag_and_restore_handlers() -> None:
     before = signal.getsignal(signal.SIGTERM)
     with stop_on_signals() as flag:
