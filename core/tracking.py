@@ -221,7 +221,7 @@ class IouTracker:
 
 def track_inputs(frame: FrameResult) -> Tuple[np.ndarray, List[str], List[Read | None]]:
     """Boxes, labels and reads to track for one frame: every vehicle (with the best read among the plates
-    assigned to it) and every read plate that lies in no vehicle."""
+    assigned to it) and every plate read as some text that lies in no vehicle."""
     boxes: List[Box] = []
     labels: List[str] = []
     reads: List[Read | None] = []
