@@ -8,7 +8,7 @@ PY="${ALPR_PYTHON:-$BUNDLE/.venv/bin/python}"
 "$PY" verify_bundle.py --quiet
 EVENTS_DIR="${ALPR_EVENTS_DIR:-/var/lib/alpr}"
 mkdir -p "$EVENTS_DIR"
-# detect_video.py truncates its --events file: one file per start keeps earlier events.
+# One events file per start (detect_video.py appends to --events): a restart's events are easy to find.
 EVENTS="$EVENTS_DIR/events-$(date -u +%Y%m%dT%H%M%SZ).jsonl"
 if [ "${ALPR_CSI:-0}" = 1 ]; then
   SOURCE=(--csi --csi_sensor "${ALPR_CSI_SENSOR:-0}" --csi_size "${ALPR_CSI_SIZE:-1280x720}"
