@@ -21,7 +21,8 @@ from core.cli import guarded  # noqa: E402
 
 FLAGS = flags.FLAGS
 define_model_flags(flags, lpr_default=False)
-flags.DEFINE_list("images", ["data/images/demo.jpg"], "images: files, folders or globs (comma-separated)")
+flags.DEFINE_list("images", ["data/images/demo.jpg"],
+                  "images: files, folders, globs or .txt lists of image paths (comma-separated)")
 flags.DEFINE_string("output", "./detections", "output folder")
 flags.DEFINE_boolean("count", False, "print the number of objects of each class")
 flags.DEFINE_boolean("info", False, "print every detection (class, score, box)")

@@ -2,7 +2,9 @@
 
 Expansion rules (``expand_image_args``):
 - each argument is a file, a folder or a glob pattern (``*``, ``?``, ``[``; ``**`` with recursive globs);
-- an explicit file is always taken, whatever its extension (reading it says if it is not an image);
+- a ``.txt`` file is a list of images (``read_image_list``, Darknet's ``train.txt``); entries found
+  nowhere go to ``missing`` as ``LIST:LINE: ENTRY``;
+- any other explicit file is always taken, whatever its extension (reading it says if it is not an image);
 - a folder gives its files with an image extension (``IMAGE_EXTENSIONS``, any case), sorted by name,
   not recursing unless asked; a glob gives its matches sorted by name, folders among them expanded;
 - files in a folder or glob without an image extension (not hidden ones) are listed in ``skipped`` so the
@@ -17,7 +19,7 @@ import glob
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, List, Sequence
+from typing import Iterable, List, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -41,6 +43,28 @@ class ImageList:
 def is_image_name(path: str | os.PathLike) -> bool:
     """True when the file name has an image extension (case-insensitive)."""
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def read_image_list(list_file: str | os.PathLike) -> List[Tuple[int, Path]]:
+    """(line number, path) of each entry of an image list: one path per line, blank lines and ``#``
+    comments skipped. A relative entry is resolved against the list's folder first, then the working
+    directory (Darknet's lists are written either way); one found in neither is returned as written, for
+    the caller to report."""
+    list_file = Path(list_file)
+    try:
+        lines = list_file.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AlprError(f"cannot read the image list {list_file}: {exc}") from None
+    out: List[Tuple[int, Path]] = []
+    for number, line in enumerate(lines, 1):
+        entry = line.strip()
+        if not entry or entry.startswith("#"):
+            continue
+        path = Path(entry).expanduser()
+        if not path.is_absolute():
+            path = next((c for c in (list_file.parent / path, Path.cwd() / path) if c.is_file()), path)
+        out.append((number, path))
+    return out
 
 
 def _folder_files(folder: Path, recursive: bool) -> List[Path]:
@@ -73,6 +97,12 @@ def expand_image_args(args: str | Sequence[str], recursive: bool = False) -> Ima
         if path.is_dir():
             for f in _folder_files(path, recursive):
                 add(f, False)
+        elif path.is_file() and path.suffix.lower() == ".txt":
+            for number, entry in read_image_list(path):
+                if entry.is_file():
+                    add(entry, True)
+                else:
+                    out.missing.append(f"{path}:{number}: {entry}")
         elif path.is_file():
             add(path, True)
         elif _GLOB_CHARS & set(arg):

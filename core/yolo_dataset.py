@@ -165,19 +165,15 @@ def read_names(path: PathLike) -> List[str]:
 
 
 def _images_from_list(list_file: Path) -> Tuple[List[Path], List[Tuple[str, str]]]:
+    from core.images import read_image_list
+
     images: List[Path] = []
     problems: List[Tuple[str, str]] = []
-    for number, line in enumerate(list_file.read_text(encoding="utf-8").splitlines(), 1):
-        entry = line.strip()
-        if not entry or entry.startswith("#"):
-            continue
-        p = Path(entry)
-        candidates = [p] if p.is_absolute() else [list_file.parent / p, Path.cwd() / p]
-        found = next((c for c in candidates if c.is_file()), None)
-        if found is None:
-            problems.append((f"{list_file}:{number}", f"image not found: {entry}"))
+    for number, path in read_image_list(list_file):
+        if path.is_file():
+            images.append(path)
         else:
-            images.append(found)
+            problems.append((f"{list_file}:{number}", f"image not found: {path}"))
     return images, problems
 
 

@@ -24,7 +24,7 @@ def tree(tmp_path: Path) -> Path:
     _png(tmp_path / "imgs" / "b.png")
     _png(tmp_path / "imgs" / "a.JPG")  # a PNG with a .JPG name: the name decides the listing
     _png(tmp_path / "imgs" / "sub" / "c.png")
-    (tmp_path / "imgs" / "notes.txt").write_text("hello")
+    (tmp_path / "imgs" / "notes.md").write_text("hello")
     (tmp_path / "imgs" / ".hidden.png").write_bytes(b"")
     _png(tmp_path / "other" / "z.png")
     _png(tmp_path / "other" / "y.bmp")
@@ -34,7 +34,7 @@ def tree(tmp_path: Path) -> Path:
 def test_folder_sorted_skips_non_images(tree: Path) -> None:
     res = expand_image_args(str(tree / "imgs"))
     assert [Path(p).name for p in res.images] == ["a.JPG", "b.png"]
-    assert [Path(p).name for p in res.skipped] == ["notes.txt"]
+    assert [Path(p).name for p in res.skipped] == ["notes.md"]
     assert res.missing == []
     rec = expand_image_args([str(tree / "imgs")], recursive=True)
     assert [Path(p).name for p in rec.images] == ["a.JPG", "b.png", "c.png"]
@@ -42,19 +42,30 @@ def test_folder_sorted_skips_non_images(tree: Path) -> None:
 
 def test_several_args_order_dedupe_glob_missing(tree: Path) -> None:
     args = [str(tree / "other" / "z.png"), str(tree / "imgs"), str(tree / "other" / "*"),
-            str(tree / "nothing" / "*.jpg"), str(tree / "absent.jpg"), str(tree / "imgs" / "notes.txt")]
+            str(tree / "nothing" / "*.jpg"), str(tree / "absent.jpg"), str(tree / "imgs" / "notes.md")]
     res = expand_image_args(args)
     names = [str(Path(p).relative_to(tree)) for p in res.images]
-    # z first (explicit), then the folder, then the glob's remaining match; notes.txt given explicitly
+    # z first (explicit), then the folder, then the glob's remaining match; notes.md given explicitly
     # was already listed as skipped from the folder, so it is not repeated
     assert names == ["other/z.png", "imgs/a.JPG", "imgs/b.png", "other/y.bmp"]
     assert res.missing == [str(tree / "nothing" / "*.jpg"), str(tree / "absent.jpg")]
-    assert [Path(p).name for p in res.skipped] == ["notes.txt"]
+    assert [Path(p).name for p in res.skipped] == ["notes.md"]
 
 
 def test_explicit_file_taken_whatever_its_name(tree: Path) -> None:
-    res = expand_image_args([str(tree / "imgs" / "notes.txt")])
-    assert res.images == [str(tree / "imgs" / "notes.txt")] and res.skipped == []
+    res = expand_image_args([str(tree / "imgs" / "notes.md")])
+    assert res.images == [str(tree / "imgs" / "notes.md")] and res.skipped == []
+
+
+def test_txt_argument_is_an_image_list(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Darknet's train.txt: entries relative to the list, then to the working directory, absolute ones as
+    they are; comments and blank lines skipped; a missing entry reported with its line."""
+    monkeypatch.chdir(tree)
+    lst = tree / "imgs" / "list.txt"
+    lst.write_text(f"# a comment\nb.png\n\nother/z.png\n{tree / 'other' / 'y.bmp'}\ngone.png\n", encoding="utf-8")
+    res = expand_image_args([str(lst)])
+    assert [str(Path(p).relative_to(tree)) for p in res.images] == ["imgs/b.png", "other/z.png", "other/y.bmp"]
+    assert res.missing == [f"{lst}:6: gone.png"] and res.skipped == []
 
 
 def test_read_image_good_and_unicode(tmp_path: Path) -> None:

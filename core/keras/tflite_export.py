@@ -22,7 +22,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from core.errors import AlprError
-from core.images import IMAGE_EXTENSIONS, expand_image_args, read_image
+from core.images import IMAGE_EXTENSIONS, expand_image_args, read_image, read_image_list
 from core.keras.quantize import quantize_with_percentile_ranges
 from core.model_info import OUTPUT_RAW, ModelInfo, load_model_info, save_model_info
 from core.yolo import letterbox_image, to_input_tensor
@@ -84,7 +84,8 @@ def calibration_paths(dataset: Optional[str | os.PathLike | Sequence[str]], flag
     for arg in args:
         p = Path(arg)
         if p.is_file() and p.suffix.lower() not in IMAGE_EXTENSIONS:
-            paths.extend(_read_list_file(p))
+            # an entry found nowhere stays in: reading it skips and reports it, as for a broken image
+            paths.extend(str(path) for _, path in read_image_list(p))
         else:
             found = expand_image_args([arg])
             if found.missing:
@@ -93,24 +94,6 @@ def calibration_paths(dataset: Optional[str | os.PathLike | Sequence[str]], flag
     if not paths:
         raise AlprError(f"the calibration dataset {', '.join(args)} holds no images")
     return paths
-
-
-def _read_list_file(path: Path) -> List[str]:
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise AlprError(f"cannot read calibration list {path}: {exc}") from None
-    out = []
-    for line in lines:
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        entry = Path(line)
-        # Darknet lists hold paths relative to the working directory or to the list itself.
-        if not entry.is_absolute() and not entry.exists() and (path.parent / entry).exists():
-            entry = path.parent / entry
-        out.append(str(entry))
-    return out
 
 
 def load_calibration_tensors(paths: Sequence[str], info: ModelInfo, count: int, seed: int = 0
