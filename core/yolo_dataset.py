@@ -21,8 +21,8 @@ from typing import List, Sequence, Tuple, Union
 
 from core.cli import atomic_path
 from core.errors import AlprError
+from core.images import IMAGE_EXTENSIONS, read_image_list
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 PathLike = Union[str, "os.PathLike[str]"]
 
 
@@ -165,8 +165,6 @@ def read_names(path: PathLike) -> List[str]:
 
 
 def _images_from_list(list_file: Path) -> Tuple[List[Path], List[Tuple[str, str]]]:
-    from core.images import read_image_list
-
     images: List[Path] = []
     problems: List[Tuple[str, str]] = []
     for number, path in read_image_list(list_file):

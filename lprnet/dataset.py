@@ -21,10 +21,10 @@ import cv2
 import numpy as np
 
 from core.errors import AlprError
+from core.images import IMAGE_EXTENSIONS
 from lprnet.charset import Charset
 from lprnet.preprocess import layout_input, may_be_two_lines
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 _DUPLICATE_SUFFIX = re.compile(r"^(.+?)[-_][0-9]+$")
 
 

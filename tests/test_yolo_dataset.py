@@ -62,6 +62,14 @@ def test_folder_with_bad_lines(tmp_path: Path) -> None:
     assert "2 problems" in summary
 
 
+def test_folder_takes_every_image_kind_detect_reads(tmp_path: Path) -> None:
+    """evaluate.py --dataset and detect.py --images agree on what an image is: .webp and .tif count too."""
+    for name in ("a.webp", "b.TIF", "c.jpg"):
+        _touch_image(tmp_path / name)
+    (tmp_path / "notes.md").write_text("not an image", encoding="utf-8")
+    assert sorted(s.image.name for s in load_dataset(tmp_path).samples) == ["a.webp", "b.TIF", "c.jpg"]
+
+
 def test_list_file_and_darknet_labels_twin(tmp_path: Path) -> None:
     _touch_image(tmp_path / "images" / "x.jpg")
     (tmp_path / "labels").mkdir()

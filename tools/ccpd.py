@@ -35,7 +35,8 @@ import cv2
 import numpy as np
 
 from core.errors import AlprError
-from core.yolo_dataset import IMAGE_EXTENSIONS, box_from_xyxy
+from core.images import IMAGE_EXTENSIONS
+from core.yolo_dataset import box_from_xyxy
 from tools.synth.charsets import validate
 from tools.synth.yolo_io import CLASS_IDS, building_folder, split, write_dataset_files
 
