@@ -261,7 +261,12 @@ def run_video(job: VideoJob, out: TextIO = STDOUT, err: TextIO = sys.stderr) -> 
     meter = FpsMeter()
     writer: Optional[VideoWriter] = None
     events = JsonlWriter(job.events, append=True) if job.events else None  # an event log survives restarts
-    frames_out = JsonlWriter(job.frames_json) if job.frames_json else None
+    try:
+        frames_out = JsonlWriter(job.frames_json) if job.frames_json else None
+    except AlprError:
+        if events is not None:
+            events.discard()
+        raise
     show = job.show and display_available()
     n_frames, n_events, last_log = 0, 0, time.monotonic()
     t_start = time.monotonic()
@@ -328,8 +333,8 @@ def run_video(job: VideoJob, out: TextIO = STDOUT, err: TextIO = sys.stderr) -> 
         if writer is not None:
             writer.close() if clean or n_frames else writer.abort()
         for log in (events, frames_out):
-            if log is not None:  # a run that read no frame leaves no new empty file behind
-                log.close() if read_any else log.discard()
+            if log is not None:  # a run that processed no frame leaves no new empty file behind
+                log.close() if n_frames else log.discard()
     if not read_any and not stopped:  # opened, yet nothing decoded: a corrupt file, or not a video
         raise AlprError(f"no frame could be read from {spec.describe()} (not a video, or corrupt)")
     elapsed = max(time.monotonic() - t_start, 1e-9)

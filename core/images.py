@@ -37,7 +37,7 @@ class ImageList:
 
     images: List[str] = field(default_factory=list)
     skipped: List[str] = field(default_factory=list)  # files in folders/globs that are not images by name
-    missing: List[str] = field(default_factory=list)  # arguments that matched nothing
+    missing: List[str] = field(default_factory=list)  # arguments that matched nothing, LIST:LINE: ENTRY
 
 
 def is_image_name(path: str | os.PathLike) -> bool:

@@ -21,6 +21,7 @@ import os
 import queue
 import re
 import signal
+import stat
 import threading
 import time
 from collections import deque
@@ -390,6 +391,21 @@ class VideoWriter:
             self.abort()
 
 
+def _replaceable(fd: int) -> bool:
+    """A regular file that is not this process's stdout or stderr (``/dev/stdout`` redirected to a log
+    file must not be emptied); pipes and terminals cannot be truncated."""
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        return False
+    for std in (1, 2):
+        try:
+            if os.path.samestat(st, os.fstat(std)):
+                return False
+        except OSError:  # closed
+            pass
+    return True
+
+
 class JsonlWriter:
     """JSON Lines file written one whole line at a time and flushed after each (``fsync`` optional).
 
@@ -413,7 +429,7 @@ class JsonlWriter:
     def write(self, record: Dict[str, Any]) -> None:
         if self._replace:
             self._replace = False
-            if self.path.is_file():  # a pipe or a terminal (/dev/stdout) cannot be truncated
+            if _replaceable(self._fh.fileno()):
                 self._fh.truncate(0)
         self._fh.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
         self._fh.flush()
@@ -475,7 +491,7 @@ def stop_on_signals(signals: Sequence[int] = (signal.SIGINT, signal.SIGTERM)) ->
     previous: Dict[int, Any] = {}
 
     def handler(signum: int, _frame: Any) -> None:
-        if flag.is_set() and signum == signal.SIGINT:
+        if flag.signal is not None and signum == signal.SIGINT:  # a signal came before (not a reader's stop)
             raise KeyboardInterrupt
         flag.set(signum)
 

@@ -176,6 +176,13 @@ def test_detect_video_unreadable_file_is_one_error(yolo_fastest, tmp_path) -> No
             assert frames.read_text(encoding="utf-8") == earlier == events.read_text(encoding="utf-8")
         else:
             assert not frames.exists() and not events.exists()
+    # a --frames_json that cannot be written: one error, and the new --events file is not left behind
+    events = tmp_path / "new-events.jsonl"
+    r = run("detect_video.py", "--weights", str(tflite), "--nolpr", "--video", str(cut), "--events", str(events),
+            "--frames_json", str(garbage / "frames.jsonl"), "--dont_show")
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error: ")]
+    assert r.returncode == 2 and len(errors) == 1 and "cannot write" in errors[0], r.stderr
+    assert not events.exists()
 
 
 def test_detect_video_sigterm_while_reconnecting(yolo_fastest, tmp_path) -> None:

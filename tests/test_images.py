@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from core.errors import AlprError
-from core.images import expand_image_args, read_image
+from core.images import expand_image_args, read_image, read_image_list
 
 
 def _png(path: Path, value: int = 100) -> Path:
@@ -66,6 +66,15 @@ def test_txt_argument_is_an_image_list(tree: Path, monkeypatch: pytest.MonkeyPat
     res = expand_image_args([str(lst)])
     assert [str(Path(p).relative_to(tree)) for p in res.images] == ["imgs/b.png", "other/z.png", "other/y.bmp"]
     assert res.missing == [f"{lst}:6: gone.png"] and res.skipped == []
+
+
+def test_image_list_prefers_the_lists_folder(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An entry that exists both beside the list and in the working directory is the one beside the list."""
+    monkeypatch.chdir(tree / "other")
+    _png(tree / "other" / "b.png")
+    lst = tree / "imgs" / "list.txt"
+    lst.write_text("b.png\nz.png\n", encoding="utf-8")
+    assert read_image_list(lst) == [(1, tree / "imgs" / "b.png"), (2, tree / "other" / "z.png")]
 
 
 def test_read_image_good_and_unicode(tmp_path: Path) -> None:

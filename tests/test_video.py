@@ -250,6 +250,34 @@ def test_jsonl_writer_unwritable_path_is_one_error(tmp_path: Path) -> None:
         JsonlWriter(blocker / "events.jsonl")  # its folder would have to be a file
 
 
+def test_first_sigint_after_a_readers_stop_only_sets_the_flag() -> None:
+    """FrameReader shares the flag's event and sets it when it closes: a Ctrl-C then is still the first."""
+    with stop_on_signals() as flag:
+        flag.event.set()  # what FrameReader.stop() does
+        os.kill(os.getpid(), signal.SIGINT)
+        deadline = time.monotonic() + 2
+        while flag.signal is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert flag.signal == signal.SIGINT
+
+
+def test_jsonl_writer_never_empties_stdout_or_a_pipe(tmp_path: Path) -> None:
+    from core.video import _replaceable
+
+    regular = tmp_path / "f"
+    regular.write_text("x", encoding="utf-8")
+    with open(regular, "a", encoding="utf-8") as fh:
+        assert _replaceable(fh.fileno())
+    read_end, write_end = os.pipe()
+    try:
+        assert not _replaceable(write_end)
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    # fd 1 is a regular temporary file under pytest's capture, a terminal or a pipe otherwise: never emptied
+    assert not _replaceable(1)
+
+
 def test_signals_set_the_flag_and_restore_handlers() -> None:
     before = signal.getsignal(signal.SIGTERM)
     with stop_on_signals() as flag:
