@@ -371,6 +371,26 @@ def test_augmented_boxes_cover_their_objects(tmp_path, mosaic):
     assert seen >= 4
 
 
+def test_unreadable_training_images_are_left_out_and_reported(tmp_path):
+    import cv2
+
+    from core.errors import AlprError
+    from core.keras.data import load_records
+
+    cv2.imwrite(str(tmp_path / "good.png"), np.zeros((40, 80, 3), np.uint8))
+    (tmp_path / "good.txt").write_text("0 0.5 0.5 0.5 0.5\n", encoding="utf-8")
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
+    (tmp_path / "broken.txt").write_text("0 0.5 0.5 0.5 0.5\n", encoding="utf-8")
+    (tmp_path / "empty.png").write_bytes(b"")  # no label file: a background image, unreadable too
+    records, summary = load_records(str(tmp_path), 1)
+    assert [Path(r.path).name for r in records] == ["good.png"]
+    np.testing.assert_allclose(records[0].boxes, [[0, 20, 10, 60, 30]])  # 80x40 image, box half its size
+    assert "2 unreadable images left out" in summary and "broken.jpg" in summary
+    (tmp_path / "good.png").write_bytes(b"")
+    with pytest.raises(AlprError, match="no readable image"):
+        load_records(str(tmp_path), 1)
+
+
 def test_to_yolo_by_hand():
     np.testing.assert_allclose(to_yolo(np.array([[2, 10, 20, 30, 60]]), 100, 200), [[2, 0.2, 0.2, 0.2, 0.2]])
 

@@ -49,17 +49,24 @@ class Record:
     boxes: np.ndarray
 
 
-def records_from(samples: Sequence[YoloSample], size_of=None) -> List[Record]:
-    """Records with boxes in pixels; image sizes are read from the files (header only when possible)."""
-    out = []
+def records_from(samples: Sequence[YoloSample], size_of=None) -> Tuple[List[Record], List[str]]:
+    """Records with boxes in pixels, and one 'PATH: reason' per image left out because its header cannot
+    be read (image sizes come from the headers; one bad file must not stop a training run, or crash it
+    when a batch draws it hours later)."""
+    out: List[Record] = []
+    skipped: List[str] = []
     for s in samples:
-        if s.boxes:
+        try:
             w, h = (size_of or _image_size)(str(s.image))
+        except AlprError as exc:
+            skipped.append(str(exc))
+            continue
+        if s.boxes:
             arr = np.array([(b.class_id, *b.to_xyxy(w, h)) for b in s.boxes], np.float32)
         else:
             arr = np.zeros((0, 5), np.float32)
         out.append(Record(str(s.image), arr))
-    return out
+    return out, skipped
 
 
 def _image_size(path: str) -> Tuple[int, int]:
@@ -69,14 +76,20 @@ def _image_size(path: str) -> Tuple[int, int]:
     try:
         with Image.open(path) as im:
             return im.size
-    except OSError as exc:
-        raise AlprError(f"cannot read image {path}: {exc}") from None
+    except (OSError, ValueError) as exc:  # PIL: UnidentifiedImageError is an OSError
+        raise AlprError(f"{path}: not a readable image ({exc})") from None
 
 
 def load_records(source: str, num_classes: int) -> Tuple[List[Record], str]:
     """Records of a dataset folder or list file, and its one-line summary (bad lines reported there)."""
     ds = load_dataset(source, num_classes)
-    return records_from(ds.samples), ds.summary()
+    records, skipped = records_from(ds.samples)
+    summary = ds.summary()
+    if skipped:
+        summary += f", {len(skipped)} unreadable images left out (first: {skipped[0]})"
+    if not records:
+        raise AlprError(f"no readable image in {source}: {summary}")
+    return records, summary
 
 
 def _read(path: str) -> np.ndarray:
