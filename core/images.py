@@ -52,7 +52,7 @@ def read_image_list(list_file: str | os.PathLike) -> List[Tuple[int, Path]]:
     the caller to report."""
     list_file = Path(list_file)
     try:
-        lines = list_file.read_text(encoding="utf-8").splitlines()
+        lines = list_file.read_text(encoding="utf-8-sig").splitlines()  # a BOM from Windows editors
     except (OSError, UnicodeDecodeError) as exc:
         raise AlprError(f"cannot read the image list {list_file}: {exc}") from None
     out: List[Tuple[int, Path]] = []

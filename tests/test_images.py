@@ -73,7 +73,7 @@ def test_image_list_prefers_the_lists_folder(tree: Path, monkeypatch: pytest.Mon
     monkeypatch.chdir(tree / "other")
     _png(tree / "other" / "b.png")
     lst = tree / "imgs" / "list.txt"
-    lst.write_text("b.png\nz.png\n", encoding="utf-8")
+    lst.write_text("b.png\nz.png\n", encoding="utf-8-sig")  # with the BOM a Windows editor writes
     assert read_image_list(lst) == [(1, tree / "imgs" / "b.png"), (2, tree / "other" / "z.png")]
 
 
