@@ -84,7 +84,7 @@ def report_dict(report: EvalReport) -> Dict[str, Any]:
         "images": report.images,
         "truths": {n: c.num_truth for n, c in zip(names, m.per_class)},
         "detections": {n: c.num_detections for n, c in zip(names, m.per_class)},
-        "skipped": [r if r.startswith(w) else f"{w}: {r}" for w, r in report.skipped],  # read_image names it
+        "skipped": [reason for _, reason in report.skipped],  # read_image's reasons start with the path
         "dataset_problems": report.dataset_problems,
         "seconds": round(report.seconds, 2),
     }
