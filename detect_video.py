@@ -20,6 +20,7 @@ from absl import app, flags  # noqa: E402
 
 from core.app import define_model_flags  # noqa: E402
 from core.cli import guarded  # noqa: E402
+from core.tracking import DEFAULT_MIN_CONFIDENCE, EventFilter  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("video", None, "file, camera index, RTSP/HTTP URL or GStreamer pipeline")
@@ -35,6 +36,10 @@ flags.DEFINE_string("events", None, "JSON Lines file of plate events (one per tr
 flags.DEFINE_string("frames_json", None, "JSON Lines file with every frame's detections")
 flags.DEFINE_integer("max_frames", None, "stop after this many frames")
 flags.DEFINE_integer("report_after", None, "report a vehicle's plate after N frames instead of when it leaves")
+flags.DEFINE_float("event_min_conf", DEFAULT_MIN_CONFIDENCE, "report a vehicle's plate only when the mean "
+                   "confidence of its voted read is at least this (0: any)")
+flags.DEFINE_boolean("event_invalid", False, "also report voted reads that do not fit the plate format "
+                     "(every such read of the real test crops was wrong)")
 
 
 def main(argv):
@@ -53,10 +58,13 @@ def main(argv):
         source = FLAGS.video
     else:
         raise AlprError("give --video (file, camera index, URL or GStreamer pipeline) or --csi")
+    if not 0.0 <= FLAGS.event_min_conf <= 1.0:
+        raise AlprError(f"--event_min_conf must be in [0, 1], got {FLAGS.event_min_conf:g}")
     models = model_choice(FLAGS)
     job = VideoJob(video=source, models=models, output=FLAGS.output, output_format=FLAGS.output_format,
                    events=FLAGS.events, frames_json=FLAGS.frames_json, show=not FLAGS.dont_show,
-                   max_frames=FLAGS.max_frames, report_after=FLAGS.report_after)
+                   max_frames=FLAGS.max_frames, report_after=FLAGS.report_after,
+                   event_filter=EventFilter(FLAGS.event_min_conf, FLAGS.event_invalid))
     return run_video(job)
 
 

@@ -21,6 +21,7 @@ from core.crops import encode_image, safe_name, save_crop
 from core.errors import AlprError
 from core.pipeline import DEFAULT_DETECTOR, DEFAULT_READER, Pipeline, PipelineOptions
 from core.results import FrameResult
+from core.tracking import EventFilter
 from lprnet.ctc import DECODERS
 
 STDOUT: TextIO = sys.stdout
@@ -246,6 +247,7 @@ class VideoJob:
     show: bool = False
     max_frames: Optional[int] = None
     report_after: Optional[int] = None  # report a track's plate after N frames instead of when it ends
+    event_filter: EventFilter = field(default_factory=EventFilter)  # which voted plates are reported
     log_every: float = 2.0  # seconds between FPS lines on stdout
     queue_size: int = 4
 
@@ -268,12 +270,15 @@ def run_video(job: VideoJob, out: TextIO = STDOUT, err: TextIO = sys.stderr) -> 
             events.discard()
         raise
     show = job.show and display_available()
-    n_frames, n_events, last_log = 0, 0, time.monotonic()
+    n_frames, n_events, n_held, last_log = 0, 0, 0, time.monotonic()
     t_start = time.monotonic()
 
     def emit(evs) -> None:
-        nonlocal n_events
+        nonlocal n_events, n_held
         for ev in evs:
+            if not job.event_filter.keeps(ev):
+                n_held += 1
+                continue
             record = ev.to_json_dict()
             record["source"] = spec.describe()
             if events is not None:
@@ -339,6 +344,8 @@ def run_video(job: VideoJob, out: TextIO = STDOUT, err: TextIO = sys.stderr) -> 
         raise AlprError(f"no frame could be read from {spec.describe()} (not a video, or corrupt)")
     elapsed = max(time.monotonic() - t_start, 1e-9)
     print(f"done: {n_frames} frames in {elapsed:.1f} s ({n_frames / elapsed:.1f} FPS end to end), "
-          f"{n_events} plate event(s)" + (f"; video {job.output}" if writer is not None else "")
+          f"{n_events} plate event(s)"
+          + (f" ({n_held} held back: {job.event_filter.describe()})" if n_held else "")
+          + (f"; video {job.output}" if writer is not None else "")
           + (f"; events {job.events}" if events is not None and events.path.exists() else ""), file=out)
     return 0 if n_frames else 1

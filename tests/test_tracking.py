@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from core.results import PlateInfo, build_frame_result
-from core.tracking import IouTracker, Read, iou_matrix, track_inputs, vote
+from core.tracking import EventFilter, IouTracker, PlateEvent, Read, iou_matrix, track_inputs, vote
 from core.types import Detection
 
 
@@ -134,3 +134,21 @@ def test_track_inputs_skip_empty_reads() -> None:
             PlateInfo("", 0.7, False)]
     boxes, labels, reads = track_inputs(build_frame_result(dets, (640, 480), info))
     assert labels == ["car", "car"] and reads == [Read("AAA", 0.2, False, None), None]
+
+
+def _event(text: str, confidence: float, valid: bool) -> PlateEvent:
+    return PlateEvent(1, "car", text, confidence, valid, None, 3, 3, 0.0, 1.0, 3, (0.0, 0.0, 10.0, 10.0), "ended")
+
+
+def test_event_filter() -> None:
+    """The default reports only format-valid plates with a mean confidence of at least 0.1 (the flag help's
+    documented default); each condition can be relaxed on its own."""
+    good, faint, invalid, edge = (_event("12가3456", 0.9, True), _event("12가3456", 0.05, True),
+                                  _event("5", 0.9, False), _event("12가3456", 0.1, True))
+    default = EventFilter()
+    assert [default.keeps(e) for e in (good, faint, invalid, edge)] == [True, False, False, True]
+    assert default.describe() == "not a valid plate format or confidence under 0.1"
+    loose = EventFilter(min_confidence=0.0, include_invalid=True)
+    assert all(loose.keeps(e) for e in (good, faint, invalid, edge)) and loose.describe() == "nothing"
+    assert [EventFilter(0.5, True).keeps(e) for e in (good, faint, invalid, edge)] == [True, False, True, False]
+    assert EventFilter(0.5, True).describe() == "confidence under 0.5"

@@ -1,0 +1,84 @@
+"""How well a read's format validity and CTC confidence separate right from wrong reads, on labelled crops.
+
+The figures behind ``detect_video.py``'s event defaults (``core.tracking.EventFilter``): for each
+confidence threshold, how many reads of the crops are kept and how many of those are right, with and
+without the format-valid condition.
+
+    python -m tools.event_filter_check                                   # shipped readers, ../shared crops
+    python -m tools.event_filter_check --charset cn --images DIR --weights lprnet-cn-int8.tflite
+
+Crops are named by their plate text (``lprnet.dataset``), as in ``../shared/data/cn_plates_dev``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple
+
+from absl import app, flags
+
+from core.cli import guarded
+from core.errors import AlprError
+from tools.recipe import REPO, SHARED
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum("charset", None, ["kr", "cn"], "one reader only (default: both)")
+flags.DEFINE_string("images", None, "crop folder or label file (default: ../shared/data/<charset>_plates_dev)")
+flags.DEFINE_string("weights", None, "reader .tflite (default: checkpoints/lprnet-<charset>-int8.tflite)")
+flags.DEFINE_list("thresholds", ["0", "0.05", "0.1", "0.2", "0.3", "0.5", "0.7"], "confidence thresholds")
+
+# (valid, confidence, right) per crop
+Row = Tuple[bool, float, bool]
+
+
+def read_rows(charset_name: str, images: str, weights: str) -> List[Row]:
+    """Read every crop with the reader as the runtime does and compare with the crop's text."""
+    from lprnet.charset import load_charset
+    from lprnet.dataset import list_samples, load_crops
+    from lprnet.evaluate import load_backend
+    from lprnet.reader import read_crops
+
+    charset = load_charset(charset_name)
+    crops, texts = load_crops(list_samples(images, charset))
+    logits_fn, _ = load_backend(weights, charset)
+    reads = read_crops(crops, logits_fn, charset, batch_size=64)
+    return [(r.valid, float(r.confidence), r.text == t) for r, t in zip(reads, texts)]
+
+
+def table(rows: Sequence[Row], thresholds: Sequence[float]) -> List[str]:
+    """One line per threshold: kept / right among kept, for any read and for format-valid reads only."""
+    lines = [f"{'min conf':>8}  {'any read: kept  right  wrong':>28}  {'valid only: kept  right  wrong':>30}"]
+    for t in thresholds:
+        cells = []
+        for valid_only in (False, True):
+            kept = [r for r in rows if r[1] >= t and (r[0] or not valid_only)]
+            right = sum(r[2] for r in kept)
+            cells.append(f"{len(kept):>5} {right:>6} {len(kept) - right:>6}")
+        lines.append(f"{t:>8g}  {cells[0]:>28}  {cells[1]:>30}")
+    invalid = [r for r in rows if not r[0]]
+    lines.append(f"format-invalid reads: {len(invalid)} of {len(rows)}, right: {sum(r[2] for r in invalid)}")
+    return lines
+
+
+def main(argv: Sequence[str]) -> None:
+    del argv
+    thresholds = []
+    for t in FLAGS.thresholds:
+        try:
+            thresholds.append(float(t))
+        except ValueError:
+            raise AlprError(f"--thresholds: {t!r} is not a number") from None
+    charsets = [FLAGS.charset] if FLAGS.charset else ["kr", "cn"]
+    if (FLAGS.images or FLAGS.weights) and len(charsets) > 1:
+        raise AlprError("--images and --weights need --charset")
+    for name in charsets:
+        images: Optional[str] = FLAGS.images or str(SHARED / "data" / f"{name}_plates_dev")
+        if not Path(images).exists():
+            raise AlprError(f"no crops at {images} (pass --images)")
+        weights = FLAGS.weights or str(REPO / "checkpoints" / f"lprnet-{name}-int8.tflite")
+        rows = read_rows(name, images, weights)
+        print(f"{name}: {len(rows)} crops from {images}, reader {weights}")
+        print("\n".join(table(rows, thresholds)))
+
+
+if __name__ == "__main__":
+    app.run(guarded(main))
