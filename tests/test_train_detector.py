@@ -391,6 +391,49 @@ def test_unreadable_training_images_are_left_out_and_reported(tmp_path):
         load_records(str(tmp_path), 1)
 
 
+def _truncate(path: Path) -> None:
+    """Keep the PNG's header (PIL still reads the size) but cut its pixels (OpenCV cannot decode them)."""
+    from PIL import Image
+
+    path.write_bytes(path.read_bytes()[:60])
+    with Image.open(path) as im:
+        assert im.size[0] > 0
+
+
+@pytest.mark.parametrize("mosaic", [0.0, 1.0])
+def test_an_undecodable_image_becomes_an_empty_grey_sample(tmp_path, mosaic, capsys):
+    """A file whose header reads but whose pixels do not is found only when a batch draws it: it becomes a
+    grey image with no boxes (its labels would describe pixels that are not there), warned about once."""
+    from core.keras.data import undecodable
+    from core.yolo import LETTERBOX_FILL
+
+    path = _write_scene(tmp_path, "cut", [(1, 10, 10, 50, 30)])
+    _truncate(path)
+    rec = Record(str(path), np.array([[1, 10, 10, 50, 30]], np.float32))
+    rgb, labels = letterboxed(rec, 64)
+    assert labels.shape == (0, 5) and (rgb == LETTERBOX_FILL).all()
+    aug = AugmentConfig(mosaic=mosaic, scale=(0.6, 1.2), hue=0.0, saturation=1.0, exposure=1.0)
+    for seed in range(3):
+        rgb, labels = augment([rec] * 4, 0, 64, seed, aug)
+        assert labels.shape == (0, 5) and (rgb == LETTERBOX_FILL).all()
+    assert capsys.readouterr().err.count(f"warning: {path}: the image cannot be decoded") <= 1
+    assert undecodable([rec, Record(str(tmp_path / "other.png"), rec.boxes), rec]) == [str(path)]
+
+
+def test_training_goes_on_past_an_undecodable_image(tmp_path, tiny_cfg_path):
+    from core.keras.train_detector import TrainConfig, train
+
+    train_list = _tiny_dataset(tmp_path / "data", n=8)
+    _truncate(tmp_path / "data" / "img3.png")
+    logs = []
+    cfg = TrainConfig(cfg=str(tiny_cfg_path), train=str(train_list), valid=str(train_list),
+                      out_dir=str(tmp_path / "run"), input_size=64, batch_size=4, epochs=1, warmup_steps=0,
+                      eval_every=1, progress=False, name="tiny", workers=1)
+    result = train(cfg, log=logs.append)
+    assert result.steps_done == 2 and result.weights.is_file()
+    assert any(line.startswith("warning: 1 images could not be decoded") and "img3.png" in line for line in logs)
+
+
 def test_to_yolo_by_hand():
     np.testing.assert_allclose(to_yolo(np.array([[2, 10, 20, 30, 60]]), 100, 200), [[2, 0.2, 0.2, 0.2, 0.2]])
 

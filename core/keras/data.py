@@ -6,15 +6,17 @@ centre and cropped there), otherwise one image placed at a random scale, aspect 
 canvas (Darknet's jitter). Then an optional horizontal flip and an HSV jitter (Darknet's hue,
 saturation, exposure). Boxes are clipped to what stays visible; a box keeping less than
 ``min_visible`` of its area, or under 2 pixels wide or high, is dropped. Validation samples are
-letterboxed exactly as ``core.yolo.letterbox_image`` does at inference.
+letterboxed exactly as ``core.yolo.letterbox_image`` does at inference. An image whose header reads but
+whose pixels do not decode is trained (and validated) as an empty grey image, with a warning.
 
 The loader is pure numpy (``load_train_sample`` is deterministic for a given seed); tf.data runs it
 through ``tf.numpy_function`` with parallel calls, so OpenCV's GIL-free decoding and resizing overlap.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
-from typing import List, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -92,11 +94,29 @@ def load_records(source: str, num_classes: int) -> Tuple[List[Record], str]:
     return records, summary
 
 
-def _read(path: str) -> np.ndarray:
-    img = cv2.imread(path, cv2.IMREAD_COLOR)
-    if img is None:
-        raise AlprError(f"cannot read image {path}")
-    return img
+# Paths whose header was readable but whose pixels were not (a truncated or corrupt file), in the order
+# met; each is warned about once per process. tf.data's loader threads share it (set under the GIL).
+_UNDECODABLE: Dict[str, None] = {}
+UNDECODABLE_SIZE = 64  # side of the grey stand-in image
+
+
+def undecodable(records: Sequence[Record]) -> List[str]:
+    """Those of ``records``' paths (each once) whose pixels could not be decoded so far in this process."""
+    return [path for path in dict.fromkeys(r.path for r in records) if path in _UNDECODABLE]
+
+
+def _pixels(rec: Record) -> Tuple[np.ndarray, np.ndarray]:
+    """The record's BGR image and boxes. An image that cannot be decoded becomes a grey background with no
+    boxes and one warning: its header was read when the dataset was loaded, and a corrupt body found when
+    a batch draws it hours into a run must not end the run."""
+    img = cv2.imread(rec.path, cv2.IMREAD_COLOR)
+    if img is not None:
+        return img, rec.boxes
+    if rec.path not in _UNDECODABLE:
+        _UNDECODABLE[rec.path] = None
+        print(f"warning: {rec.path}: the image cannot be decoded; trained as an empty grey image", file=sys.stderr)
+    return (np.full((UNDECODABLE_SIZE, UNDECODABLE_SIZE, 3), LETTERBOX_FILL, np.uint8),
+            np.zeros((0, 5), np.float32))
 
 
 def _place(canvas: np.ndarray, img: np.ndarray, boxes: np.ndarray, x0: int, y0: int,
@@ -141,9 +161,9 @@ def _random_scale(rng: np.random.Generator, img: np.ndarray, size: int, aug: Aug
 
 
 def _single(rec: Record, size: int, rng: np.random.Generator, aug: AugmentConfig) -> Tuple[np.ndarray, np.ndarray]:
-    img = _read(rec.path)
+    img, boxes = _pixels(rec)
     sx, sy = _random_scale(rng, img, size, aug, 1.0)
-    img, boxes = _scaled(img, rec.boxes, sx, sy)
+    img, boxes = _scaled(img, boxes, sx, sy)
     h, w = img.shape[:2]
     if aug.scale == (1.0, 1.0) and aug.aspect_jitter == 0:  # no jitter: exactly the inference letterbox
         x0, y0 = (size - w) // 2, (size - h) // 2
@@ -162,9 +182,9 @@ def _mosaic(recs: Sequence[Record], size: int, rng: np.random.Generator, aug: Au
     regions = ((0, 0, xc, yc), (xc, 0, size, yc), (0, yc, xc, size), (xc, yc, size, size))
     out = []
     for k, (rec, region) in enumerate(zip(recs, regions)):
-        img = _read(rec.path)
+        img, boxes = _pixels(rec)
         sx, sy = _random_scale(rng, img, size, aug, 0.6)
-        img, boxes = _scaled(img, rec.boxes, sx, sy)
+        img, boxes = _scaled(img, boxes, sx, sy)
         h, w = img.shape[:2]
         # The image's corner nearest the centre sits on the centre, with a small random overlap shift.
         x0 = xc - w if k in (0, 2) else xc
@@ -211,9 +231,9 @@ def augment(records: Sequence[Record], index: int, size: int, seed: int, aug: Au
 
 def letterboxed(rec: Record, size: int) -> Tuple[np.ndarray, np.ndarray]:
     """Validation sample: the inference letterbox (RGB uint8) and labels as fractions of the input."""
-    img = _read(rec.path)
+    img, boxes = _pixels(rec)
     rgb, lb = letterbox_image(img, size, size)
-    b = rec.boxes.copy()
+    b = boxes.copy()
     b[:, [1, 3]] = b[:, [1, 3]] * lb.scale_x + lb.pad_x
     b[:, [2, 4]] = b[:, [2, 4]] * lb.scale_y + lb.pad_y
     return rgb, to_yolo(b, size, size)

@@ -25,7 +25,7 @@ import numpy as np
 
 from core.cli import atomic_copy, atomic_path
 from core.errors import AlprError
-from core.keras.data import NO_AUGMENT, AugmentConfig, Record, letterboxed, load_records, make_dataset
+from core.keras.data import NO_AUGMENT, AugmentConfig, Record, letterboxed, load_records, make_dataset, undecodable
 from core.keras.loss import LossSpec, loss_spec_from_cfg, yolo_loss
 from core.model_info import YoloHead
 
@@ -451,6 +451,10 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print, strategy=None) -
     best_path = out_dir / f"{cfg.name}_best.weights"
     sps = float(np.median(step_times[1:])) if len(step_times) > 1 else float("nan")
     log(f"wrote {final} after {step} steps ({time.time() - t_start:.0f} s, median {sps:.2f} s/step)")
+    bad = undecodable(records + valid_records)
+    if bad:
+        log(f"warning: {len(bad)} images could not be decoded and were used as empty grey images "
+            f"(first: {bad[0]}); fix or remove them")
     return TrainResult(final, best_path if best_path.is_file() else None, epoch, step, history, sps)
 
 
