@@ -58,13 +58,12 @@ def main(argv):
         source = FLAGS.video
     else:
         raise AlprError("give --video (file, camera index, URL or GStreamer pipeline) or --csi")
-    if not 0.0 <= FLAGS.event_min_conf <= 1.0:
-        raise AlprError(f"--event_min_conf must be in [0, 1], got {FLAGS.event_min_conf:g}")
+    event_filter = EventFilter(FLAGS.event_min_conf, FLAGS.event_invalid)  # checks the range
     models = model_choice(FLAGS)
     job = VideoJob(video=source, models=models, output=FLAGS.output, output_format=FLAGS.output_format,
                    events=FLAGS.events, frames_json=FLAGS.frames_json, show=not FLAGS.dont_show,
                    max_frames=FLAGS.max_frames, report_after=FLAGS.report_after,
-                   event_filter=EventFilter(FLAGS.event_min_conf, FLAGS.event_invalid))
+                   event_filter=event_filter)
     return run_video(job)
 
 

@@ -259,7 +259,7 @@ def run_video(job: VideoJob, out: TextIO = STDOUT, err: TextIO = sys.stderr) -> 
 
     spec = parse_source(job.video)
     pipeline = open_pipeline(job.models, retry_weak_reads=False)
-    tracker = IouTracker(report_after=job.report_after)
+    tracker = IouTracker(report_after=job.report_after, early_filter=job.event_filter)
     meter = FpsMeter()
     writer: Optional[VideoWriter] = None
     events = JsonlWriter(job.events, append=True) if job.events else None  # an event log survives restarts

@@ -20,7 +20,8 @@ winning text's reads; ``ev`` is the majority of their EV flags (None when none h
 
 Events: a track with at least ``min_reads`` reads is reported once, either when it ends or, when
 ``report_after`` is set, as soon as it has been seen in that many frames (later reads are still
-counted but never re-reported). ``EventFilter`` then decides which events reach the user.
+counted but never re-reported). ``EventFilter`` then decides which events reach the user; with
+``report_after``, a vote it would hold back is not reported early, and the track waits for its end.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 
+from core.errors import AlprError
 from core.results import FrameResult
 from core.types import Box
 
@@ -120,10 +122,14 @@ class IouTracker:
     """Greedy IoU tracker with per-track plate voting (see the module docstring)."""
 
     def __init__(self, iou_threshold: float = 0.3, max_missed: int = 15, report_after: int | None = None,
-                 min_reads: int = 1, velocity_smoothing: float = 0.5) -> None:
+                 min_reads: int = 1, velocity_smoothing: float = 0.5,
+                 early_filter: EventFilter | None = None) -> None:
         self.iou_threshold = float(iou_threshold)
         self.max_missed = int(max_missed)
         self.report_after = report_after
+        # with report_after: a vote this filter would hold back is not reported early; the track stays
+        # open for a better vote and is reported (or held back) when it ends
+        self.early_filter = early_filter
         self.min_reads = int(min_reads)
         self.alpha = float(velocity_smoothing)
         self._tracks: List[_Track] = []
@@ -212,11 +218,14 @@ class IouTracker:
         voted = vote(track.reads)
         if voted is None:
             return None
-        track.reported = True
         text, conf, valid, ev, votes = voted
-        return PlateEvent(track.track_id, track.label, text, conf, valid, ev, votes, len(track.reads),
-                          track.first_seen, track.last_seen, track.frames,
-                          tuple(float(v) for v in track.box), reason)  # type: ignore[arg-type]
+        event = PlateEvent(track.track_id, track.label, text, conf, valid, ev, votes, len(track.reads),
+                           track.first_seen, track.last_seen, track.frames,
+                           tuple(float(v) for v in track.box), reason)  # type: ignore[arg-type]
+        if reason == "frames" and self.early_filter is not None and not self.early_filter.keeps(event):
+            return None
+        track.reported = True
+        return event
 
 
 DEFAULT_MIN_CONFIDENCE = 0.1
@@ -234,7 +243,12 @@ class EventFilter:
     min_confidence: float = DEFAULT_MIN_CONFIDENCE
     include_invalid: bool = False
 
-    def keeps(self, event: PlateEvent) -> bool:
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.min_confidence <= 1.0:  # NaN fails too
+            raise AlprError(f"--event_min_conf must be in [0, 1], got {self.min_confidence:g}")
+
+    def keeps(self, event: PlateEvent | Read) -> bool:
+        """Whether a voted plate (or a single read, for measuring the rule) is reported."""
         return event.confidence >= self.min_confidence and (event.valid or self.include_invalid)
 
     def describe(self) -> str:

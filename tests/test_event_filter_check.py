@@ -1,13 +1,15 @@
 """tools.event_filter_check's table, on rows counted by hand."""
 from __future__ import annotations
 
+from core.tracking import Read
 from tools.event_filter_check import table
 
 
 def test_table_counts_by_hand() -> None:
     # (valid, confidence, right): a confident right read, a faint right read, a confident wrong invalid
     # read, a faint wrong valid read
-    rows = [(True, 0.9, True), (True, 0.08, True), (False, 0.6, False), (True, 0.02, False)]
+    rows = [(Read("A", 0.9, True), True), (Read("B", 0.08, True), True), (Read("C", 0.6, False), False),
+            (Read("D", 0.02, True), False)]
     lines = table(rows, [0.0, 0.1])
     cells = [line.split() for line in lines[1:3]]
     # threshold 0: any read keeps 4 (2 right, 2 wrong); valid only keeps 3 (2 right, 1 wrong)

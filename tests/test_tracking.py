@@ -83,6 +83,32 @@ def test_report_after_n_frames_only_once() -> None:
     assert tracker.flush() == []
 
 
+def test_report_after_waits_for_a_vote_the_filter_keeps() -> None:
+    """A weak early vote is not reported (and so lost) at report_after: the track is reported when its vote
+    passes, here at frame 3 where the mean of 0.05, 0.05 and 0.9 is 1/3; a track whose vote never passes
+    is reported at its end, for the caller's filter to hold back."""
+    reads = [Read("12가3456", 0.05, True), Read("12가3456", 0.05, True), Read("12가3456", 0.9, True)]
+    box = np.array([[0, 0, 100, 50]], float)
+    for early, want in ((None, [[], [(2, 0.05, "frames")], []]),
+                        (EventFilter(), [[], [], [(3, pytest.approx(1 / 3), "frames")]])):
+        tracker = IouTracker(report_after=2, early_filter=early)
+        got = [[(e.frames, e.confidence, e.reason) for e in tracker.update(box + f, f, ["car"], [r])[1]]
+               for f, r in enumerate(reads)]
+        assert got == want
+    tracker = IouTracker(report_after=2, early_filter=EventFilter())
+    for f in range(4):
+        assert tracker.update(box + f, f, ["car"], [Read("5", 0.9, False)])[1] == []
+    assert [(e.text, e.reason) for e in tracker.flush()] == [("5", "flush")]
+
+
+def test_event_filter_refuses_a_confidence_outside_0_1() -> None:
+    from core.errors import AlprError
+
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(AlprError, match="--event_min_conf must be in"):
+            EventFilter(bad)
+
+
 def test_labels_do_not_mix_and_fast_motion_uses_velocity() -> None:
     tracker = IouTracker(iou_threshold=0.3)
     ids, _ = tracker.update(np.array([[0, 0, 10, 10], [0, 0, 10, 10]], float), 0.0, ["car", "license_plate"])

@@ -1,8 +1,9 @@
 """How well a read's format validity and CTC confidence separate right from wrong reads, on labelled crops.
 
-The figures behind ``detect_video.py``'s event defaults (``core.tracking.EventFilter``): for each
-confidence threshold, how many reads of the crops are kept and how many of those are right, with and
-without the format-valid condition.
+The figures behind ``detect_video.py``'s event defaults (``core.tracking.EventFilter``, applied here
+through its own ``keeps``): for each confidence threshold, how many reads of the crops are kept and how
+many of those are right, with and without the format-valid condition. These are single reads of single
+crops; an event's confidence is the mean over the frames that voted for its text.
 
     python -m tools.event_filter_check                                   # shipped readers, ../shared crops
     python -m tools.event_filter_check --charset cn --images DIR --weights lprnet-cn-int8.tflite
@@ -18,6 +19,7 @@ from absl import app, flags
 
 from core.cli import guarded
 from core.errors import AlprError
+from core.tracking import EventFilter, Read
 from tools.recipe import REPO, SHARED
 
 FLAGS = flags.FLAGS
@@ -26,8 +28,8 @@ flags.DEFINE_string("images", None, "crop folder or label file (default: ../shar
 flags.DEFINE_string("weights", None, "reader .tflite (default: checkpoints/lprnet-<charset>-int8.tflite)")
 flags.DEFINE_list("thresholds", ["0", "0.05", "0.1", "0.2", "0.3", "0.5", "0.7"], "confidence thresholds")
 
-# (valid, confidence, right) per crop
-Row = Tuple[bool, float, bool]
+# (read, right) per crop
+Row = Tuple[Read, bool]
 
 
 def read_rows(charset_name: str, images: str, weights: str) -> List[Row]:
@@ -41,7 +43,7 @@ def read_rows(charset_name: str, images: str, weights: str) -> List[Row]:
     crops, texts = load_crops(list_samples(images, charset))
     logits_fn, _ = load_backend(weights, charset)
     reads = read_crops(crops, logits_fn, charset, batch_size=64)
-    return [(r.valid, float(r.confidence), r.text == t) for r, t in zip(reads, texts)]
+    return [(Read(r.text, float(r.confidence), bool(r.valid)), r.text == t) for r, t in zip(reads, texts)]
 
 
 def table(rows: Sequence[Row], thresholds: Sequence[float]) -> List[str]:
@@ -50,12 +52,13 @@ def table(rows: Sequence[Row], thresholds: Sequence[float]) -> List[str]:
     for t in thresholds:
         cells = []
         for valid_only in (False, True):
-            kept = [r for r in rows if r[1] >= t and (r[0] or not valid_only)]
-            right = sum(r[2] for r in kept)
+            rule = EventFilter(t, include_invalid=not valid_only)
+            kept = [right for read, right in rows if rule.keeps(read)]
+            right = sum(kept)
             cells.append(f"{len(kept):>5} {right:>6} {len(kept) - right:>6}")
         lines.append(f"{t:>8g}  {cells[0]:>28}  {cells[1]:>30}")
-    invalid = [r for r in rows if not r[0]]
-    lines.append(f"format-invalid reads: {len(invalid)} of {len(rows)}, right: {sum(r[2] for r in invalid)}")
+    invalid = [right for read, right in rows if not read.valid]
+    lines.append(f"format-invalid reads: {len(invalid)} of {len(rows)}, right: {sum(invalid)}")
     return lines
 
 

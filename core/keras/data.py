@@ -7,7 +7,7 @@ canvas (Darknet's jitter). Then an optional horizontal flip and an HSV jitter (D
 saturation, exposure). Boxes are clipped to what stays visible; a box keeping less than
 ``min_visible`` of its area, or under 2 pixels wide or high, is dropped. Validation samples are
 letterboxed exactly as ``core.yolo.letterbox_image`` does at inference. An image whose header reads but
-whose pixels do not decode is trained (and validated) as an empty grey image, with a warning.
+whose pixels do not decode is trained as an empty grey image, with a warning (validation leaves it out).
 
 The loader is pure numpy (``load_train_sample`` is deterministic for a given seed); tf.data runs it
 through ``tf.numpy_function`` with parallel calls, so OpenCV's GIL-free decoding and resizing overlap.
@@ -15,6 +15,7 @@ through ``tf.numpy_function`` with parallel calls, so OpenCV's GIL-free decoding
 from __future__ import annotations
 
 import sys
+import threading
 from dataclasses import dataclass
 from typing import Dict, List, Sequence, Tuple
 
@@ -95,8 +96,10 @@ def load_records(source: str, num_classes: int) -> Tuple[List[Record], str]:
 
 
 # Paths whose header was readable but whose pixels were not (a truncated or corrupt file), in the order
-# met; each is warned about once per process. tf.data's loader threads share it (set under the GIL).
+# met; each is warned about once per process. tf.data's loader threads share it, hence the lock. (The
+# loader's numpy_function stays stateful=False: the warning is its only side effect.)
 _UNDECODABLE: Dict[str, None] = {}
+_UNDECODABLE_LOCK = threading.Lock()
 UNDECODABLE_SIZE = 64  # side of the grey stand-in image
 
 
@@ -112,8 +115,10 @@ def _pixels(rec: Record) -> Tuple[np.ndarray, np.ndarray]:
     img = cv2.imread(rec.path, cv2.IMREAD_COLOR)
     if img is not None:
         return img, rec.boxes
-    if rec.path not in _UNDECODABLE:
+    with _UNDECODABLE_LOCK:
+        first = rec.path not in _UNDECODABLE
         _UNDECODABLE[rec.path] = None
+    if first:
         print(f"warning: {rec.path}: the image cannot be decoded; trained as an empty grey image", file=sys.stderr)
     return (np.full((UNDECODABLE_SIZE, UNDECODABLE_SIZE, 3), LETTERBOX_FILL, np.uint8),
             np.zeros((0, 5), np.float32))

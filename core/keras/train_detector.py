@@ -209,9 +209,12 @@ def validate(model, heads: Sequence[YoloHead], records: Sequence[Record], num_cl
     for start in range(0, len(records), batch_size):
         chunk = records[start:start + batch_size]
         pairs = [letterboxed(r, size) for r in chunk]
+        bad = set(undecodable(chunk))  # its true boxes are unknown: not scored
         x = np.stack([p[0] for p in pairs]).astype(np.float32) / 255.0
         outs = [np.asarray(o) for o in fn(tf.constant(x))]
         for k, (_, labels) in enumerate(pairs):
+            if chunk[k].path in bad:
+                continue
             boxes, scores = decode_heads([o[k] for o in outs], heads, num_classes, size, size)
             b, s, c = filter_and_nms(boxes, scores, score_threshold, 0.45)
             dets.append(ImageBoxes.make(b, c, s))
@@ -453,8 +456,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print, strategy=None) -
     log(f"wrote {final} after {step} steps ({time.time() - t_start:.0f} s, median {sps:.2f} s/step)")
     bad = undecodable(records + valid_records)
     if bad:
-        log(f"warning: {len(bad)} images could not be decoded and were used as empty grey images "
-            f"(first: {bad[0]}); fix or remove them")
+        log(f"warning: {len(bad)} image(s) could not be decoded: trained as empty grey images, left out of "
+            f"validation (first: {bad[0]}); fix or remove them")
     return TrainResult(final, best_path if best_path.is_file() else None, epoch, step, history, sps)
 
 
