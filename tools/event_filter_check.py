@@ -23,10 +23,15 @@ from core.tracking import EventFilter, Read
 from tools.recipe import REPO, SHARED
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("charset", None, ["kr", "cn"], "one reader only (default: both)")
-flags.DEFINE_string("images", None, "crop folder or label file (default: ../shared/data/<charset>_plates_dev)")
-flags.DEFINE_string("weights", None, "reader .tflite (default: checkpoints/lprnet-<charset>-int8.tflite)")
-flags.DEFINE_list("thresholds", ["0", "0.05", "0.1", "0.2", "0.3", "0.5", "0.7"], "confidence thresholds")
+
+
+def define_flags() -> None:
+    """Defined only when run as a script: importing ``table`` (the tests) must not claim absl's global flag
+    names, which other front ends define too."""
+    flags.DEFINE_enum("charset", None, ["kr", "cn"], "one reader only (default: both)")
+    flags.DEFINE_string("images", None, "crop folder or label file (default: ../shared/data/<charset>_plates_dev)")
+    flags.DEFINE_string("weights", None, "reader .tflite (default: checkpoints/lprnet-<charset>-int8.tflite)")
+    flags.DEFINE_list("thresholds", ["0", "0.05", "0.1", "0.2", "0.3", "0.5", "0.7"], "confidence thresholds")
 
 # (read, right) per crop
 Row = Tuple[Read, bool]
@@ -84,4 +89,5 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(guarded(main))
