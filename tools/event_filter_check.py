@@ -33,6 +33,7 @@ def define_flags() -> None:
     flags.DEFINE_string("weights", None, "reader .tflite (default: checkpoints/lprnet-<charset>-int8.tflite)")
     flags.DEFINE_list("thresholds", ["0", "0.05", "0.1", "0.2", "0.3", "0.5", "0.7"], "confidence thresholds")
 
+
 # (read, right) per crop
 Row = Tuple[Read, bool]
 
