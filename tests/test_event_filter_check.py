@@ -17,3 +17,19 @@ def test_table_counts_by_hand() -> None:
     # threshold 0.1: any read keeps 2 (1 right, 1 wrong); valid only keeps 1 (1 right)
     assert cells[1] == ["0.1", "2", "1", "1", "1", "1", "0"]
     assert lines[3] == "format-invalid reads: 1 of 4, right: 0"
+
+
+def test_threshold_outside_0_1_names_the_tool_flag() -> None:
+    """A threshold the filter would refuse is this tool's one-line error, naming --thresholds (not
+    detect_video.py's --event_min_conf), before any crop is read."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    for value in ("2", "-0.1", "nan"):
+        proc = subprocess.run([sys.executable, "-m", "tools.event_filter_check", "--thresholds", f"0.1,{value}",
+                               "--charset", "cn", "--images", "/nonexistent"],
+                              cwd=repo, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2
+        assert proc.stderr.strip().splitlines() == [f"error: --thresholds: {value!r} is not in [0, 1]"]

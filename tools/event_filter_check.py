@@ -76,6 +76,8 @@ def main(argv: Sequence[str]) -> None:
             thresholds.append(float(t))
         except ValueError:
             raise AlprError(f"--thresholds: {t!r} is not a number") from None
+        if not 0.0 <= thresholds[-1] <= 1.0:  # checked here, or EventFilter's message would name its own flag
+            raise AlprError(f"--thresholds: {t!r} is not in [0, 1]")
     charsets = [FLAGS.charset] if FLAGS.charset else ["kr", "cn"]
     if (FLAGS.images or FLAGS.weights) and len(charsets) > 1:
         raise AlprError("--images and --weights need --charset")
