@@ -237,6 +237,40 @@ def test_one_command_recipe_smoke(tmp_path: Path, charset: str) -> None:
         assert proc.returncode != 0 and "precision" not in have and "'precision': 'mixed_bfloat16'" in want
 
 
+def test_one_command_recipe_starts_from_init_weights(tmp_path: Path) -> None:
+    """--init_weights reaches train_lprnet.py as a resolved path, the recipe records the file by its sha256
+    (hashlib here), and a folder started from other weights is refused before any step; a missing file is a
+    one-line error before anything is made."""
+    import hashlib
+    import shutil
+
+    out = tmp_path / "reader"
+    proc = subprocess.run([sys.executable, "-m", "tools.train_reader", "--out", str(out), "--init_weights",
+                           str(tmp_path / "none.weights.h5")], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert proc.stderr.strip().splitlines()[-1] == f"error: --init_weights {tmp_path / 'none.weights.h5'}: no such file"
+    assert not out.exists()
+
+    start = tmp_path / "start.weights.h5"  # another charset's reader: 68 classes too
+    shutil.copyfile(REPO / "checkpoints" / "lprnet-cn.weights.h5", start)
+    cmd = [sys.executable, "-m", "tools.train_reader", "--charset", "kr", "--out", str(out), "--scale", "0.002",
+           "--epochs", "1", "--refresh_epochs", "0", "--init_weights", str(start)]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    trains = [line.split() for line in proc.stdout.splitlines() if line.startswith("$ ") and "train_lprnet.py" in line]
+    assert len(trains) == 1
+    flag = {k: v for k, v in zip(trains[0], trains[0][1:]) if k.startswith("--")}
+    assert flag["--init_weights"] == str(start.resolve()) and flag["--freeze_bn"] == "no"
+    recipe = json.loads((out / "recipe.json").read_text(encoding="utf-8"))
+    assert recipe["init_weights"] == {"path": str(start.resolve()),
+                                      "sha256": hashlib.sha256(start.read_bytes()).hexdigest()}
+    before = (out / "steps.log").read_text(encoding="utf-8")
+    shutil.copyfile(REPO / "checkpoints" / "lprnet-kr.weights.h5", start)  # same path, other weights
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "holds a run with" in proc.stderr.strip().splitlines()[-1]
+    assert (out / "steps.log").read_text(encoding="utf-8") == before
+
+
 def test_one_command_schedule_per_charset() -> None:
     """Without --epochs / --precision each charset gets the schedule its recipe was measured with (model
     card: kr 16 epochs in bfloat16, session 19; cn 13 in float32, session 13); given flags win. Parsed

@@ -34,6 +34,7 @@ from absl import app, flags
 from core.errors import AlprError
 from core.keras import PRECISIONS
 from lprnet.evaluate import MIN_CHAR_PX
+from tools.bundle.verify_bundle import sha256_file
 from tools.recipe import REPO, SHARED, check_recipe, newer, run_recipe, run_step, scaled
 
 # (name, count, extra tools.synth.plates arguments)
@@ -138,9 +139,11 @@ def _train(data: Path, val: Path, charset: str, run_dir: Path, epochs: int, lear
 
 def train_reader(charset: str, out: Path, epochs: Optional[int], scale: float, heldout: Optional[str],
                  learning_rate: float, batch_size: int, allow_fewer_fonts: bool = False,
-                 precision: Optional[str] = None, refresh_epochs: Optional[int] = None) -> None:
+                 precision: Optional[str] = None, refresh_epochs: Optional[int] = None,
+                 init_weights: Optional[str] = None) -> None:
     """Run the recipe; ``epochs`` / ``precision`` / ``refresh_epochs`` None take the charset's schedule
-    (``SCHEDULES``, ``REFRESH_EPOCHS``)."""
+    (``SCHEDULES``, ``REFRESH_EPOCHS``). ``init_weights``: Keras reader weights of 68 classes to start from
+    instead of random initialisation (another charset's reader too: its class channels are relearned)."""
     if charset not in RECIPES:
         raise AlprError(f"unknown charset {charset!r}; expected one of {', '.join(RECIPES)}")
     epochs, precision = schedule(charset, epochs, precision)
@@ -153,6 +156,9 @@ def train_reader(charset: str, out: Path, epochs: Optional[int], scale: float, h
         raise AlprError("--epochs and --batch_size must be 1 or more")
     if not learning_rate > 0:
         raise AlprError("--learning_rate must be more than 0")
+    init = Path(init_weights).resolve() if init_weights else None
+    if init is not None and not init.is_file():
+        raise AlprError(f"--init_weights {init_weights}: no such file")
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     fonts = check_fonts(charset, allow_fewer_fonts)
@@ -161,6 +167,8 @@ def train_reader(charset: str, out: Path, epochs: Optional[int], scale: float, h
             "batch_size": batch_size, "learning_rate": learning_rate}
     if precision != "float32":  # float32 is not recorded, so folders of the float32 runs before still resume
         want["precision"] = precision
+    if init is not None:  # by content: the same path may hold other weights later
+        want["init_weights"] = {"path": str(init), "sha256": sha256_file(init)}
     check_recipe(out, want)
     # the refresh stage keeps its own record, so a folder trained before the stage existed goes on to it
     refresh = out / "refresh"
@@ -178,7 +186,8 @@ def train_reader(charset: str, out: Path, epochs: Optional[int], scale: float, h
     val = _render(charset, data / "val", scaled(1000, scale), VAL_SEED[charset], (), log)
     held = Path(heldout).resolve() if heldout else _render(
         charset, data / "heldout", scaled(2000, scale), HELDOUT_SEED[charset], (), log)
-    weights = _train(train_labels, val, charset, out / "lprnet", epochs, learning_rate, batch_size, precision, log)
+    weights = _train(train_labels, val, charset, out / "lprnet", epochs, learning_rate, batch_size, precision, log,
+                     init=init)
     if refresh_epochs:
         fresh = _render_mix(charset, refresh / "data", scale, REFRESH_SEEDS[charset], log)
         weights = _train(fresh, val, charset, refresh / "lprnet", refresh_epochs, rate, batch_size, precision, log,
@@ -225,7 +234,7 @@ def main(argv: Sequence[str]) -> None:
     del argv
     run_recipe(lambda: train_reader(FLAGS.charset, Path(FLAGS.out), FLAGS.epochs, FLAGS.scale, FLAGS.heldout,
                                     FLAGS.learning_rate, FLAGS.batch_size, FLAGS.allow_fewer_fonts, FLAGS.precision,
-                                    FLAGS.refresh_epochs))
+                                    FLAGS.refresh_epochs, FLAGS.init_weights))
 
 
 def define_flags(fv: flags.FlagValues = FLAGS) -> None:
@@ -256,6 +265,9 @@ def define_flags(fv: flags.FlagValues = FLAGS) -> None:
                       f"train_lprnet.py --precision (default: {per_charset('precision')}); mixed_bfloat16 takes "
                       "about 0.7 of float32's time a step on a CPU with AVX512_BF16 or AMX (float32 where there is "
                       "none)", **on)
+    flags.DEFINE_string("init_weights", None, "Keras reader weights to start from instead of random "
+                        "initialisation, e.g. checkpoints/lprnet-kr.weights.h5 for cn (its class channels are "
+                        "relearned)", **on)
     flags.mark_flag_as_required("out", **on)
 
 
