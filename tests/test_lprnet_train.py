@@ -168,7 +168,7 @@ def test_one_command_recipe_smoke(tmp_path: Path, charset: str) -> None:
     out = tmp_path / "reader"
     cmd = [sys.executable, "-m", "tools.train_reader", "--charset", charset, "--out", str(out),
            "--scale", "0.002", "--epochs", "1"]
-    first_cmd = [*cmd, "--refresh_epochs", "0"] if charset == "kr" else cmd  # cn's default is 0
+    first_cmd = [*cmd, "--refresh_epochs", "0"]  # both charsets' default is 3 (kr session 25, cn session 29)
     proc = subprocess.run(first_cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "models (from lprnet/best.weights.h5)" in proc.stdout and not (out / "refresh").exists()
@@ -211,6 +211,8 @@ def test_one_command_recipe_smoke(tmp_path: Path, charset: str) -> None:
         proc = subprocess.run(first_cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
         assert proc.returncode != 0 and "holds a refresh stage" in proc.stderr.strip().splitlines()[-1]
         assert (out / "steps.log").read_text(encoding="utf-8") == before  # refused before any step
+    else:  # cn: the rest without the stage (kr's branch above covers it)
+        cmd = first_cmd
     first = (out / "steps.log").read_text(encoding="utf-8").count("\n$ ")
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -222,19 +224,21 @@ def test_one_command_recipe_smoke(tmp_path: Path, charset: str) -> None:
     assert proc.returncode != 0 and "holds a run with" in proc.stderr.strip().splitlines()[-1]
     proc = subprocess.run([*cmd, "--batch_size", "16"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "'batch_size': 16" in proc.stderr.strip().splitlines()[-1]
-    # the defaults of the model card: kr bfloat16 (session 19), cn float32 (session 13; float32 is not recorded)
+    # the defaults of the model card: bfloat16 (kr session 19, cn session 29); cn starts from the shipped
+    # Korean reader (session 29), kr from random initialisation
     recipe = json.loads((out / "recipe.json").read_text())
+    assert recipe["precision"] == "mixed_bfloat16"
+    proc = subprocess.run([*cmd, "--precision", "float32"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    have, want = proc.stderr.strip().splitlines()[-1].split(", not {")  # "... holds a run with {have}, not {want}"
+    assert proc.returncode != 0 and "'precision': 'mixed_bfloat16'" in have and "precision" not in want
     if charset == "kr":
-        assert recipe["precision"] == "mixed_bfloat16"
-        proc = subprocess.run([*cmd, "--precision", "float32"], cwd=REPO, capture_output=True, text=True, timeout=120)
-        have, want = proc.stderr.strip().splitlines()[-1].split(", not {")  # "... holds a run with {have}, not {want}"
-        assert proc.returncode != 0 and "'precision': 'mixed_bfloat16'" in have and "precision" not in want
+        assert "init_weights" not in recipe
     else:
-        assert "precision" not in recipe
-        proc = subprocess.run([*cmd, "--precision", "mixed_bfloat16"], cwd=REPO, capture_output=True, text=True,
+        assert recipe["init_weights"]["path"] == str((REPO / "checkpoints" / "lprnet-kr.weights.h5").resolve())
+        proc = subprocess.run([*cmd, "--init_weights", "none"], cwd=REPO, capture_output=True, text=True,
                               timeout=120)
         have, want = proc.stderr.strip().splitlines()[-1].split(", not {")
-        assert proc.returncode != 0 and "precision" not in have and "'precision': 'mixed_bfloat16'" in want
+        assert proc.returncode != 0 and "init_weights" in have and "init_weights" not in want
 
 
 def test_one_command_recipe_starts_from_init_weights(tmp_path: Path) -> None:
@@ -289,11 +293,25 @@ def test_one_command_schedule_per_charset() -> None:
 
     assert parsed("--charset", "kr") == (16, "mixed_bfloat16")
     assert parsed() == (16, "mixed_bfloat16")  # kr is the default charset
-    assert parsed("--charset", "cn") == (13, "float32")
-    assert parsed("--charset", "cn", "--epochs", "5", "--precision", "mixed_bfloat16") == (5, "mixed_bfloat16")
+    assert parsed("--charset", "cn") == (18, "mixed_bfloat16")
+    assert parsed("--charset", "cn", "--epochs", "5", "--precision", "float32") == (5, "float32")
     assert parsed("--charset", "kr", "--precision", "float32") == (16, "float32")
-    assert parsed("--charset", "cn", "--epochs", "2") == (2, "float32")
-    # the refresh stage: kr 3 epochs (session 25, run 15), cn none (not measured); a given flag wins
+    assert parsed("--charset", "cn", "--epochs", "2") == (2, "mixed_bfloat16")
+    # the start: cn the shipped Korean reader (session 29), kr random initialisation; "none" turns it off
+    from tools.train_reader import init_schedule
+
+    def init(*args: str):
+        fv = flags.FlagValues()
+        define_flags(fv)
+        fv(["train_reader", "--out", "x", *args])
+        return init_schedule(fv.charset, fv.init_weights)
+
+    assert init() is None and init("--charset", "kr") is None
+    assert init("--charset", "cn") == REPO / "checkpoints" / "lprnet-kr.weights.h5"
+    assert init("--charset", "cn", "--init_weights", "none") is None
+    assert init("--charset", "cn", "--init_weights", "None") is None
+    assert init("--charset", "kr", "--init_weights", "w.h5") == Path("w.h5")
+    # the refresh stage: 3 epochs (kr session 25, run 15; cn session 29, run 16); a given flag wins
     from tools.train_reader import refresh_schedule
 
     def refresh(*args: str) -> int:
@@ -302,7 +320,7 @@ def test_one_command_schedule_per_charset() -> None:
         fv(["train_reader", "--out", "x", *args])
         return refresh_schedule(fv.charset, fv.refresh_epochs)
 
-    assert (refresh(), refresh("--charset", "kr"), refresh("--charset", "cn")) == (3, 3, 0)
+    assert (refresh(), refresh("--charset", "kr"), refresh("--charset", "cn")) == (3, 3, 3)
     assert (refresh("--charset", "cn", "--refresh_epochs", "2"), refresh("--refresh_epochs", "0")) == (2, 0)
 
 
