@@ -237,8 +237,9 @@ class EventFilter:
     least ``DEFAULT_MIN_CONFIDENCE``.
 
     Why these defaults: reading the real crops of ``../shared`` with the shipped int8 readers, every
-    format-invalid read was wrong (9 of 493 cn crops, 1 of 14 kr), and of the 17 cn reads under 0.1
-    confidence 16 were wrong (``python -m tools.event_filter_check`` prints the table)."""
+    format-invalid read was wrong (of 493 cn crops 9 with cn run 12, 3 with run 16; 1 of 14 kr), and of the cn
+    reads under 0.1 confidence 16 of 17 were wrong with run 12, 13 of 15 with run 16
+    (``python -m tools.event_filter_check`` prints the table)."""
 
     min_confidence: float = DEFAULT_MIN_CONFIDENCE
     include_invalid: bool = False

@@ -1,7 +1,7 @@
 """Average two LPRNet readers weight by weight: ``(1 - share) * base + share * tuned``.
 
 Averaging a fine-tune with the model it started from (weight-space ensembling, "WiSE-FT") keeps
-some of what the fine-tune learned and some of what it forgot: in session 22 run 12 (the shipped
+some of what the fine-tune learned and some of what it forgot: in session 22 run 12 (then the shipped
 Chinese reader) and its ``--clip`` fine-tune read 0.886 and 0.8815 of the held-out crops in int8,
 their average 0.8955 at ``--share 0.3`` (model card). Both files must hold the same architecture
 (both with or both without the STN); batch-norm statistics are averaged like every other array.
