@@ -1,6 +1,7 @@
 """Training of the reader: labels, augmentation, a short run with bad files, resume, and learning."""
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -234,7 +235,8 @@ def test_one_command_recipe_smoke(tmp_path: Path, charset: str) -> None:
     if charset == "kr":
         assert "init_weights" not in recipe
     else:
-        assert recipe["init_weights"]["path"] == str((REPO / "checkpoints" / "lprnet-kr.weights.h5").resolve())
+        kr = (REPO / "checkpoints" / "lprnet-kr.weights.h5").read_bytes()
+        assert recipe["init_weights"] == {"sha256": hashlib.sha256(kr).hexdigest()}
         proc = subprocess.run([*cmd, "--init_weights", "none"], cwd=REPO, capture_output=True, text=True,
                               timeout=120)
         have, want = proc.stderr.strip().splitlines()[-1].split(", not {")
@@ -245,7 +247,6 @@ def test_one_command_recipe_starts_from_init_weights(tmp_path: Path) -> None:
     """--init_weights reaches train_lprnet.py as a resolved path, the recipe records the file by its sha256
     (hashlib here), and a folder started from other weights is refused before any step; a missing file is a
     one-line error before anything is made."""
-    import hashlib
     import shutil
 
     out = tmp_path / "reader"
@@ -254,20 +255,26 @@ def test_one_command_recipe_starts_from_init_weights(tmp_path: Path) -> None:
     assert proc.returncode != 0
     assert proc.stderr.strip().splitlines()[-1] == f"error: --init_weights {tmp_path / 'none.weights.h5'}: no such file"
     assert not out.exists()
+    proc = subprocess.run([sys.executable, "-m", "tools.train_reader", "--out", str(out), "--init_weights="],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and proc.stderr.strip().splitlines()[-1] == (
+        "error: --init_weights is empty: pass a weights file, or none for random initialisation")
+    assert not out.exists()
 
     start = tmp_path / "start.weights.h5"  # another charset's reader: 68 classes too
     shutil.copyfile(REPO / "checkpoints" / "lprnet-cn.weights.h5", start)
     cmd = [sys.executable, "-m", "tools.train_reader", "--charset", "kr", "--out", str(out), "--scale", "0.002",
-           "--epochs", "1", "--refresh_epochs", "0", "--init_weights", str(start)]
+           "--epochs", "1", "--refresh_epochs", "1", "--init_weights", str(start)]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     trains = [line.split() for line in proc.stdout.splitlines() if line.startswith("$ ") and "train_lprnet.py" in line]
-    assert len(trains) == 1
-    flag = {k: v for k, v in zip(trains[0], trains[0][1:]) if k.startswith("--")}
-    assert flag["--init_weights"] == str(start.resolve()) and flag["--freeze_bn"] == "no"
+    assert len(trains) == 2
+    flags = [{k: v for k, v in zip(t, t[1:]) if k.startswith("--")} for t in trains]
+    assert flags[0]["--init_weights"] == str(start.resolve()) and flags[0]["--freeze_bn"] == "no"
+    # the refresh stage continues the trained model, not the start
+    assert flags[1]["--init_weights"] == str(out / "lprnet" / "best.weights.h5")
     recipe = json.loads((out / "recipe.json").read_text(encoding="utf-8"))
-    assert recipe["init_weights"] == {"path": str(start.resolve()),
-                                      "sha256": hashlib.sha256(start.read_bytes()).hexdigest()}
+    assert recipe["init_weights"] == {"sha256": hashlib.sha256(start.read_bytes()).hexdigest()}
     before = (out / "steps.log").read_text(encoding="utf-8")
     shutil.copyfile(REPO / "checkpoints" / "lprnet-kr.weights.h5", start)  # same path, other weights
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
@@ -277,7 +284,8 @@ def test_one_command_recipe_starts_from_init_weights(tmp_path: Path) -> None:
 
 def test_one_command_schedule_per_charset() -> None:
     """Without --epochs / --precision each charset gets the schedule its recipe was measured with (model
-    card: kr 16 epochs in bfloat16, session 19; cn 13 in float32, session 13); given flags win. Parsed
+    card: kr 16 epochs in bfloat16, session 19; cn 18 in bfloat16 from the Korean weights, session 29); given
+    flags win. Parsed
     through the command's own flags, so a flag default that overrides the schedule fails here."""
     from absl import flags
 
@@ -357,3 +365,17 @@ def test_one_command_recipe_needs_its_fonts(monkeypatch: pytest.MonkeyPatch) -> 
     every = tuple(fonts.FontSpec(f"/y/{name}", 2) for name in train_reader.RECIPE_FONTS["cn"])
     monkeypatch.setattr(fonts, "find_fonts", lambda charset: every)
     assert len(train_reader.check_fonts("cn", allow_fewer=False)) == 3
+
+
+def test_one_command_recipe_missing_default_start(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A charset whose default start (INIT_WEIGHTS) is missing says so, and how to go on, before anything is made."""
+    from core.errors import AlprError
+    from tools import train_reader
+
+    monkeypatch.setitem(train_reader.INIT_WEIGHTS, "cn", "checkpoints/no-such.weights.h5")
+    with pytest.raises(AlprError) as err:
+        train_reader.train_reader("cn", tmp_path / "r", None, 1.0, None, 1e-3, 32)
+    missing = REPO / "checkpoints" / "no-such.weights.h5"
+    assert str(err.value) == (f"the cn recipe starts from {missing} (INIT_WEIGHTS), which is missing: pass "
+                              "--init_weights FILE, or --init_weights none for random initialisation")
+    assert not (tmp_path / "r").exists()

@@ -69,8 +69,9 @@ class Schedule(NamedTuple):
 # 92 minutes, int8 held-out 0.9265 (float32 for 13: 105 minutes, 0.922). cn, session 13: float32 for 13
 # epochs, 102 minutes, 0.858; in bfloat16 for 16 (session 20) it sat on the CTC loss's first plateau for
 # 6 epochs and read nothing after 130 minutes, while a 10,000-crop A/B of the two precisions left it in
-# both by epoch 2: no cause found, so cn keeps the schedule that trained. kr in 12 epochs without the refresh
-# stage (session 26): 127 minutes, held-out 0.9405, real 7 of 14 (run 15: 0.9465, 11), so not the default.
+# both by epoch 2: no cause found, so cn kept the schedule that trained, until session 29. kr in 12 epochs
+# without the refresh stage (session 26): 127 minutes, held-out 0.9405, real 7 of 14 (run 15: 0.9465, 11),
+# so not the default.
 # cn since session 29: from the shipped Korean reader's weights (INIT_WEIGHTS; its features carry over, the
 # class channels are relearned), which skips the plateau (validation sequence accuracy 0.575 after epoch 1
 # against 0.061 from random initialisation in session 28), and so in bfloat16 for 18 epochs: 95.2 minutes,
@@ -169,6 +170,9 @@ def train_reader(charset: str, out: Path, epochs: Optional[int], scale: float, h
     if not learning_rate > 0:
         raise AlprError("--learning_rate must be more than 0")
     if init is not None and not init.is_file():
+        if init_weights is None:  # the charset's default, not a path the user gave
+            raise AlprError(f"the {charset} recipe starts from {init} (INIT_WEIGHTS), which is missing: pass "
+                            "--init_weights FILE, or --init_weights none for random initialisation")
         raise AlprError(f"--init_weights {init}: no such file")
     init = init.resolve() if init is not None else None
     out = out.resolve()
@@ -179,8 +183,8 @@ def train_reader(charset: str, out: Path, epochs: Optional[int], scale: float, h
             "batch_size": batch_size, "learning_rate": learning_rate}
     if precision != "float32":  # float32 is not recorded, so folders of the float32 runs before still resume
         want["precision"] = precision
-    if init is not None:  # by content: the same path may hold other weights later
-        want["init_weights"] = {"path": str(init), "sha256": sha256_file(init)}
+    if init is not None:  # by content, not path: the same path may hold other weights later, a moved
+        want["init_weights"] = {"sha256": sha256_file(init)}  # checkout the same ones
     check_recipe(out, want)
     # the refresh stage keeps its own record, so a folder trained before the stage existed goes on to it
     refresh = out / "refresh"
@@ -243,6 +247,8 @@ def init_schedule(charset: str, init_weights: Optional[str]) -> Optional[Path]:
     if init_weights is None:
         default = INIT_WEIGHTS[charset]
         return REPO / default if default else None
+    if not init_weights.strip():
+        raise AlprError("--init_weights is empty: pass a weights file, or none for random initialisation")
     return None if init_weights.lower() == "none" else Path(init_weights)
 
 
@@ -268,7 +274,8 @@ def define_flags(fv: flags.FlagValues = FLAGS) -> None:
     flags.DEFINE_enum("charset", "kr", sorted(RECIPES), "plate alphabet", **on)
     flags.DEFINE_string("out", None, "output folder (data, run, models, scores)", **on)
     # --epochs and --precision default per charset (SCHEDULES). On a CPU without AVX512_BF16 or AMX pass
-    # --precision float32 --epochs 13 for kr too.
+    # --precision float32 --epochs 13 for kr (session 12's schedule); for cn from the Korean weights no float32
+    # schedule has been measured.
     flags.DEFINE_integer("epochs", None, f"training epochs (default: {per_charset('epochs')})", **on)
     flags.DEFINE_integer("refresh_epochs", None, "epochs of the refresh stage, the trained model continued on "
                          f"fresh crops at {REFRESH_LR_SHARE:g} of the peak rate; 0: none (default: "
