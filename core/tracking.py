@@ -231,6 +231,11 @@ class IouTracker:
 DEFAULT_MIN_CONFIDENCE = 0.1
 
 
+def usable_min_confidence(value: float) -> bool:
+    """Whether ``value`` can be an ``EventFilter`` threshold: within [0, 1] (NaN is not)."""
+    return 0.0 <= value <= 1.0
+
+
 @dataclass(frozen=True)
 class EventFilter:
     """Which voted plates are reported: by default only format-valid ones with a mean confidence of at
@@ -245,7 +250,7 @@ class EventFilter:
     include_invalid: bool = False
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.min_confidence <= 1.0:  # NaN fails too
+        if not usable_min_confidence(self.min_confidence):
             raise AlprError(f"--event_min_conf must be in [0, 1], got {self.min_confidence:g}")
 
     def keeps(self, event: PlateEvent | Read) -> bool:

@@ -285,8 +285,8 @@ def test_one_command_recipe_starts_from_init_weights(tmp_path: Path) -> None:
 def test_one_command_schedule_per_charset() -> None:
     """Without --epochs / --precision each charset gets the schedule its recipe was measured with (model
     card: kr 16 epochs in bfloat16, session 19; cn 18 in bfloat16 from the Korean weights, session 29); given
-    flags win. Parsed
-    through the command's own flags, so a flag default that overrides the schedule fails here."""
+    flags win. Parsed through the command's own flags, so a flag default that overrides the schedule fails
+    here."""
     from absl import flags
 
     from tools.train_reader import RECIPES, SCHEDULES, define_flags, schedule

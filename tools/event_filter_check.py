@@ -19,7 +19,7 @@ from absl import app, flags
 
 from core.cli import guarded
 from core.errors import AlprError
-from core.tracking import EventFilter, Read
+from core.tracking import EventFilter, Read, usable_min_confidence
 from tools.recipe import REPO, SHARED
 
 FLAGS = flags.FLAGS
@@ -76,7 +76,7 @@ def main(argv: Sequence[str]) -> None:
             thresholds.append(float(t))
         except ValueError:
             raise AlprError(f"--thresholds: {t!r} is not a number") from None
-        if not 0.0 <= thresholds[-1] <= 1.0:  # checked here, or EventFilter's message would name its own flag
+        if not usable_min_confidence(thresholds[-1]):  # here, or EventFilter's message would name its own flag
             raise AlprError(f"--thresholds: {t!r} is not in [0, 1]")
     charsets = [FLAGS.charset] if FLAGS.charset else ["kr", "cn"]
     if (FLAGS.images or FLAGS.weights) and len(charsets) > 1:
