@@ -84,6 +84,10 @@ def test_tiny_cfg_parses_into_typed_sections() -> None:
     (lambda t: t.replace("[net]", "[convolutional]", 1), "first section must be [net]"),
     (lambda t: t.replace("mask = 0 , 1", "mask = 0,7"), "refers to anchors that do not exist"),
     (lambda t: "width=3\n" + t, "before any [section]"),
+    # counts under 1: a format error, not a division by zero in the shapes (found by test_cfg_fuzz)
+    (lambda t: t.replace("stride=2", "stride=0"), "[convolutional] stride=0 must be 1 or more"),
+    (lambda t: t.replace("groups=8\npad", "groups=0\npad"), "groups=0 must be 1 or more"),
+    (lambda t: t.replace("size=2\nstride=1", "size=2\nstride=0"), "[maxpool] stride=0 must be 1 or more"),
 ])
 def test_bad_cfgs_name_the_problem(mutation, message) -> None:
     with pytest.raises(DarknetFormatError, match=message.replace("[", r"\[").replace("]", r"\]")):

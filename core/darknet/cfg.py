@@ -267,6 +267,13 @@ def _activation(sec: RawSection, source: str) -> str:
     return act
 
 
+def _at_least_one(sec: RawSection, source: str, **values: int) -> None:
+    """A size, stride, group or filter count under 1 is a format error here, not a division by zero later."""
+    for name, value in values.items():
+        if value < 1:
+            raise DarknetFormatError(f"{source}:{sec.line}: [{sec.kind}] {name}={value} must be 1 or more")
+
+
 @section_parser("convolutional")
 def _conv(sec: RawSection, index: int, ctx: _Context) -> Layer:
     size = sec.int("size", 1)
@@ -275,8 +282,10 @@ def _conv(sec: RawSection, index: int, ctx: _Context) -> Layer:
     stride = sec.int("stride", 1)
     if sec.get("stride_x") or sec.get("stride_y") or sec.int("dilation", 1) != 1:
         raise DarknetFormatError(f"{ctx.source}:{sec.line}: stride_x/stride_y/dilation are not supported")
-    return Convolutional(index, sec.line, filters=sec.int("filters", 1), size=size, stride=stride,
-                         padding=padding, groups=sec.int("groups", 1),
+    filters, groups = sec.int("filters", 1), sec.int("groups", 1)
+    _at_least_one(sec, ctx.source, size=size, stride=stride, groups=groups, filters=filters)
+    return Convolutional(index, sec.line, filters=filters, size=size, stride=stride,
+                         padding=padding, groups=groups,
                          batch_normalize=bool(sec.int("batch_normalize", 0)),
                          activation=_activation(sec, ctx.source))
 
@@ -287,6 +296,7 @@ def _maxpool(sec: RawSection, index: int, ctx: _Context) -> Layer:
     stride = sec.int("stride", 1)
     if sec.get("stride_x") or sec.get("stride_y") or sec.int("maxpool_depth", 0):
         raise DarknetFormatError(f"{ctx.source}:{sec.line}: stride_x/stride_y/maxpool_depth are not supported")
+    _at_least_one(sec, ctx.source, size=size, stride=stride)
     return MaxPool(index, sec.line, size=size, stride=stride, padding=sec.int("padding", size - 1))
 
 
