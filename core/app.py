@@ -40,10 +40,13 @@ class ModelChoice:
     iou: float = 0.45
     num_threads: Optional[int] = None
     decoder: str = DECODERS[0]
+    lpr_tta: bool = True
 
 
-def define_model_flags(flags, lpr_default: bool) -> None:
-    """The detector/reader flags detect.py and detect_video.py share (tensorflow-yolov4-tflite names)."""
+def define_model_flags(flags, lpr_default: bool, tta_default: bool = True) -> None:
+    """The detector/reader flags detect.py and detect_video.py share (tensorflow-yolov4-tflite names).
+    ``tta_default``: video reads each plate in one pass, since the test-time zoom costs about a fifth of
+    the frame rate and the next frames give the plate more chances (checkpoints/MODEL_CARD.md)."""
     flags.DEFINE_enum("framework", "tflite", ["tflite", "tf"], "tflite: a .tflite model; tf: a SavedModel folder")
     flags.DEFINE_string("weights", None, "detector model (default: the shipped yolov4-tiny for --framework)")
     flags.DEFINE_integer("size", None, "input size; must match the model's (models have a fixed input size)")
@@ -60,13 +63,16 @@ def define_model_flags(flags, lpr_default: bool) -> None:
                          "(default: every core for the detector, one for the reader)")
     flags.DEFINE_enum("decoder", DECODERS[0], list(DECODERS), "CTC decoding of the plate reads: format (beam "
                       "search, the most probable label that fits the plate format), greedy (fastest) or beam")
+    flags.DEFINE_boolean("lpr_tta", tta_default, "read each plate also zoomed in and out and average the three "
+                         "passes (more accurate, three times the reader's model time)")
 
 
 def model_choice(values) -> ModelChoice:
     """``ModelChoice`` from the parsed values of ``define_model_flags`` (the front end passes its FLAGS)."""
     return ModelChoice(framework=values.framework, weights=values.weights, classes=values.classes, size=values.size,
                        lpr=values.lpr, lpr_weights=values.lpr_weights, charset=values.charset, score=values.score,
-                       iou=values.iou, num_threads=values.num_threads, decoder=values.decoder)
+                       iou=values.iou, num_threads=values.num_threads, decoder=values.decoder,
+                       lpr_tta=values.lpr_tta)
 
 
 def open_pipeline(choice: ModelChoice, retry_weak_reads: bool = True) -> Pipeline:
@@ -93,7 +99,7 @@ def open_pipeline(choice: ModelChoice, retry_weak_reads: bool = True) -> Pipelin
     options = PipelineOptions(score_threshold=choice.score, iou_threshold=choice.iou, region=choice.charset,
                               retry_weak_reads=retry_weak_reads)
     pipeline = Pipeline.open(weights, reader_path, choice.charset, choice.num_threads, choice.classes, options,
-                             decoder=choice.decoder)
+                             decoder=choice.decoder, tta=choice.lpr_tta)
     if choice.size and tuple(pipeline.detector.input_size) != (choice.size, choice.size):
         w, h = pipeline.detector.input_size
         raise AlprError(f"--size {choice.size} does not match the model's input {w}x{h}: convert the model at "
@@ -239,7 +245,7 @@ def _save_crops(image: np.ndarray, frame: FrameResult, output: Path, image_path:
 @dataclass(frozen=True)
 class VideoJob:
     video: str
-    models: ModelChoice = field(default_factory=lambda: ModelChoice(lpr=True))
+    models: ModelChoice = field(default_factory=lambda: ModelChoice(lpr=True, lpr_tta=False))  # as detect_video.py
     output: Optional[str] = None  # annotated video file
     output_format: str = "mp4v"
     events: Optional[str] = None  # JSON Lines file of plate events (one per tracked vehicle)

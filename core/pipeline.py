@@ -53,7 +53,8 @@ class Pipeline:
     @classmethod
     def open(cls, detector_path: str | Path, reader_path: Optional[str | Path] = None, charset: str = "kr",
              num_threads: Optional[int] = None, class_names: Optional[str | Path] = None,
-             options: Optional[PipelineOptions] = None, decoder: str = DECODERS[0]) -> Pipeline:
+             options: Optional[PipelineOptions] = None, decoder: str = DECODERS[0],
+             tta: bool = True) -> Pipeline:
         # The runtime's own default is one thread; the detector is most of a frame's work and uses every
         # core (544 int8 on 2 cores: 12.7 vs 18.0 ms), while a batch of a few plates is fastest on one.
         detector = Detector.open(detector_path, num_threads=num_threads or usable_cores(), class_names=class_names)
@@ -63,7 +64,7 @@ class Pipeline:
 
             if not Path(reader_path).is_file():
                 raise AlprError(f"plate reader model not found: {reader_path}")
-            reader = PlateReader(reader_path, charset, num_threads=num_threads or 1, decoder=decoder)
+            reader = PlateReader(reader_path, charset, num_threads=num_threads or 1, decoder=decoder, tta=tta)
         opts = options or PipelineOptions(region=charset)
         return cls(detector, reader, opts)
 

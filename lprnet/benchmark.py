@@ -1,11 +1,11 @@
 """Per-plate latency of a TFLite reader (edge runtime, TF-free): batch of 1, the whole read() path.
 
 python -m lprnet.benchmark --model reader.tflite --charset cn [--images DIR] [--runs 300] [--threads 2]
-    [--decoder format|greedy|beam]
+    [--decoder format|greedy|beam] [--notta]
 
 Reports the median and 90th percentile of (a) the interpreter alone and (b) PlateReader.read on one
-crop (resize + normalise + invoke + CTC decode with ``decoder``, the runtime's by default), after
-warm-up runs.
+crop (resize + normalise + invoke + CTC decode with ``decoder``, the runtime's by default; with the
+runtime's test-time zoom unless ``--notta``), after warm-up runs.
 """
 from __future__ import annotations
 
@@ -32,9 +32,10 @@ def benchmark(
     warmup: int = 20,
     num_threads: Optional[int] = None,
     decoder: str = DECODERS[0],
+    tta: bool = True,
 ) -> Dict[str, Dict[str, float]]:
     """Latency of the interpreter and of a full one-plate read, batch of 1."""
-    reader = PlateReader(model_path, charset, num_threads=num_threads, decoder=decoder)
+    reader = PlateReader(model_path, charset, num_threads=num_threads, decoder=decoder, tta=tta)
     if not crops:
         rng = np.random.default_rng(0)
         crops = [rng.integers(0, 256, size=(24, 94, 3), dtype=np.uint8)]
@@ -69,10 +70,11 @@ def main(argv: Sequence[str]) -> None:
     if f.images:
         listing = list_samples(f.images, load_charset(f.charset))
         crops = [read_image(s.path) for s in listing.samples[:64]]
-    result = benchmark(f.model, f.charset, crops, f.runs, num_threads=f.threads, decoder=f.decoder)
+    result = benchmark(f.model, f.charset, crops, f.runs, num_threads=f.threads, decoder=f.decoder, tta=f.tta)
     result["model"] = f.model  # type: ignore[assignment]
     result["threads"] = f.threads  # type: ignore[assignment]
     result["decoder"] = f.decoder  # type: ignore[assignment]
+    result["tta"] = f.tta  # type: ignore[assignment]
     print(json.dumps(result, indent=2))
 
 
@@ -87,5 +89,6 @@ if __name__ == "__main__":
     flags.DEFINE_integer("runs", 300, "timed runs")
     flags.DEFINE_integer("threads", 2, "interpreter threads")
     flags.DEFINE_enum("decoder", DECODERS[0], list(DECODERS), "CTC decoding of read()")
+    flags.DEFINE_boolean("tta", True, "read() also zoomed in and out, as the runtime does (--notta: one pass)")
     flags.mark_flag_as_required("model")
     app.run(guarded(main))

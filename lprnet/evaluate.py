@@ -145,6 +145,7 @@ def evaluate(
     latency_samples: int = 200,
     kinds: Optional[Sequence[str]] = None,
     char_px: Optional[Sequence[float]] = None,
+    tta: bool = True,
 ) -> Dict[str, object]:
     """Read every crop (BGR, any size) as the runtime does (lprnet.reader.read_crops), time batch-1
     model calls, and score; with ``kinds`` (one plate kind per crop, "" when unknown) also the
@@ -152,7 +153,7 @@ def evaluate(
     unknown) the accuracy by that height (``accuracy_by_char_px``)."""
     from lprnet.reader import read_crops
 
-    reads = read_crops(crops, logits_fn, charset, decoder, batch_size=batch_size)
+    reads = read_crops(crops, logits_fn, charset, decoder, batch_size=batch_size, tta=tta)
     preds = [r.text for r in reads]
     x = normalize(np.stack([resize_crop(c) for c in crops[:latency_samples]]))
     times = []
@@ -241,9 +242,10 @@ def main(argv: Sequence[str]) -> None:
         print(f"skipped: {listing.summary()}")
     logits_fn, kind = load_backend(f.weights, charset, f.threads)
     result = evaluate(logits_fn, images, texts, charset, f.decoder, kinds=[s.kind for s in listing.samples],
-                      char_px=[s.char_px for s in listing.samples])
+                      char_px=[s.char_px for s in listing.samples], tta=f.tta)
     result.update({"model": str(f.weights), "kind": kind, "charset": charset.name,
-                   "images": str(f.images), "skipped": len(listing.skipped), "decoder": f.decoder})
+                   "images": str(f.images), "skipped": len(listing.skipped), "decoder": f.decoder,
+                   "tta": f.tta})
     print(f"[{kind}] {format_report(result)}")
     if f.json:
         with atomic_path(f.json, suffix=".json") as tmp:
@@ -263,5 +265,7 @@ if __name__ == "__main__":
     flags.DEFINE_enum("decoder", DECODERS[0], list(DECODERS), "CTC decoding: format (the runtime's: beam "
                       "search, the most probable label that fits the plate format), greedy or beam")
     flags.DEFINE_integer("threads", 2, "TFLite interpreter threads")
+    flags.DEFINE_boolean("tta", True, "read each crop also zoomed in and out, as the runtime does "
+                         "(lprnet.reader.read_crops); --notta: one pass")
     flags.mark_flags_as_required(["weights", "images"])
     app.run(guarded(main))

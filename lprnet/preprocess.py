@@ -243,6 +243,28 @@ def normalize(batch_uint8: np.ndarray) -> np.ndarray:
     return ((batch_uint8.astype(np.float32) - MEAN) * SCALE).astype(np.float32)
 
 
+# Test-time zoom (lprnet.reader.read_crops): each input is read as it is and scaled about its centre by
+# each of these factors, and the passes' log-probabilities are averaged frame by frame. Chosen in session 31
+# on the validation crops among +-2 px shifts, these zooms and both together (checkpoints/MODEL_CARD.md).
+TTA_ZOOMS = (1.06, 0.94)
+
+
+def zoom(batch: np.ndarray, scale: float) -> np.ndarray:
+    """[N,H,W,C] images scaled by ``scale`` about their centre (bilinear, edges replicated), same size:
+    pixel (x, y) of the result samples the input at ``c + (x - c) / scale`` per axis, ``c`` the centre."""
+    batch = np.asarray(batch)
+    if batch.ndim != 4:
+        raise AlprError(f"zoom() needs a [N,H,W,C] batch, got shape {batch.shape}")
+    n, h, w = batch.shape[:3]
+    cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
+    m = np.array([[scale, 0.0, (1.0 - scale) * cx], [0.0, scale, (1.0 - scale) * cy]], np.float64)
+    out = np.empty_like(batch)
+    for i in range(n):
+        out[i] = cv2.warpAffine(batch[i], m, (w, h), flags=cv2.INTER_LINEAR,
+                                borderMode=cv2.BORDER_REPLICATE).reshape(batch.shape[1:])
+    return out
+
+
 # the STN's affine that leaves an image as it is (row-major 2x3)
 IDENTITY_THETA = np.array([1.0, 0.0, 0.0, 0.0, 1.0, 0.0], np.float32)
 

@@ -22,7 +22,16 @@ from core.errors import AlprError
 from core.tflite_runtime import load_interpreter
 from lprnet.charset import Charset, load_charset
 from lprnet.ctc import DECODERS, decode
-from lprnet.preprocess import IDENTITY_THETA, INPUT_HEIGHT, INPUT_WIDTH, affine_warp, candidate_inputs, normalize
+from lprnet.preprocess import (
+    IDENTITY_THETA,
+    INPUT_HEIGHT,
+    INPUT_WIDTH,
+    TTA_ZOOMS,
+    affine_warp,
+    candidate_inputs,
+    normalize,
+    zoom,
+)
 
 # Two-stage STN readers (written by lprnet.export): signature names, their input and output names.
 LOCATE_SIGNATURE = "locate"
@@ -49,6 +58,26 @@ def better_read(a: PlateRead, b: Optional[PlateRead]) -> bool:
     return b is None or (a.valid, a.confidence) > (b.valid, b.confidence)
 
 
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """Log-probabilities over the last axis (float32), computed stably."""
+    z = np.asarray(logits, np.float32)
+    z = z - z.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
+def zoomed_logits(x: np.ndarray, logits_fn: Callable[[np.ndarray], np.ndarray], zooms: Sequence[float],
+                  batch_size: int = 0) -> np.ndarray:
+    """``x`` read as it is and zoomed by each of ``zooms`` (lprnet.preprocess.zoom): the frame-by-frame
+    mean of the passes' log-probabilities [N,18,classes] (the plain logits when ``zooms`` is empty).
+    All passes go to ``logits_fn`` in batches of ``batch_size`` (0: one call)."""
+    passes = np.concatenate([x] + [zoom(x, s) for s in zooms]) if zooms else x
+    step = batch_size if batch_size > 0 else max(1, len(passes))
+    logits = np.concatenate([logits_fn(passes[i : i + step]) for i in range(0, len(passes), step)])
+    if not zooms:
+        return logits
+    return log_softmax(logits).reshape(len(zooms) + 1, len(x), *logits.shape[1:]).mean(axis=0)
+
+
 def read_crops(
     crops: Sequence[np.ndarray],
     logits_fn: Callable[[np.ndarray], np.ndarray],
@@ -56,20 +85,21 @@ def read_crops(
     decoder: str = DECODERS[0],
     beam_width: int = 8,
     batch_size: int = 0,
+    tta: bool = True,
 ) -> List[PlateRead]:
     """BGR crops (any size) -> one PlateRead each, with any model behind ``logits_fn``
     (float32 [N,24,94,3] -> logits [N,18,classes]).
 
     Narrow crops are read as one-line and as stitched two-line plates (lprnet.preprocess) and the
-    better read is kept. Empty crops give ``EMPTY_READ``. ``batch_size`` 0: one call for everything.
+    better read is kept. ``tta``: each input is also read zoomed in and out (``TTA_ZOOMS``, three model
+    passes instead of one) and the passes' log-probabilities are averaged. Empty crops give
+    ``EMPTY_READ``. ``batch_size`` 0: one call for everything.
     """
     out: List[Optional[PlateRead]] = [None] * len(crops)
     usable = [i for i, c in enumerate(crops) if np.asarray(c).size > 0]
     if usable:
         images, owners = candidate_inputs([crops[i] for i in usable])
-        x = normalize(images)
-        step = batch_size if batch_size > 0 else len(x)
-        logits = np.concatenate([logits_fn(x[i : i + step]) for i in range(0, len(x), step)])
+        logits = zoomed_logits(normalize(images), logits_fn, TTA_ZOOMS if tta else (), batch_size)
         results = decode(logits, decoder, blank=charset.blank, beam_width=beam_width, is_probs=False,
                          accept=lambda ids: charset.is_valid_format(charset.decode(ids)))
         for owner, res in zip(owners, results):
@@ -129,10 +159,12 @@ class PlateReader:
         num_threads: int | None = None,
         decoder: str = DECODERS[0],
         beam_width: int = 8,
+        tta: bool = True,
     ) -> None:
         self.charset = charset if isinstance(charset, Charset) else load_charset(charset)
         self.decoder = decoder
         self.beam_width = beam_width
+        self.tta = tta
         self._interp: Any = load_interpreter(model_path, num_threads)
         self._stages: Optional[Tuple[Any, Any]] = None
         signatures = _signature_list(self._interp)
@@ -222,4 +254,4 @@ class PlateReader:
         An empty crop (zero width or height, e.g. a box clipped away at the image edge) gives
         ``PlateRead("", 0.0, False)`` instead of failing the whole batch.
         """
-        return read_crops(crops, self.logits, self.charset, self.decoder, self.beam_width)
+        return read_crops(crops, self.logits, self.charset, self.decoder, self.beam_width, tta=self.tta)

@@ -124,6 +124,20 @@ def test_decoder_flag_reaches_the_reader() -> None:
     assert open_pipeline(ModelChoice(lpr=True, decoder="greedy")).reader.decoder == "greedy"
 
 
+def test_tta_flag_reaches_the_reader() -> None:
+    """--lpr_tta / --nolpr_tta reach the pipeline's reader, and each front end has its default."""
+    from core.app import ModelChoice, open_pipeline
+
+    assert open_pipeline(ModelChoice(lpr=True)).reader.tta is True
+    assert open_pipeline(ModelChoice(lpr=True, lpr_tta=False)).reader.tta is False
+    # on by default for still images, off for video (frame rate; see define_model_flags)
+    for script, default in (("detect.py", "true"), ("detect_video.py", "false")):
+        r = subprocess.run([sys.executable, script, "--helpfull"], capture_output=True, text=True, env=ENV, cwd=REPO,
+                           timeout=120)
+        block = r.stdout[r.stdout.index("--[no]lpr_tta"):]
+        assert f"(default: '{default}')" in block[: block.index("--", 5)], (script, block[:300])
+
+
 def test_shipped_cn_reader_on_real_crops() -> None:
     """493 real Chinese crops (../shared/data/cn_plates_dev), never used in training or calibration."""
     from lprnet.dataset import list_samples, load_originals
