@@ -39,7 +39,8 @@ Row = Tuple[Read, bool]
 
 
 def read_rows(charset_name: str, images: str, weights: str) -> List[Row]:
-    """Read every crop with the reader as the runtime does and compare with the crop's text."""
+    """Read every crop with the reader as video does (one pass, no test-time zoom: ``detect_video.py``'s
+    default) and compare with the crop's text."""
     from lprnet.charset import load_charset
     from lprnet.dataset import list_samples, load_crops
     from lprnet.evaluate import load_backend
@@ -48,7 +49,7 @@ def read_rows(charset_name: str, images: str, weights: str) -> List[Row]:
     charset = load_charset(charset_name)
     crops, texts = load_crops(list_samples(images, charset))
     logits_fn, _ = load_backend(weights, charset)
-    reads = read_crops(crops, logits_fn, charset, batch_size=64)
+    reads = read_crops(crops, logits_fn, charset, batch_size=64, tta=False)
     return [(Read(r.text, float(r.confidence), bool(r.valid)), r.text == t) for r, t in zip(reads, texts)]
 
 
