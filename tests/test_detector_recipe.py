@@ -130,12 +130,13 @@ def test_stages_are_the_model_cards_commands() -> None:
     ("bf16hr", ["two", "two", "three"], ["4400", "1500", "1600"], "mixed_bfloat16"),
 ])
 def test_short_schedule_stages_end_on_their_step_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                        schedule: str, cfgs: list, budgets: list,
-                                                        precision: str) -> None:
+                                                        capsys: pytest.CaptureFixture, schedule: str, cfgs: list,
+                                                        budgets: list, precision: str) -> None:
     """The 2-hour chains: their stages' step budgets, not their epoch counts, end them at batch 8 (so the
     cosine schedule runs to its end), every seed they train on is rendered, and each train.py command
     carries its stage's budget, or the smaller --max_steps of a smoke run, and its precision (no flag:
     train.py's float32 default)."""
+    pytest.importorskip("tensorflow")  # core.keras.layers: the machine's bfloat16 hardware
     from tools import train_detector as recipe
 
     stages, scenes, calibration = recipe.schedule_of(schedule)
@@ -159,6 +160,9 @@ def test_short_schedule_stages_end_on_their_step_budget(tmp_path: Path, monkeypa
     monkeypatch.setattr(recipe, "_render", lambda folder, *a: folder)
     monkeypatch.setattr(recipe, "_mix", lambda scenes, seeds: scenes / "mix.txt")
     monkeypatch.setattr(recipe, "newer", lambda a, b: True)  # nothing to convert: only the training commands
+    from core.keras import layers
+
+    monkeypatch.setattr(layers, "bfloat16_hardware", lambda: True)
     for cap, expected in ((None, budgets), (2, ["2"] * len(budgets))):
         commands.clear()
         recipe.train_detector(tmp_path / f"d{cap}", scale=1.0, max_steps=cap, batch_size=8, workers=1,
@@ -167,3 +171,28 @@ def test_short_schedule_stages_end_on_their_step_budget(tmp_path: Path, monkeypa
         assert [c[c.index("--max_steps") + 1] for c in train] == expected
         assert [c[c.index("--precision") + 1] if "--precision" in c else None for c in train] == \
             [precision] * len(budgets)
+    # without bfloat16 hardware every stage trains in float32 (emulated bfloat16 is slower), unless forced
+    monkeypatch.setattr(layers, "bfloat16_hardware", lambda: False)
+    for forced, want in ((None, None), ("mixed_bfloat16", "mixed_bfloat16")):
+        commands.clear()
+        recipe.train_detector(tmp_path / f"host{forced}", scale=1.0, max_steps=None, batch_size=8, workers=1,
+                              schedule=schedule, precision=forced)
+        train = [c for c in commands if "train.py" in c]
+        assert [c[c.index("--max_steps") + 1] for c in train] == budgets
+        assert [c[c.index("--precision") + 1] if "--precision" in c else None for c in train] == [want] * len(budgets)
+        said = "so its bfloat16 stages train in float32" in capsys.readouterr().out
+        assert said == (precision is not None and forced is None)  # only where a stage fell back
+    # the same command goes on at the precision a folder was started with, on either kind of machine
+    for folder, hardware, want in (("dNone", False, precision), ("hostNone", True, None)):
+        monkeypatch.setattr(layers, "bfloat16_hardware", lambda hardware=hardware: hardware)
+        commands.clear()
+        recipe.train_detector(tmp_path / folder, scale=1.0, max_steps=None, batch_size=8, workers=1,
+                              schedule=schedule)
+        train = [c for c in commands if "train.py" in c]
+        assert [c[c.index("--precision") + 1] if "--precision" in c else None for c in train] == [want] * len(budgets)
+    assert "emulated" not in capsys.readouterr().out
+    # and refuses another one
+    if precision is not None:
+        with pytest.raises(AlprError, match="holds a run with"):
+            recipe.train_detector(tmp_path / "hostNone", scale=1.0, max_steps=None, batch_size=8, workers=1,
+                                  schedule=schedule, precision="mixed_bfloat16")

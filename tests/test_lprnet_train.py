@@ -173,6 +173,7 @@ def test_one_command_recipe_smoke(tmp_path: Path, charset: str) -> None:
     proc = subprocess.run(first_cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "models (from lprnet/best.weights.h5)" in proc.stdout and not (out / "refresh").exists()
+    first_out = proc.stdout
     expected = sum(max(2, round(count * 0.002)) for _, count, _ in RECIPES[charset])
     assert len((out / "data" / "train" / "labels.txt").read_text(encoding="utf-8").splitlines()) == expected
     assert json.loads((out / "lprnet" / "state.json").read_text())["epoch"] == 1
@@ -225,13 +226,23 @@ def test_one_command_recipe_smoke(tmp_path: Path, charset: str) -> None:
     assert proc.returncode != 0 and "holds a run with" in proc.stderr.strip().splitlines()[-1]
     proc = subprocess.run([*cmd, "--batch_size", "16"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "'batch_size': 16" in proc.stderr.strip().splitlines()[-1]
-    # the defaults of the model card: bfloat16 (kr session 19, cn session 29); cn starts from the shipped
-    # Korean reader (session 29), kr from random initialisation
+    # the defaults of the model card: bfloat16 (kr session 19, cn session 29) where the machine has bfloat16
+    # hardware, float32 (not recorded) where it would be emulated; cn starts from the shipped Korean reader
+    # (session 29), kr from random initialisation
+    from core.keras.layers import bfloat16_hardware
+
     recipe = json.loads((out / "recipe.json").read_text())
-    assert recipe["precision"] == "mixed_bfloat16"
-    proc = subprocess.run([*cmd, "--precision", "float32"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    if bfloat16_hardware():
+        assert recipe["precision"] == "mixed_bfloat16"
+        other, have_it = "float32", True
+    else:
+        assert "precision" not in recipe
+        assert "bfloat16 would be emulated here" in first_out and "trains in float32" in first_out
+        other, have_it = "mixed_bfloat16", False
+    proc = subprocess.run([*cmd, "--precision", other], cwd=REPO, capture_output=True, text=True, timeout=120)
     have, want = proc.stderr.strip().splitlines()[-1].split(", not {")  # "... holds a run with {have}, not {want}"
-    assert proc.returncode != 0 and "'precision': 'mixed_bfloat16'" in have and "precision" not in want
+    assert proc.returncode != 0 and ("'precision': 'mixed_bfloat16'" in have) == have_it
+    assert ("'precision': 'mixed_bfloat16'" in want) != have_it
     if charset == "kr":
         assert "init_weights" not in recipe
     else:

@@ -88,6 +88,12 @@ def newer(path: Path, than: Path) -> bool:
     return path.is_file() and path.stat().st_mtime >= than.stat().st_mtime
 
 
+def recorded(out: Path) -> Optional[Dict[str, Any]]:
+    """What ``out/recipe.json`` holds (the run a folder was started with), None where there is none."""
+    path = out / "recipe.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
 def check_recipe(out: Path, want: Dict[str, Any]) -> None:
     """One folder, one recipe: refuse to mix another recipe's data or run into ``out``."""
     path = out / "recipe.json"

@@ -30,7 +30,9 @@ three-head steps the other way (1400 at 416, 700 at 544): 114.7 minutes, plate a
 ``--schedule bf16`` (``BF16_STAGES``) trains short544's three stages in bfloat16 (``train.py --precision
 mixed_bfloat16``, about 1.7x faster a step on a CPU with AVX512_BF16) with about 1.6x their steps;
 ``--schedule bf16hr`` (``BF16HR_STAGES``, the shipped detector's recipe since session 18) trains the
-two-head model at 320 and 416 in bfloat16 before the graft and the three-head one only at 544.
+two-head model at 320 and 416 in bfloat16 before the graft and the three-head one only at 544. On a
+machine without bfloat16 hardware, where it is emulated and several times slower, the bfloat16 stages
+train in float32 (``host_stages``; ``--precision`` sets every stage's).
 """
 from __future__ import annotations
 
@@ -40,7 +42,7 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import astuple, dataclass
+from dataclasses import astuple, dataclass, replace
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -48,8 +50,9 @@ from absl import app, flags
 
 from core.cli import atomic_copy, atomic_path
 from core.errors import AlprError
+from core.keras import PRECISIONS
 from core.model_info import sidecar_for
-from tools.recipe import check_recipe, newer, run_recipe, run_step, scaled
+from tools.recipe import check_recipe, newer, recorded, run_recipe, run_step, scaled
 
 TWO_HEAD = "checkpoints/yolov4-tiny-alpr.cfg"
 THREE_HEAD = "checkpoints/yolov4-tiny-3l-alpr.cfg"
@@ -200,8 +203,29 @@ def schedule_of(name: str) -> Tuple[List[Stage], Dict[int, int], Tuple[int, ...]
     return schedules[name]
 
 
+def host_stages(chain: Sequence[Stage], precision: Optional[str], out: Path) -> List[Stage]:
+    """The stages at ``precision`` where given. Else as ``out`` was started (recipe.json), so that the same
+    command resumes on any machine; for a new folder each stage at its own precision, float32 where that is
+    bfloat16 and this machine would emulate it (``core.keras.layers.host_precision``; said on stdout)."""
+    if precision is not None:
+        if precision not in PRECISIONS:
+            raise AlprError(f"--precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+        return [replace(s, precision=precision) for s in chain]
+    have = recorded(out)
+    if have is not None:
+        for option in (list(chain), [replace(s, precision="float32") for s in chain]):
+            if have.get("stages") == json.loads(json.dumps([_recorded(s) for s in option])):
+                return option
+    from core.keras.layers import fallback_note, host_precision  # TensorFlow: only once a run starts
+
+    stages = [replace(s, precision=host_precision(s.precision)) for s in chain]
+    if stages != list(chain):  # PRECISIONS: bfloat16 is the only one that falls back
+        print(fallback_note("its bfloat16 stages train", "mixed_bfloat16"), flush=True)
+    return stages
+
+
 def train_detector(out: Path, scale: float, max_steps: Optional[int], batch_size: int, workers: int,
-                   schedule: str = "card") -> None:
+                   schedule: str = "card", precision: Optional[str] = None) -> None:
     chain, scene_sets, calibration = schedule_of(schedule)
     if not 0 < scale <= 1:
         raise AlprError("--scale must be in (0, 1]")
@@ -213,6 +237,7 @@ def train_detector(out: Path, scale: float, max_steps: Optional[int], batch_size
         raise AlprError("--workers must be 0 (one per core) or more")
     started = time.time()
     out = out.resolve()
+    chain = host_stages(chain, precision, out)
     out.mkdir(parents=True, exist_ok=True)
     check_recipe(out, {"schedule": schedule, "scale": scale, "max_steps": max_steps, "batch_size": batch_size,
                        "stages": [_recorded(s) for s in chain], "scenes": scene_sets, "heldout": HELDOUT,
@@ -292,7 +317,7 @@ def _ap(value: Optional[float]) -> str:
 def main(argv: Sequence[str]) -> None:
     del argv
     run_recipe(lambda: train_detector(Path(FLAGS.out), FLAGS.scale, FLAGS.max_steps, FLAGS.batch_size,
-                                      FLAGS.workers, FLAGS.schedule))
+                                      FLAGS.workers, FLAGS.schedule, FLAGS.precision))
 
 
 def define_flags() -> None:
@@ -303,10 +328,14 @@ def define_flags() -> None:
     flags.DEFINE_string("schedule", "card", "card: the model card's stages (about 6 h on 2 cores); "
                         "short: the 2-hour chain (SHORT_STAGES); short416, short544: its mixed-resolution "
                         "variants (SHORT416_STAGES, SHORT544_STAGES); bf16: short544's stages in bfloat16 with "
-                        "more steps (BF16_STAGES; needs a CPU with AVX512_BF16 or a GPU to be fast); bf16hr: "
+                        "more steps (BF16_STAGES; needs a CPU with AVX512_BF16 or AMX, or an Ampere-or-newer "
+                        "GPU, to be fast: without, its stages train in float32); bf16hr: "
                         "bfloat16 with two-head steps at 416 before the graft and three-head steps only at 544 "
                         "(BF16HR_STAGES)")
     flags.DEFINE_integer("workers", 0, "scene rendering processes (0: one per CPU core)")
+    flags.DEFINE_enum("precision", None, list(PRECISIONS), "every stage's train.py --precision (default: as --out "
+                      "was started; for a new folder each stage's own, float32 on a machine without bfloat16 "
+                      "hardware, where bfloat16 is emulated and slower)")
     flags.mark_flag_as_required("out")
 
 

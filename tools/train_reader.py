@@ -36,7 +36,7 @@ from core.errors import AlprError
 from core.keras import PRECISIONS
 from lprnet.evaluate import MIN_CHAR_PX
 from tools.bundle.verify_bundle import sha256_file
-from tools.recipe import REPO, SHARED, check_recipe, newer, run_recipe, run_step, scaled
+from tools.recipe import REPO, SHARED, check_recipe, newer, recorded, run_recipe, run_step, scaled
 
 # (name, count, extra tools.synth.plates arguments)
 Part = Tuple[str, int, Tuple[str, ...]]
@@ -158,7 +158,7 @@ def train_reader(charset: str, out: Path, epochs: Optional[int], scale: float, h
     (``INIT_WEIGHTS``), "none" is random initialisation."""
     if charset not in RECIPES:
         raise AlprError(f"unknown charset {charset!r}; expected one of {', '.join(RECIPES)}")
-    epochs, precision = schedule(charset, epochs, precision)
+    epochs, scheduled = schedule(charset, epochs, precision)
     refresh_epochs = refresh_schedule(charset, refresh_epochs)
     init = init_schedule(charset, init_weights)
     if not 0 < scale <= 1:
@@ -176,6 +176,7 @@ def train_reader(charset: str, out: Path, epochs: Optional[int], scale: float, h
         raise AlprError(f"--init_weights {init}: no such file")
     init = init.resolve() if init is not None else None
     out = out.resolve()
+    precision = scheduled if precision is not None else run_precision(out, scheduled)
     out.mkdir(parents=True, exist_ok=True)
     fonts = check_fonts(charset, allow_fewer_fonts)
     # The schedule too: resuming under another batch, rate or epoch count would change it mid-run.
@@ -234,6 +235,21 @@ def train_reader(charset: str, out: Path, epochs: Optional[int], scale: float, h
     print(f"done: models (from {weights.relative_to(out)}) in {out}, scores in {out}/eval-*.json")
 
 
+def run_precision(out: Path, scheduled: str) -> str:
+    """The precision of a run without --precision: the one ``out`` was started with (recipe.json; float32 is
+    not recorded), so that the same command resumes on any machine; for a new folder ``scheduled``, or float32
+    where that is bfloat16 and this machine would emulate it (said on stdout)."""
+    have = recorded(out)
+    if have is not None:
+        return have.get("precision", "float32")
+    from core.keras.layers import fallback_note, host_precision  # TensorFlow: only once a run starts
+
+    precision = host_precision(scheduled)
+    if precision != scheduled:
+        print(fallback_note("the recipe trains", scheduled), flush=True)
+    return precision
+
+
 def schedule(charset: str, epochs: Optional[int], precision: Optional[str]) -> Schedule:
     """``epochs`` and ``precision``, each None replaced by the charset's measured schedule (``SCHEDULES``)."""
     default = SCHEDULES[charset]
@@ -273,9 +289,9 @@ def define_flags(fv: flags.FlagValues = FLAGS) -> None:
 
     flags.DEFINE_enum("charset", "kr", sorted(RECIPES), "plate alphabet", **on)
     flags.DEFINE_string("out", None, "output folder (data, run, models, scores)", **on)
-    # --epochs and --precision default per charset (SCHEDULES). On a CPU without AVX512_BF16 or AMX pass
-    # --precision float32 --epochs 13 for kr (session 12's schedule); for cn from the Korean weights no float32
-    # schedule has been measured.
+    # --epochs and --precision default per charset (SCHEDULES). Without bfloat16 hardware a new run trains in
+    # float32 (run_precision); the epochs stay. For kr session 12 measured float32 for 13 epochs (105 min,
+    # held-out 0.922); for cn from the Korean weights no float32 schedule has been measured.
     flags.DEFINE_integer("epochs", None, f"training epochs (default: {per_charset('epochs')})", **on)
     flags.DEFINE_integer("refresh_epochs", None, "epochs of the refresh stage, the trained model continued on "
                          f"fresh crops at {REFRESH_LR_SHARE:g} of the peak rate; 0: none (default: "
@@ -290,9 +306,10 @@ def define_flags(fv: flags.FlagValues = FLAGS) -> None:
     flags.DEFINE_boolean("allow_fewer_fonts", False, "render even when faces of RECIPE_FONTS are missing "
                          "(the data, and so the model, then differ from the recipe's)", **on)
     flags.DEFINE_enum("precision", None, list(PRECISIONS),
-                      f"train_lprnet.py --precision (default: {per_charset('precision')}); mixed_bfloat16 takes "
-                      "about 0.7 of float32's time a step on a CPU with AVX512_BF16 or AMX (float32 where there is "
-                      "none)", **on)
+                      f"train_lprnet.py --precision (default: as --out was started; for a new folder "
+                      f"{per_charset('precision')}, or float32 on a machine without bfloat16 hardware); "
+                      "mixed_bfloat16 takes about 0.6 of float32's time a step on a CPU with AVX512_BF16 or AMX, "
+                      "about 5 times it without", **on)
     flags.DEFINE_string("init_weights", None, "Keras reader weights to start from (another charset's too: its "
                         "class channels are relearned); none: random initialisation (default: "
                         + ", ".join(f"{c} {w or 'none'}" for c, w in INIT_WEIGHTS.items()) + ")", **on)

@@ -108,6 +108,11 @@ def main(argv: Sequence[str]) -> None:
         k, f = results["keras"][part], results["fused"][part]
         print(f"{part} ({FLAGS.precision}): {k:.3f} s/step with Keras BatchNormalization, {f:.3f} fused "
               f"({k / f:.2f}x)")
+    from core.keras.layers import bfloat16_hardware
+
+    print("bfloat16 hardware: " + ("yes (new recipe runs train their bfloat16 stages in bfloat16)"
+                                   if bfloat16_hardware() else
+                                   "no (new recipe runs train in float32 here; emulated bfloat16 is slower)"))
 
 
 if __name__ == "__main__":
