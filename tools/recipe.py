@@ -88,6 +88,11 @@ def newer(path: Path, than: Path) -> bool:
     return path.is_file() and path.stat().st_mtime >= than.stat().st_mtime
 
 
+def as_recorded(value: Any) -> Any:
+    """``value`` as recipe.json reads it back: tuples become lists, keys strings."""
+    return json.loads(json.dumps(value))
+
+
 def recorded(out: Path) -> Optional[Dict[str, Any]]:
     """What ``out/recipe.json`` holds (the run a folder was started with), None where there is none."""
     path = out / "recipe.json"
@@ -97,7 +102,7 @@ def recorded(out: Path) -> Optional[Dict[str, Any]]:
 def check_recipe(out: Path, want: Dict[str, Any]) -> None:
     """One folder, one recipe: refuse to mix another recipe's data or run into ``out``."""
     path = out / "recipe.json"
-    want = json.loads(json.dumps(want))  # as it reads back: tuples become lists, keys strings
+    want = as_recorded(want)
     if path.is_file():
         have = json.loads(path.read_text(encoding="utf-8"))
         if have != want:

@@ -50,9 +50,9 @@ from absl import app, flags
 
 from core.cli import atomic_copy, atomic_path
 from core.errors import AlprError
-from core.keras import PRECISIONS
+from core.keras import PRECISIONS, check_precision
 from core.model_info import sidecar_for
-from tools.recipe import check_recipe, newer, recorded, run_recipe, run_step, scaled
+from tools.recipe import as_recorded, check_recipe, newer, recorded, run_recipe, run_step, scaled
 
 TWO_HEAD = "checkpoints/yolov4-tiny-alpr.cfg"
 THREE_HEAD = "checkpoints/yolov4-tiny-3l-alpr.cfg"
@@ -208,13 +208,12 @@ def host_stages(chain: Sequence[Stage], precision: Optional[str], out: Path) -> 
     command resumes on any machine; for a new folder each stage at its own precision, float32 where that is
     bfloat16 and this machine would emulate it (``core.keras.layers.host_precision``; said on stdout)."""
     if precision is not None:
-        if precision not in PRECISIONS:
-            raise AlprError(f"--precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+        check_precision(precision)
         return [replace(s, precision=precision) for s in chain]
     have = recorded(out)
     if have is not None:
         for option in (list(chain), [replace(s, precision="float32") for s in chain]):
-            if have.get("stages") == json.loads(json.dumps([_recorded(s) for s in option])):
+            if have.get("stages") == as_recorded([_recorded(s) for s in option]):
                 return option
     from core.keras.layers import fallback_note, host_precision  # TensorFlow: only once a run starts
 

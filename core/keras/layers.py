@@ -9,7 +9,7 @@ import keras
 import tensorflow as tf
 from keras import layers
 
-from core.keras import PRECISIONS
+from core.keras import check_precision
 
 
 @lru_cache(maxsize=None)
@@ -87,6 +87,7 @@ def _compute_capability(device: Any) -> Optional[Tuple[int, int]]:
     return tuple(capability) if capability else None
 
 
+@lru_cache(maxsize=None)
 def bfloat16_hardware() -> bool:
     """Whether bfloat16 training should be fast here: GPUs that run it natively (``gpu_bfloat16``), or, with
     no GPU, a CPU with bfloat16 instructions (``cpu_bfloat16``) and oneDNN on."""
@@ -116,14 +117,6 @@ def fallback_note(what: str, scheduled: str) -> str:
     return (f"note: bfloat16 would be emulated here (it needs a CPU with AVX512_BF16 or AMX and oneDNN on, or "
             f"Ampere-or-newer GPUs), so {what} in float32, not {scheduled} (--precision {scheduled} forces it); "
             "the model card's times are from machines with it")
-
-
-def check_precision(name: str) -> None:
-    """An AlprError unless ``name`` is one of ``PRECISIONS``."""
-    if name not in PRECISIONS:
-        from core.errors import AlprError
-
-        raise AlprError(f"precision must be one of {', '.join(PRECISIONS)}, not {name!r}")
 
 
 def slow_precision_note(name: str) -> Optional[str]:
