@@ -19,7 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags, logging  # noqa: E402
 
 from core.cli import guarded  # noqa: E402
-from core.keras import PRECISIONS  # noqa: E402
+from core.keras import PRECISIONS, enable_onednn  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("cfg", None, "Darknet .cfg to train (its [yolo] anchors, masks, classes and loss settings)")
@@ -94,4 +94,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    enable_onednn()
     sys.exit(app.run(guarded(main)))

@@ -16,7 +16,7 @@ from typing import Sequence
 from absl import app, flags
 
 from core.cli import guarded
-from core.keras import PRECISIONS
+from core.keras import PRECISIONS, enable_onednn
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data", None, "folder of crops named by their text, or a label file")
@@ -61,5 +61,6 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
+    enable_onednn()
     flags.mark_flag_as_required("data")
     app.run(guarded(main))

@@ -5,10 +5,13 @@ Each step is a forward and backward pass and an optimizer update on random input
 loss on random labels at 24x94, batch 64; the detector: the mean square of its heads for ``--cfg`` at
 ``--size``, batch 8), timed after a warm-up step; the median of ``--steps`` is printed. ``--precision
 mixed_bfloat16`` builds both models under that Keras policy (``train.py`` / ``train_lprnet.py --precision``).
+TensorFlow's oneDNN kernels are on, as in the trainers (``core.keras.enable_onednn``); ``--noonednn`` times
+TensorFlow's own kernels, the default of TensorFlow on CPUs without AVX512_VNNI, AVX512_BF16 or AMX.
 """
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -17,7 +20,7 @@ from typing import Callable, Dict, Sequence
 
 from absl import app, flags
 
-from core.keras import PRECISIONS
+from core.keras import PRECISIONS, enable_onednn
 
 FLAGS = flags.FLAGS
 
@@ -95,19 +98,20 @@ def main(argv: Sequence[str]) -> None:
     if FLAGS.only:
         print(json.dumps(_case(FLAGS.only)))
         return
+    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "1" if FLAGS.onednn else "0"}
     results: Dict[str, Dict[str, float]] = {}
     for bn in ("keras", "fused"):  # one fresh process each, so that neither warms the other's caches
         proc = subprocess.run([sys.executable, "-m", "tools.train_step_benchmark", "--only", bn, "--steps",
                                str(FLAGS.steps), "--cfg", FLAGS.cfg, "--size", str(FLAGS.size),
                                "--precision", FLAGS.precision],
-                              capture_output=True, text=True)
+                              capture_output=True, text=True, env=env)
         if proc.returncode != 0:
             sys.exit(f"error: the {bn} case failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
         results[bn] = json.loads(proc.stdout.strip().splitlines()[-1])
     for part in ("reader", "detector"):
         k, f = results["keras"][part], results["fused"][part]
-        print(f"{part} ({FLAGS.precision}): {k:.3f} s/step with Keras BatchNormalization, {f:.3f} fused "
-              f"({k / f:.2f}x)")
+        print(f"{part} ({FLAGS.precision}, oneDNN {'on' if FLAGS.onednn else 'off'}): {k:.3f} s/step with Keras "
+              f"BatchNormalization, {f:.3f} fused ({k / f:.2f}x)")
     from core.keras.layers import bfloat16_hardware
 
     print("bfloat16 hardware: " + ("yes (new recipe runs train their bfloat16 stages in bfloat16)"
@@ -116,9 +120,12 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
+    enable_onednn()  # as the recipes do, for the bfloat16 line at the end
     flags.DEFINE_integer("steps", 8, "timed steps per case")
     flags.DEFINE_string("cfg", "checkpoints/yolov4-tiny-3l-alpr.cfg", "detector cfg")
     flags.DEFINE_integer("size", 544, "detector input size")
     flags.DEFINE_enum("precision", "float32", list(PRECISIONS), "Keras dtype policy of both models")
+    flags.DEFINE_boolean("onednn", True, "TensorFlow's oneDNN CPU kernels, as the trainers ask for them "
+                         "(--noonednn: TensorFlow's own kernels)")
     flags.DEFINE_enum("only", None, ["keras", "fused"], "time one case in this process (used internally)")
     app.run(main)
