@@ -50,7 +50,7 @@ from absl import app, flags
 
 from core.cli import atomic_copy, atomic_path
 from core.errors import AlprError
-from core.keras import PRECISIONS, check_precision, enable_onednn
+from core.keras import PRECISIONS, check_precision
 from core.model_info import sidecar_for
 from tools.recipe import as_recorded, check_recipe, newer, recorded, run_recipe, run_step, scaled
 
@@ -339,6 +339,5 @@ def define_flags() -> None:
 
 
 if __name__ == "__main__":
-    enable_onednn()  # before TensorFlow: the host checks and the stages it runs see the same kernels
     define_flags()
     app.run(main)

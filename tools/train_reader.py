@@ -33,7 +33,7 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 from absl import app, flags
 
 from core.errors import AlprError
-from core.keras import PRECISIONS, enable_onednn
+from core.keras import PRECISIONS
 from lprnet.evaluate import MIN_CHAR_PX
 from tools.bundle.verify_bundle import sha256_file
 from tools.recipe import REPO, SHARED, check_recipe, newer, recorded, run_recipe, run_step, scaled
@@ -317,6 +317,5 @@ def define_flags(fv: flags.FlagValues = FLAGS) -> None:
 
 
 if __name__ == "__main__":
-    enable_onednn()  # before TensorFlow: the host checks and the steps it runs see the same kernels
     define_flags()
     app.run(main)

@@ -5,8 +5,9 @@ Each step is a forward and backward pass and an optimizer update on random input
 loss on random labels at 24x94, batch 64; the detector: the mean square of its heads for ``--cfg`` at
 ``--size``, batch 8), timed after a warm-up step; the median of ``--steps`` is printed. ``--precision
 mixed_bfloat16`` builds both models under that Keras policy (``train.py`` / ``train_lprnet.py --precision``).
-TensorFlow's oneDNN kernels are on, as in the trainers (``core.keras.enable_onednn``); ``--noonednn`` times
-TensorFlow's own kernels, the default of TensorFlow on CPUs without AVX512_VNNI, AVX512_BF16 or AMX.
+TensorFlow's oneDNN kernels are on as in the trainers (``core.keras.enable_onednn``: unless
+``TF_ENABLE_ONEDNN_OPTS`` is set); ``--noonednn`` times TensorFlow's own kernels, ``--onednn`` forces oneDNN's.
+Each line says which ran, as TensorFlow reports it.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from typing import Callable, Dict, Sequence
 
 from absl import app, flags
 
-from core.keras import PRECISIONS, enable_onednn
+from core.keras import PRECISIONS, set_onednn
 
 FLAGS = flags.FLAGS
 
@@ -78,28 +79,31 @@ def detector_step(cfg_path: str, size: int, steps: int) -> float:
     return _time_training(model, lambda heads: tf.add_n([tf.reduce_mean(tf.square(h)) for h in heads]), steps, x)
 
 
-def _case(bn: str) -> Dict[str, float]:
+def _case(bn: str) -> Dict[str, object]:
     """Both timings with one BatchNormalization class, in this process."""
     import keras
 
     import core.keras.builder as builder
     import lprnet.model as reader_model
-    from core.keras.layers import BatchNormalization, precision_policy
+    from core.keras.layers import BatchNormalization, onednn_enabled, precision_policy
 
     cls = keras.layers.BatchNormalization if bn == "keras" else BatchNormalization
     builder.BatchNormalization = cls  # the builders look the class up at build time
     reader_model.BatchNormalization = cls
     with precision_policy(FLAGS.precision):
-        return {"reader": reader_step(FLAGS.steps), "detector": detector_step(FLAGS.cfg, FLAGS.size, FLAGS.steps)}
+        return {"reader": reader_step(FLAGS.steps), "detector": detector_step(FLAGS.cfg, FLAGS.size, FLAGS.steps),
+                "onednn": onednn_enabled()}
 
 
 def main(argv: Sequence[str]) -> None:
     del argv
     if FLAGS.only:
+        set_onednn(FLAGS.onednn)  # before TensorFlow
         print(json.dumps(_case(FLAGS.only)))
         return
-    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "1" if FLAGS.onednn else "0"}
-    results: Dict[str, Dict[str, float]] = {}
+    env = dict(os.environ)  # the cases' only: this process's last line should see what the recipes see
+    set_onednn(FLAGS.onednn, env)
+    results: Dict[str, Dict[str, object]] = {}
     for bn in ("keras", "fused"):  # one fresh process each, so that neither warms the other's caches
         proc = subprocess.run([sys.executable, "-m", "tools.train_step_benchmark", "--only", bn, "--steps",
                                str(FLAGS.steps), "--cfg", FLAGS.cfg, "--size", str(FLAGS.size),
@@ -110,8 +114,9 @@ def main(argv: Sequence[str]) -> None:
         results[bn] = json.loads(proc.stdout.strip().splitlines()[-1])
     for part in ("reader", "detector"):
         k, f = results["keras"][part], results["fused"][part]
-        print(f"{part} ({FLAGS.precision}, oneDNN {'on' if FLAGS.onednn else 'off'}): {k:.3f} s/step with Keras "
-              f"BatchNormalization, {f:.3f} fused ({k / f:.2f}x)")
+        onednn = "on" if results["fused"]["onednn"] else "off"
+        print(f"{part} ({FLAGS.precision}, oneDNN {onednn}): {k:.3f} s/step with Keras BatchNormalization, "
+              f"{f:.3f} fused ({k / f:.2f}x)")
     from core.keras.layers import bfloat16_hardware
 
     print("bfloat16 hardware: " + ("yes (new recipe runs train their bfloat16 stages in bfloat16)"
@@ -120,12 +125,11 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-    enable_onednn()  # as the recipes do, for the bfloat16 line at the end
     flags.DEFINE_integer("steps", 8, "timed steps per case")
     flags.DEFINE_string("cfg", "checkpoints/yolov4-tiny-3l-alpr.cfg", "detector cfg")
     flags.DEFINE_integer("size", 544, "detector input size")
     flags.DEFINE_enum("precision", "float32", list(PRECISIONS), "Keras dtype policy of both models")
-    flags.DEFINE_boolean("onednn", True, "TensorFlow's oneDNN CPU kernels, as the trainers ask for them "
-                         "(--noonednn: TensorFlow's own kernels)")
+    flags.DEFINE_boolean("onednn", None, "force TensorFlow's oneDNN CPU kernels on (--onednn) or off "
+                         "(--noonednn); default: on unless TF_ENABLE_ONEDNN_OPTS is set, as the trainers do")
     flags.DEFINE_enum("only", None, ["keras", "fused"], "time one case in this process (used internally)")
     app.run(main)
