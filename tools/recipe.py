@@ -101,14 +101,13 @@ def recorded(out: Path) -> Optional[Dict[str, Any]]:
 
 def check_recipe(out: Path, want: Dict[str, Any]) -> None:
     """One folder, one recipe: refuse to mix another recipe's data or run into ``out``."""
-    path = out / "recipe.json"
     want = as_recorded(want)
-    if path.is_file():
-        have = json.loads(path.read_text(encoding="utf-8"))
+    have = recorded(out)
+    if have is not None:
         if have != want:
             raise AlprError(f"{out} holds a run with {have}, not {want}: use another --out")
         return
-    with atomic_path(path, suffix=".json") as tmp:
+    with atomic_path(out / "recipe.json", suffix=".json") as tmp:
         tmp.write_text(json.dumps(want), encoding="utf-8")
 
 

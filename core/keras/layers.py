@@ -121,7 +121,7 @@ def fallback_note(what: str, scheduled: str) -> str:
 
 def slow_precision_note(name: str) -> Optional[str]:
     """The trainers' note when ``name`` asks for bfloat16 on a machine without bfloat16 instructions."""
-    if name != "float32" and not bfloat16_hardware():
+    if host_precision(name) != name:
         return f"note: --precision {name} without bfloat16 instructions on this machine is usually slower"
     return None
 
