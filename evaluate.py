@@ -42,7 +42,8 @@ flags.DEFINE_string("charset", "kr", "reader charset name or file, for --lpr")
 flags.DEFINE_float("lpr_score", 0.25, "plate detections read with --lpr score at least this")
 flags.DEFINE_float("crop_pad", None, "plate crops grow by this fraction of their size on each side "
                    "(default: the runtime's, core.plate_reading.PLATE_PAD)")
-flags.DEFINE_boolean("lpr_retry", True, "read weak reads again from a taller crop, as the runtime does")
+flags.DEFINE_boolean("lpr_retry", True, "read weak reads again from a taller crop, and narrow ones with other "
+                     "line cuts, as detect.py does")
 flags.DEFINE_boolean("lpr_tta", True, "read each plate also zoomed in and out, as the runtime does")
 flags.mark_flags_as_required(["weights", "dataset"])
 
@@ -64,7 +65,8 @@ def main(argv):
             raise AlprError(f"reader not found: {FLAGS.lpr_weights}")
         from lprnet.reader import PlateReader
 
-        reader = PlateReader(FLAGS.lpr_weights, FLAGS.charset, num_threads=FLAGS.threads, tta=FLAGS.lpr_tta)
+        reader = PlateReader(FLAGS.lpr_weights, FLAGS.charset, num_threads=FLAGS.threads, tta=FLAGS.lpr_tta,
+                             retry_cuts=FLAGS.lpr_retry)
     names = read_class_names(FLAGS.classes)
     backend = open_backend(FLAGS.weights, FLAGS.framework, names, FLAGS.size, FLAGS.cfg, FLAGS.threads)
     report = evaluate_dataset(backend, FLAGS.dataset, names, FLAGS.score, FLAGS.iou, FLAGS.max_images,

@@ -36,7 +36,8 @@ class PipelineOptions:
     iou_threshold: float = 0.45
     region: str = "kr"  # plate conventions for the EV colour rule: "kr" or "cn"
     plate_pad: float = PLATE_PAD
-    retry_weak_reads: bool = True  # read weak reads again from a taller crop (core.plate_reading)
+    # read weak reads again from a taller crop (core.plate_reading), and narrow ones with other line cuts
+    retry_weak_reads: bool = True
 
 
 class Pipeline:
@@ -58,14 +59,16 @@ class Pipeline:
         # The runtime's own default is one thread; the detector is most of a frame's work and uses every
         # core (544 int8 on 2 cores: 12.7 vs 18.0 ms), while a batch of a few plates is fastest on one.
         detector = Detector.open(detector_path, num_threads=num_threads or usable_cores(), class_names=class_names)
+        opts = options or PipelineOptions(region=charset)
         reader = None
         if reader_path is not None:
             from lprnet.reader import PlateReader
 
             if not Path(reader_path).is_file():
                 raise AlprError(f"plate reader model not found: {reader_path}")
-            reader = PlateReader(reader_path, charset, num_threads=num_threads or 1, decoder=decoder, tta=tta)
-        opts = options or PipelineOptions(region=charset)
+            # the reader's own retry of weak two-line reads (other line cuts) goes with the taller-crop one
+            reader = PlateReader(reader_path, charset, num_threads=num_threads or 1, decoder=decoder, tta=tta,
+                                 retry_cuts=opts.retry_weak_reads)
         return cls(detector, reader, opts)
 
     def read_plates(self, image: np.ndarray, plates: Sequence[Detection]) -> List[PlateInfo]:

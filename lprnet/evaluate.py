@@ -146,6 +146,7 @@ def evaluate(
     kinds: Optional[Sequence[str]] = None,
     char_px: Optional[Sequence[float]] = None,
     tta: bool = True,
+    retry_cuts: bool = True,
 ) -> Dict[str, object]:
     """Read every crop (BGR, any size) as the runtime does (lprnet.reader.read_crops), time batch-1
     model calls, and score; with ``kinds`` (one plate kind per crop, "" when unknown) also the
@@ -153,7 +154,7 @@ def evaluate(
     unknown) the accuracy by that height (``accuracy_by_char_px``)."""
     from lprnet.reader import read_crops
 
-    reads = read_crops(crops, logits_fn, charset, decoder, batch_size=batch_size, tta=tta)
+    reads = read_crops(crops, logits_fn, charset, decoder, batch_size=batch_size, tta=tta, retry_cuts=retry_cuts)
     preds = [r.text for r in reads]
     x = normalize(np.stack([resize_crop(c) for c in crops[:latency_samples]]))
     times = []
@@ -242,10 +243,10 @@ def main(argv: Sequence[str]) -> None:
         print(f"skipped: {listing.summary()}")
     logits_fn, kind = load_backend(f.weights, charset, f.threads)
     result = evaluate(logits_fn, images, texts, charset, f.decoder, kinds=[s.kind for s in listing.samples],
-                      char_px=[s.char_px for s in listing.samples], tta=f.tta)
+                      char_px=[s.char_px for s in listing.samples], tta=f.tta, retry_cuts=f.retry)
     result.update({"model": str(f.weights), "kind": kind, "charset": charset.name,
                    "images": str(f.images), "skipped": len(listing.skipped), "decoder": f.decoder,
-                   "tta": f.tta})
+                   "tta": f.tta, "retry_cuts": f.retry})
     print(f"[{kind}] {format_report(result)}")
     if f.json:
         with atomic_path(f.json, suffix=".json") as tmp:
@@ -267,5 +268,7 @@ if __name__ == "__main__":
     flags.DEFINE_integer("threads", 2, "TFLite interpreter threads")
     flags.DEFINE_boolean("tta", True, "read each crop also zoomed in and out, as the runtime does "
                          "(lprnet.reader.read_crops); --notta: one pass")
+    flags.DEFINE_boolean("retry", True, "read weak reads of narrow crops again with other line cuts, as detect.py "
+                         "does; --notta --noretry: as detect_video.py reads")
     flags.mark_flags_as_required(["weights", "images"])
     app.run(guarded(main))

@@ -33,6 +33,9 @@ SCALE = 0.0078125
 # crops at least this wide for their height are one-line plates; narrower ones may be two-line
 TWO_LINE_MAX_ASPECT = 2.6
 TOP_WIDTH = 40  # pixels of the 94 given to the top line of a stitched two-line plate
+# A weak read of a narrow crop is retried with the line cut moved by these shares of the crop's height
+# (``shifted_stitches``; session 35 in checkpoints/MODEL_CARD.md)
+CUT_SHIFTS: Tuple[float, ...] = (-0.08, -0.04, 0.04, 0.08)
 # share of a two-line plate's gradient energy above the line gap (see line_split_row)
 SPLIT_ENERGY_ABOVE = (0.2, 0.45)
 # a crop whose characters leave this much of its width or height free is also read cut to them
@@ -184,7 +187,14 @@ def stitch_two_lines(crop: np.ndarray) -> np.ndarray:
     arr = _as_bgr(crop)
     if arr.shape[0] < 2:  # nothing to cut: both halves are the whole (degenerate) crop
         arr = np.concatenate([arr, arr])
-    cut = min(max(1, line_split_row(arr)), arr.shape[0] - 1)
+    return _stitch_at(arr, _line_cut(arr))
+
+
+def _line_cut(arr: np.ndarray) -> int:
+    return min(max(1, line_split_row(arr)), arr.shape[0] - 1)
+
+
+def _stitch_at(arr: np.ndarray, cut: int) -> np.ndarray:
     parts = []
     for part, width in ((arr[:cut], TOP_WIDTH), (arr[cut:], INPUT_WIDTH - TOP_WIDTH)):
         x0, y0, x1, y1 = _text_box(part)
@@ -215,6 +225,30 @@ def tighten(crop: np.ndarray) -> Optional[np.ndarray]:
     if x1 - x0 > (1.0 - TIGHT_MIN_CUT_X) * w and y1 - y0 > (1.0 - TIGHT_MIN_CUT_Y) * h:
         return None
     return arr[y0:y1, x0:x1]
+
+
+def shifted_stitches(crops: Sequence[np.ndarray], shifts: Sequence[float] = CUT_SHIFTS
+                     ) -> Tuple[np.ndarray, np.ndarray]:
+    """Each crop stitched as a two-line plate with the line cut moved by each of ``shifts`` (shares of the
+    crop's height; cuts that leave a line empty are skipped): uint8 [M, 24, 94, 3] and each row's crop.
+    ``line_split_row`` misplaces some cuts, most on loose crops; the reader retries weak reads of narrow
+    crops with these (``lprnet.reader.read_crops``)."""
+    images: List[np.ndarray] = []
+    owners: List[int] = []
+    for i, c in enumerate(crops):
+        arr = _as_bgr(c)
+        h = arr.shape[0]
+        if h < 2:
+            continue
+        base = _line_cut(arr)
+        for shift in shifts:
+            cut = int(round(base + shift * h))
+            if 1 <= cut <= h - 1:
+                images.append(_stitch_at(arr, cut))
+                owners.append(i)
+    if not images:
+        return np.zeros((0, INPUT_HEIGHT, INPUT_WIDTH, 3), np.uint8), np.zeros((0,), np.int64)
+    return np.stack(images), np.array(owners, np.int64)
 
 
 def candidate_inputs(crops: Sequence[np.ndarray]) -> Tuple[np.ndarray, np.ndarray]:

@@ -29,7 +29,9 @@ from lprnet.preprocess import (
     TTA_ZOOMS,
     affine_warp,
     candidate_inputs,
+    may_be_two_lines,
     normalize,
+    shifted_stitches,
     zoom,
 )
 
@@ -39,6 +41,9 @@ READ_SIGNATURE = "read"
 IMAGE_INPUT = "image"
 THETA_OUTPUT = "theta_offset"  # locate's output: the STN's affine minus the identity
 LOGITS_OUTPUT = "logits"
+# A read that does not fit the plate format or is less confident than this is weak: worth another try
+# (other line cuts here, a taller crop in core.plate_reading)
+WEAK_CONFIDENCE = 0.5
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,10 @@ class PlateRead:
 
 
 EMPTY_READ = PlateRead("", 0.0, False)
+
+
+def is_weak(read: Optional[PlateRead]) -> bool:
+    return read is None or not read.valid or read.confidence < WEAK_CONFIDENCE
 
 
 def better_read(a: PlateRead, b: Optional[PlateRead]) -> bool:
@@ -86,27 +95,40 @@ def read_crops(
     beam_width: int = 8,
     batch_size: int = 0,
     tta: bool = True,
+    retry_cuts: bool = True,
 ) -> List[PlateRead]:
     """BGR crops (any size) -> one PlateRead each, with any model behind ``logits_fn``
     (float32 [N,24,94,3] -> logits [N,18,classes]).
 
     Narrow crops are read as one-line and as stitched two-line plates (lprnet.preprocess) and the
     better read is kept. ``tta``: each input is also read zoomed in and out (``TTA_ZOOMS``, three model
-    passes instead of one) and the passes' log-probabilities are averaged. Empty crops give
-    ``EMPTY_READ``. ``batch_size`` 0: one call for everything.
+    passes instead of one) and the passes' log-probabilities are averaged. ``retry_cuts``: a narrow crop
+    whose read is weak (``is_weak``) is read again as two-line plates cut a little higher and lower
+    (``lprnet.preprocess.shifted_stitches``), and the better read is kept. Empty crops give ``EMPTY_READ``.
+    ``batch_size`` 0: one call for everything.
     """
     out: List[Optional[PlateRead]] = [None] * len(crops)
     usable = [i for i, c in enumerate(crops) if np.asarray(c).size > 0]
-    if usable:
-        images, owners = candidate_inputs([crops[i] for i in usable])
+
+    def read_inputs(pick: Sequence[int], inputs: Callable[[List[np.ndarray]], Tuple[np.ndarray, np.ndarray]]) -> None:
+        if not pick:
+            return
+        images, owners = inputs([crops[i] for i in pick])
+        if not len(images):
+            return
         logits = zoomed_logits(normalize(images), logits_fn, TTA_ZOOMS if tta else (), batch_size)
         results = decode(logits, decoder, blank=charset.blank, beam_width=beam_width, is_probs=False,
                          accept=lambda ids: charset.is_valid_format(charset.decode(ids)))
         for owner, res in zip(owners, results):
             text = charset.decode(res.ids)
             read = PlateRead(text, res.confidence, charset.is_valid_format(text))
-            if better_read(read, out[usable[owner]]):
-                out[usable[owner]] = read
+            if better_read(read, out[pick[owner]]):
+                out[pick[owner]] = read
+
+    if usable:
+        read_inputs(usable, candidate_inputs)
+        if retry_cuts:
+            read_inputs([i for i in usable if may_be_two_lines(crops[i]) and is_weak(out[i])], shifted_stitches)
     return [r if r is not None else EMPTY_READ for r in out]
 
 
@@ -160,11 +182,13 @@ class PlateReader:
         decoder: str = DECODERS[0],
         beam_width: int = 8,
         tta: bool = True,
+        retry_cuts: bool = True,
     ) -> None:
         self.charset = charset if isinstance(charset, Charset) else load_charset(charset)
         self.decoder = decoder
         self.beam_width = beam_width
         self.tta = tta
+        self.retry_cuts = retry_cuts
         self._interp: Any = load_interpreter(model_path, num_threads)
         self._stages: Optional[Tuple[Any, Any]] = None
         signatures = _signature_list(self._interp)
@@ -254,4 +278,5 @@ class PlateReader:
         An empty crop (zero width or height, e.g. a box clipped away at the image edge) gives
         ``PlateRead("", 0.0, False)`` instead of failing the whole batch.
         """
-        return read_crops(crops, self.logits, self.charset, self.decoder, self.beam_width, tta=self.tta)
+        return read_crops(crops, self.logits, self.charset, self.decoder, self.beam_width, tta=self.tta,
+                          retry_cuts=self.retry_cuts)

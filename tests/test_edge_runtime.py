@@ -116,15 +116,18 @@ def test_pipeline_thread_defaults(monkeypatch):
         lambda cls, path, num_threads=None, class_names=None: seen.setdefault("det", []).append(num_threads)))
 
     class FakeReader:
-        def __init__(self, path, charset, num_threads=None, decoder=None, tta=None):
+        def __init__(self, path, charset, num_threads=None, decoder=None, tta=None, retry_cuts=None):
             seen.setdefault("reader", []).append(num_threads)
             seen.setdefault("decoder", []).append(decoder)
             seen.setdefault("tta", []).append(tta)
+            seen.setdefault("retry_cuts", []).append(retry_cuts)
 
     monkeypatch.setattr(lprnet.reader, "PlateReader", FakeReader)
     reader_file = REPO / "data" / "classes" / "custom.names"  # any existing file: the fake does not read it
     pl.Pipeline.open("detector.tflite", reader_file, "kr")
     pl.Pipeline.open("detector.tflite", reader_file, "kr", num_threads=3)
-    assert seen == {"det": [usable_cores(), 3], "reader": [1, 3], "decoder": ["format", "format"],
-                    "tta": [True, True]}
+    # video's options: no weak-read retries, so the reader does not retry other line cuts either
+    pl.Pipeline.open("detector.tflite", reader_file, "kr", options=pl.PipelineOptions(retry_weak_reads=False))
+    assert seen == {"det": [usable_cores(), 3, usable_cores()], "reader": [1, 3, 1],
+                    "decoder": ["format"] * 3, "tta": [True] * 3, "retry_cuts": [True, True, False]}
     assert usable_cores() == len(os.sched_getaffinity(0))

@@ -17,6 +17,7 @@ from lprnet.preprocess import (
     line_split_row,
     may_be_two_lines,
     resize_crop,
+    shifted_stitches,
     stitch_two_lines,
 )
 from lprnet.reader import read_crops
@@ -108,6 +109,71 @@ def test_only_narrow_crops_get_a_second_candidate() -> None:
     assert images.shape == (4, INPUT_HEIGHT, INPUT_WIDTH, 3)
     assert owners.tolist() == [0, 1, 1, 2]
     assert np.array_equal(images[0], resize_crop(wide))
+
+
+def _coloured_two_line_plate() -> np.ndarray:
+    """The hand-made plate (top line rows 8-22, bottom line rows 30-58 of 64) with blue top bars and red
+    bottom bars, to see which line's ink lands in which part of a stitched input."""
+    img = np.full((64, 120, 3), 230, np.uint8)
+    xs = np.linspace(35, 85, 7).astype(int)
+    for i in range(3):
+        img[8:22, xs[2 * i] : xs[2 * i + 1]] = (255, 0, 0)
+    xs = np.linspace(8, 112, 11).astype(int)
+    for i in range(5):
+        img[30:58, xs[2 * i] : xs[2 * i + 1]] = (0, 0, 255)
+    return img
+
+
+def _has(part: np.ndarray, bgr: tuple) -> bool:
+    near = np.all(np.abs(part.astype(int) - np.array(bgr)) < 60, axis=-1)
+    return int(near.sum()) >= 10
+
+
+def test_shifted_stitches_move_the_cut_by_a_share_of_the_height() -> None:
+    img = _coloured_two_line_plate()
+    blue, red = (255, 0, 0), (0, 0, 255)
+    plain = stitch_two_lines(img)  # the cut falls in the gap (rows 22-30)
+    assert _has(plain[:, :TOP_WIDTH], blue) and not _has(plain[:, :TOP_WIDTH], red)
+    assert _has(plain[:, TOP_WIDTH:], red) and not _has(plain[:, TOP_WIDTH:], blue)
+    images, owners = shifted_stitches([img], (0.0, 0.25, -0.2))
+    assert owners.tolist() == [0, 0, 0]
+    assert np.array_equal(images[0], plain)  # no shift: the usual cut
+    # 16 rows lower the cut is inside the bottom line (rows 30-58): its upper part joins the top line
+    assert _has(images[1][:, :TOP_WIDTH], red)
+    # 13 rows higher it is inside the top line (rows 8-22): its lower part joins the bottom line
+    assert _has(images[2][:, TOP_WIDTH:], blue)
+    # cuts that would leave a line empty are skipped; each row says its crop
+    images, owners = shifted_stitches([img, img], (-0.9, 0.04, 0.9))
+    assert owners.tolist() == [0, 1] and images.shape == (2, INPUT_HEIGHT, INPUT_WIDTH, 3)
+    assert shifted_stitches([np.zeros((1, 20, 3), np.uint8)])[0].shape == (0, INPUT_HEIGHT, INPUT_WIDTH, 3)
+
+
+def test_weak_reads_of_narrow_crops_are_retried_with_other_cuts() -> None:
+    """A narrow crop whose candidates read an invalid label is read again from the shifted stitches (one
+    input per shift), and their valid read is kept; a wide crop read as badly, or a narrow one read well,
+    is not read again."""
+    from lprnet.preprocess import CUT_SHIFTS
+
+    cs = load_charset("kr")
+    calls = []
+
+    def fake(texts):
+        def fn(x: np.ndarray) -> np.ndarray:
+            calls.append(len(x))
+            return np.stack([_logits_for(texts[min(len(calls), len(texts)) - 1], cs)] * len(x))
+        return fn
+
+    narrow = np.zeros((60, 120, 3), np.uint8)
+    wide = np.zeros((24, 94, 3), np.uint8)
+    reads = read_crops([narrow], fake(["12가34", "서울12가3456"]), cs, tta=False)
+    assert len(CUT_SHIFTS) >= 2 and calls == [2, len(CUT_SHIFTS)]
+    assert reads[0].text == "서울12가3456" and reads[0].valid
+    calls.clear()
+    reads = read_crops([wide], fake(["12가34", "서울12가3456"]), cs, tta=False)
+    assert calls == [1] and reads[0].text == "12가34"
+    calls.clear()
+    reads = read_crops([narrow], fake(["12가3456", "서울12가3456"]), cs, tta=False)
+    assert calls == [2] and reads[0].text == "12가3456"
 
 
 def _logits_for(text: str, charset) -> np.ndarray:
@@ -230,3 +296,16 @@ def test_stitched_top_line_is_its_characters_not_the_car() -> None:
     left = out[:, :TOP_WIDTH].max(axis=2) < 60  # black ink
     assert left.any(axis=1).mean() > 0.75 and left.any(axis=0).mean() > 0.6
     assert left.mean(axis=1).max() < 0.8
+
+
+def test_cut_retry_can_be_turned_off() -> None:
+    """``retry_cuts=False`` (video's reads, tools.event_filter_check): a weak narrow read stays as it is."""
+    cs = load_charset("kr")
+    calls = []
+
+    def fn(x: np.ndarray) -> np.ndarray:
+        calls.append(len(x))
+        return np.stack([_logits_for("12가34" if len(calls) == 1 else "서울12가3456", cs)] * len(x))
+
+    reads = read_crops([np.zeros((60, 120, 3), np.uint8)], fn, cs, tta=False, retry_cuts=False)
+    assert calls == [2] and reads[0].text == "12가34"

@@ -6,8 +6,8 @@ from typing import List
 import numpy as np
 
 from core.crops import clamp_box
-from core.plate_reading import RETRY_CONFIDENCE, read_plate_boxes
-from lprnet.reader import PlateRead
+from core.plate_reading import read_plate_boxes
+from lprnet.reader import WEAK_CONFIDENCE, PlateRead
 
 TOP_ROW_VALUE = 200  # the fake plate's top edge (rows 40-41) has this value; nothing else does
 
@@ -50,7 +50,7 @@ def test_a_box_cut_short_at_the_top_is_read_again_from_a_taller_crop() -> None:
 def test_a_confident_valid_read_is_not_read_again() -> None:
     reader = TopEdgeReader()
     _, reads = read_plate_boxes(reader, _image(), [(50, 40, 150, 60)], pad=0.0)
-    assert len(reader.calls) == 1 and reads[0].valid and reads[0].confidence >= RETRY_CONFIDENCE
+    assert len(reader.calls) == 1 and reads[0].valid and reads[0].confidence >= WEAK_CONFIDENCE
 
 
 def test_retry_keeps_the_first_read_when_the_second_is_not_better() -> None:

@@ -49,7 +49,7 @@ def read_rows(charset_name: str, images: str, weights: str) -> List[Row]:
     charset = load_charset(charset_name)
     crops, texts = load_crops(list_samples(images, charset))
     logits_fn, _ = load_backend(weights, charset)
-    reads = read_crops(crops, logits_fn, charset, batch_size=64, tta=False)
+    reads = read_crops(crops, logits_fn, charset, batch_size=64, tta=False, retry_cuts=False)  # as video reads
     return [(Read(r.text, float(r.confidence), bool(r.valid)), r.text == t) for r, t in zip(reads, texts)]
 
 
