@@ -77,7 +77,8 @@ def model_choice(values) -> ModelChoice:
 
 def open_pipeline(choice: ModelChoice, retry_weak_reads: bool = True) -> Pipeline:
     """The pipeline of ``choice``. ``retry_weak_reads``: read weak plate reads again from a taller crop
-    (``core.plate_reading``); video turns it off, since the next frames give the plate more chances and the
+    (``core.plate_reading``) and, for narrow crops, with other line cuts (``lprnet.reader.read_crops``);
+    video turns it off, since the next frames give the plate more chances and the
     second read costs frame rate wherever the detector finds many weak plates."""
     if choice.framework not in DEFAULT_DETECTOR:
         raise AlprError(f"unknown --framework {choice.framework!r}: use tflite or tf")

@@ -73,7 +73,7 @@ class Pipeline:
 
     def read_plates(self, image: np.ndarray, plates: Sequence[Detection]) -> List[PlateInfo]:
         """Crop every plate, read them all in one batch (weak reads again from a taller crop:
-        ``core.plate_reading``), and check their colour."""
+        ``core.plate_reading``, and by a reader from ``open`` with other line cuts), and check their colour."""
         infos = [PlateInfo() for _ in plates]
         if self.reader is None or not plates:
             return infos

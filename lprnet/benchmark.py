@@ -33,9 +33,11 @@ def benchmark(
     num_threads: Optional[int] = None,
     decoder: str = DECODERS[0],
     tta: bool = True,
+    retry_cuts: bool = True,
 ) -> Dict[str, Dict[str, float]]:
     """Latency of the interpreter and of a full one-plate read, batch of 1."""
-    reader = PlateReader(model_path, charset, num_threads=num_threads, decoder=decoder, tta=tta)
+    reader = PlateReader(model_path, charset, num_threads=num_threads, decoder=decoder, tta=tta,
+                         retry_cuts=retry_cuts)
     if not crops:
         rng = np.random.default_rng(0)
         crops = [rng.integers(0, 256, size=(24, 94, 3), dtype=np.uint8)]
@@ -70,11 +72,13 @@ def main(argv: Sequence[str]) -> None:
     if f.images:
         listing = list_samples(f.images, load_charset(f.charset))
         crops = [read_image(s.path) for s in listing.samples[:64]]
-    result = benchmark(f.model, f.charset, crops, f.runs, num_threads=f.threads, decoder=f.decoder, tta=f.tta)
+    result = benchmark(f.model, f.charset, crops, f.runs, num_threads=f.threads, decoder=f.decoder, tta=f.tta,
+                       retry_cuts=f.retry)
     result["model"] = f.model  # type: ignore[assignment]
     result["threads"] = f.threads  # type: ignore[assignment]
     result["decoder"] = f.decoder  # type: ignore[assignment]
     result["tta"] = f.tta  # type: ignore[assignment]
+    result["retry_cuts"] = f.retry  # type: ignore[assignment]
     print(json.dumps(result, indent=2))
 
 
@@ -90,5 +94,7 @@ if __name__ == "__main__":
     flags.DEFINE_integer("threads", 2, "interpreter threads")
     flags.DEFINE_enum("decoder", DECODERS[0], list(DECODERS), "CTC decoding of read()")
     flags.DEFINE_boolean("tta", True, "read() also zoomed in and out, as the runtime does (--notta: one pass)")
+    flags.DEFINE_boolean("retry", True, "read() retries weak reads of narrow crops with other line cuts, as "
+                         "detect.py does; --notta --noretry: as detect_video.py reads")
     flags.mark_flag_as_required("model")
     app.run(guarded(main))

@@ -151,7 +151,8 @@ def evaluate(
     """Read every crop (BGR, any size) as the runtime does (lprnet.reader.read_crops), time batch-1
     model calls, and score; with ``kinds`` (one plate kind per crop, "" when unknown) also the
     sequence accuracy of each kind, with ``char_px`` (each crop's smallest character height, 0 when
-    unknown) the accuracy by that height (``accuracy_by_char_px``)."""
+    unknown) the accuracy by that height (``accuracy_by_char_px``). ``tta``, ``retry_cuts``: as in
+    ``read_crops``."""
     from lprnet.reader import read_crops
 
     reads = read_crops(crops, logits_fn, charset, decoder, batch_size=batch_size, tta=tta, retry_cuts=retry_cuts)

@@ -230,7 +230,8 @@ def tighten(crop: np.ndarray) -> Optional[np.ndarray]:
 def shifted_stitches(crops: Sequence[np.ndarray], shifts: Sequence[float] = CUT_SHIFTS
                      ) -> Tuple[np.ndarray, np.ndarray]:
     """Each crop stitched as a two-line plate with the line cut moved by each of ``shifts`` (shares of the
-    crop's height; cuts that leave a line empty are skipped): uint8 [M, 24, 94, 3] and each row's crop.
+    crop's height): uint8 [M, 24, 94, 3] and each row's crop. Cuts that leave a line empty, or that round to
+    the usual cut (``stitch_two_lines``, already read) or to an earlier shift's, are skipped.
     ``line_split_row`` misplaces some cuts, most on loose crops; the reader retries weak reads of narrow
     crops with these (``lprnet.reader.read_crops``)."""
     images: List[np.ndarray] = []
@@ -241,9 +242,11 @@ def shifted_stitches(crops: Sequence[np.ndarray], shifts: Sequence[float] = CUT_
         if h < 2:
             continue
         base = _line_cut(arr)
+        seen = {base}
         for shift in shifts:
             cut = int(round(base + shift * h))
-            if 1 <= cut <= h - 1:
+            if 1 <= cut <= h - 1 and cut not in seen:
+                seen.add(cut)
                 images.append(_stitch_at(arr, cut))
                 owners.append(i)
     if not images:

@@ -172,7 +172,9 @@ def _check_image_input(model_path: Union[str, Path], detail: dict) -> Tuple[int,
 
 
 class PlateReader:
-    """LPRNet TFLite reader. ``charset``: a Charset or a name/path for ``load_charset``."""
+    """LPRNet TFLite reader. ``charset``: a Charset or a name/path for ``load_charset``. ``tta`` and
+    ``retry_cuts``: see ``read_crops``; ``core.pipeline.Pipeline.open`` sets ``retry_cuts`` with the
+    pipeline's taller-crop retry (``PipelineOptions.retry_weak_reads``), a reader built by hand does not."""
 
     def __init__(
         self,

@@ -135,17 +135,27 @@ def test_shifted_stitches_move_the_cut_by_a_share_of_the_height() -> None:
     plain = stitch_two_lines(img)  # the cut falls in the gap (rows 22-30)
     assert _has(plain[:, :TOP_WIDTH], blue) and not _has(plain[:, :TOP_WIDTH], red)
     assert _has(plain[:, TOP_WIDTH:], red) and not _has(plain[:, TOP_WIDTH:], blue)
-    images, owners = shifted_stitches([img], (0.0, 0.25, -0.2))
-    assert owners.tolist() == [0, 0, 0]
-    assert np.array_equal(images[0], plain)  # no shift: the usual cut
+    images, owners = shifted_stitches([img], (0.25, -0.2))
+    assert owners.tolist() == [0, 0]
     # 16 rows lower the cut is inside the bottom line (rows 30-58): its upper part joins the top line
-    assert _has(images[1][:, :TOP_WIDTH], red)
+    assert _has(images[0][:, :TOP_WIDTH], red) and _has(images[0][:, :TOP_WIDTH], blue)
     # 13 rows higher it is inside the top line (rows 8-22): its lower part joins the bottom line
-    assert _has(images[2][:, TOP_WIDTH:], blue)
+    assert _has(images[1][:, TOP_WIDTH:], blue) and _has(images[1][:, TOP_WIDTH:], red)
     # cuts that would leave a line empty are skipped; each row says its crop
-    images, owners = shifted_stitches([img, img], (-0.9, 0.04, 0.9))
+    images, owners = shifted_stitches([img, img], (-0.9, 0.1, 0.9))
     assert owners.tolist() == [0, 1] and images.shape == (2, INPUT_HEIGHT, INPUT_WIDTH, 3)
     assert shifted_stitches([np.zeros((1, 20, 3), np.uint8)])[0].shape == (0, INPUT_HEIGHT, INPUT_WIDTH, 3)
+
+
+def test_shifted_stitches_skip_cuts_already_read() -> None:
+    """No shift, or shifts that round to the usual cut or to each other, give no input twice: on a crop
+    10 rows tall 4 % of the height is 0.4 of a row."""
+    img = _coloured_two_line_plate()
+    assert len(shifted_stitches([img], (0.0,))[0]) == 0
+    small = cv2.resize(img, (19, 10), interpolation=cv2.INTER_AREA)
+    assert len(shifted_stitches([small], (-0.04, 0.04))[0]) == 0
+    images, _ = shifted_stitches([small], (0.2, 0.21, -0.2))  # +2, +2, -2 rows
+    assert len(images) == 2
 
 
 def test_weak_reads_of_narrow_crops_are_retried_with_other_cuts() -> None:
@@ -296,6 +306,32 @@ def test_stitched_top_line_is_its_characters_not_the_car() -> None:
     left = out[:, :TOP_WIDTH].max(axis=2) < 60  # black ink
     assert left.any(axis=1).mean() > 0.75 and left.any(axis=0).mean() > 0.6
     assert left.mean(axis=1).max() < 0.8
+
+
+def test_cut_retry_updates_its_own_crop_and_keeps_a_better_first_read() -> None:
+    """Crops [wide, narrow, narrow]: all read weakly at first, the narrow ones retried. The retry reads
+    the first narrow crop validly (kept: it lands on that crop, not on the wide one) and the second
+    invalidly (its first read, weak but valid, stays)."""
+    from lprnet.preprocess import CUT_SHIFTS
+
+    cs = load_charset("kr")
+    weak_valid = _logits_for("12가3456", cs) * 0.2  # valid, confidence under 0.5
+    calls = []
+
+    def fn(x: np.ndarray) -> np.ndarray:
+        calls.append(len(x))
+        if len(calls) == 1:  # wide: 1 input; each narrow: one-line + stitched
+            return np.stack([_logits_for("12가34", cs)] * 3 + [weak_valid] * 2)
+        k = len(CUT_SHIFTS)
+        return np.stack([_logits_for("서울12가3456", cs)] * k + [_logits_for("9", cs)] * k)
+
+    wide = np.zeros((24, 94, 3), np.uint8)
+    narrow = np.zeros((60, 120, 3), np.uint8)
+    reads = read_crops([wide, narrow, narrow], fn, cs, tta=False)
+    assert calls == [5, 2 * len(CUT_SHIFTS)]
+    assert reads[0].text == "12가34"  # the wide crop is not retried, nor given another crop's read
+    assert reads[1].text == "서울12가3456" and reads[1].valid
+    assert reads[2].text == "12가3456" and reads[2].valid and reads[2].confidence < 0.5
 
 
 def test_cut_retry_can_be_turned_off() -> None:
