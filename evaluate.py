@@ -10,7 +10,8 @@ go to --pr_curves (default: beside --json, else runs/eval/pr_curves.png).
 
 With --lpr --lpr_weights READER.tflite --charset kr|cn, the plates whose labels carry their text
 (the sixth token) are also read: a plate counts as read when a plate detection (score >= --lpr_score)
-overlaps it with IoU >= 0.5 and its crop reads exactly as the label.
+overlaps it with IoU >= 0.5 and its crop reads exactly as the label. The counts are also printed (and
+written to --json) by the labelled plate's height in pixels, for narrow (maybe two-line) and wide plates.
 """
 from __future__ import annotations
 
@@ -52,7 +53,7 @@ def main(argv):
     from pathlib import Path
 
     from core.errors import AlprError
-    from core.evaluation import evaluate_dataset, open_backend, plot_pr_curves, write_json
+    from core.evaluation import evaluate_dataset, open_backend, plot_pr_curves, size_table, write_json
     from core.model_info import read_class_names
 
     if len(argv) > 1:
@@ -81,6 +82,8 @@ def main(argv):
         r = report.extra["lpr"]
         acc = "-" if r["accuracy"] is None else f"{r['accuracy']:.4f}"
         print(f"plates with text: {r['plates']}, found: {r['found']}, read exactly: {r['read']} (accuracy {acc})")
+        if r["by_size"]:
+            print("by the labelled plate's shape and height:\n" + size_table(r["by_size"]))
     if FLAGS.json:
         print(f"wrote {write_json(report, FLAGS.json)}")
     png = FLAGS.pr_curves or (str(Path(FLAGS.json).with_suffix("")) + "_pr.png" if FLAGS.json

@@ -21,7 +21,11 @@ every ``license_plate`` truth that carries a text (the label's sixth token) coun
 a plate detection scoring >= ``lpr_score`` overlaps it with IoU >= 0.5 (detections taken best first,
 each used once); it is *read* when the crop of that detection reads exactly as the label. The report
 gets ``"lpr": {"plates": n, "found": n, "read": n, "accuracy": read / plates,
-"accuracy_found": read / found}``.
+"accuracy_found": read / found, "by_size": [...]}``: ``by_size`` splits those counts by the labelled
+box (its part inside the image) in pixels: its height (``PLATE_HEIGHT_EDGES``) and its shape, ``narrow``
+when the runtime's two-line test on aspect alone (``lprnet.preprocess.two_line_aspect``) holds for it and
+``wide`` otherwise; one row per non-empty cell: ``{"shape", "height_px": [lo, hi or null], "plates",
+"found", "read"}``. It says how tall a plate must be in a user's images to be read.
 """
 from __future__ import annotations
 
@@ -41,6 +45,10 @@ from core.yolo_dataset import load_dataset
 
 EVAL_SCORE_THRESHOLD = 0.001  # mAP wants the whole precision-recall curve
 EVAL_IOU_THRESHOLD = 0.5  # NMS IoU
+# Plate heights (px) at which the plate-read counts are split (report "lpr" -> "by_size"). On 416-px
+# synthetic scenes (model card, session 36) the shipped Korean reader read most one-line plates from
+# 12 px up and most two-line ones from 20; the Chinese reader most one-line plates from 16 and two-line from 20.
+PLATE_HEIGHT_EDGES = (12, 16, 20, 28, 40)
 
 
 @dataclass
@@ -118,6 +126,35 @@ def _match_plates(found: Sequence[Any], truths: Sequence[Any], w: int, h: int, p
     return [(g, taken.get(j)) for j, g in enumerate(gts)]
 
 
+def _size_cell(box_xyxy: Sequence[float]) -> Tuple[str, int]:
+    """(shape, height bin index) of a labelled plate box in pixels. Sizes are rounded to 0.01 px first:
+    a box from normalised label coordinates may miss its whole-pixel size by a few millionths."""
+    from lprnet.preprocess import two_line_aspect
+
+    x1, y1, x2, y2 = box_xyxy
+    w, h = round(x2 - x1, 2), round(y2 - y1, 2)
+    return "narrow" if two_line_aspect(h, w) else "wide", sum(1 for e in PLATE_HEIGHT_EDGES if h >= e)
+
+
+def _size_rows(cells: Dict[Tuple[str, int], Dict[str, int]]) -> List[Dict[str, Any]]:
+    """The ``by_size`` rows of the report, narrow before wide, short before tall."""
+    edges = (0,) + PLATE_HEIGHT_EDGES + (None,)
+    return [dict(shape=shape, height_px=[edges[k], edges[k + 1]], **counts)
+            for (shape, k), counts in sorted(cells.items())]
+
+
+def size_table(rows: Sequence[Dict[str, Any]]) -> str:
+    """The ``by_size`` rows as plain text, one line each."""
+    lines: List[str] = []
+    for r in rows:
+        lo, hi = r["height_px"]
+        span = f"{lo}-{hi}" if hi is not None else f">={lo}"
+        share = f"{r['read'] / r['plates']:.3f}" if r["plates"] else "-"
+        lines.append(f"  {r['shape']:6s} {span:>7s} px: {r['plates']:5d} plates, {r['found']:5d} found, "
+                     f"{r['read']:5d} read ({share})")
+    return "\n".join(lines)
+
+
 def evaluate_dataset(backend: Any, dataset: str | Path, class_names: Sequence[str],
                      score_threshold: float = EVAL_SCORE_THRESHOLD, iou_threshold: float = EVAL_IOU_THRESHOLD,
                      max_images: Optional[int] = None, progress: bool = True, reader: Any = None,
@@ -134,6 +171,7 @@ def evaluate_dataset(backend: Any, dataset: str | Path, class_names: Sequence[st
     truths: List[ImageBoxes] = []
     skipped: List[Tuple[str, str]] = []
     lpr = {"plates": 0, "found": 0, "read": 0}
+    by_size: Dict[Tuple[str, int], Dict[str, int]] = {}
     plate_class = names.index("license_plate") if "license_plate" in names else -1
     if reader is not None and plate_class < 0:
         raise AlprError("plate reading needs a license_plate class among the class names")
@@ -158,12 +196,16 @@ def evaluate_dataset(backend: Any, dataset: str | Path, class_names: Sequence[st
             from core.plate_reading import PLATE_PAD, read_plate_boxes
 
             pairs = _match_plates(found, sample.boxes, w, h, plate_class, lpr_score)
-            lpr["plates"] += len(pairs)
-            matched = [(g, d) for g, d in pairs if d is not None]
-            _, reads = read_plate_boxes(reader, bgr, [d.box for _, d in matched],
+            _, reads = read_plate_boxes(reader, bgr, [d.box for _, d in pairs if d is not None],
                                         PLATE_PAD if crop_pad is None else crop_pad, lpr_retry)
-            lpr["found"] += sum(1 for r in reads if r is not None)
-            lpr["read"] += sum(1 for (g, _), r in zip(matched, reads) if r is not None and r.text == g.text)
+            matched_reads = iter(reads)  # in the order of the matched pairs
+            for g, d in pairs:
+                r = next(matched_reads) if d is not None else None
+                counts = {"plates": 1, "found": int(r is not None), "read": int(r is not None and r.text == g.text)}
+                cell = by_size.setdefault(_size_cell(g.to_xyxy(w, h)), {"plates": 0, "found": 0, "read": 0})
+                for key, n in counts.items():
+                    lpr[key] += n
+                    cell[key] += n
         dets.append(ImageBoxes.from_detections(found) if found else ImageBoxes.make(np.zeros((0, 4)), [], []))
         truths.append(ImageBoxes.make([b.to_xyxy(w, h) for b in sample.boxes], [b.class_id for b in sample.boxes]))
     if not truths:
@@ -172,7 +214,8 @@ def evaluate_dataset(backend: Any, dataset: str | Path, class_names: Sequence[st
     report = EvalReport(names, metrics, len(truths), skipped, len(ds.problems), time.perf_counter() - t0)
     if reader is not None:
         report.extra["lpr"] = dict(lpr, accuracy=lpr["read"] / lpr["plates"] if lpr["plates"] else None,
-                                   accuracy_found=lpr["read"] / lpr["found"] if lpr["found"] else None)
+                                   accuracy_found=lpr["read"] / lpr["found"] if lpr["found"] else None,
+                                   by_size=_size_rows(by_size))
     return report
 
 

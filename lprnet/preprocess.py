@@ -202,9 +202,14 @@ def _stitch_at(arr: np.ndarray, cut: int) -> np.ndarray:
     return np.concatenate(parts, axis=1)
 
 
+def two_line_aspect(height: float, width: float) -> bool:
+    """Whether a box of this size is narrow enough to be a two-line plate (its aspect alone)."""
+    return width < TWO_LINE_MAX_ASPECT * height
+
+
 def may_be_two_lines(crop: np.ndarray) -> bool:
     h, w = np.asarray(crop).shape[:2]
-    return h >= 8 and w < TWO_LINE_MAX_ASPECT * h
+    return h >= 8 and two_line_aspect(h, w)
 
 
 def layout_input(crop: np.ndarray, lines: int) -> np.ndarray:

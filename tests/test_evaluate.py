@@ -225,7 +225,10 @@ def test_plate_read_accuracy(tmp_path):
                                   encoding="utf-8")
     reader = FixedReader("12가3456")
     report = evaluate_dataset(TruthBackend(folder), folder, NAMES, progress=False, reader=reader, crop_pad=0.0)
-    assert report.extra["lpr"] == {"plates": 2, "found": 2, "read": 1, "accuracy": 0.5, "accuracy_found": 0.5}
+    lpr = dict(report.extra["lpr"])
+    # both plates are 6 px tall and over 2.6 times as wide (32 x 6, 20 x 6)
+    assert lpr.pop("by_size") == [{"shape": "wide", "height_px": [0, 12], "plates": 2, "found": 2, "read": 1}]
+    assert lpr == {"plates": 2, "found": 2, "read": 1, "accuracy": 0.5, "accuracy_found": 0.5}
     # the detected plate boxes, cropped without pad (outer edges rounded outwards: +1 px where float rounding
     # bites); the reader's confident valid reads are not read again
     assert sorted(w for _, w in reader.shapes) == [20, 32] and all(h in (6, 7) for h, _ in reader.shapes)
@@ -233,3 +236,58 @@ def test_plate_read_accuracy(tmp_path):
     report = evaluate_dataset(TruthBackend(folder, drop_class=1), folder, NAMES, progress=False,
                               reader=FixedReader("12가3456"))
     assert report.extra["lpr"]["found"] == 0 and report.extra["lpr"]["accuracy"] == 0.0
+
+
+class DropBox(TruthBackend):
+    """Returns the labels of the image except its box number ``skip``, each ``grow`` times as tall."""
+
+    def __init__(self, folder: Path, skip: int, grow: float = 1.0):
+        super().__init__(folder)
+        self.skip = skip
+        self.grow = grow
+
+    def detect(self, bgr, score_threshold=0.25, iou_threshold=0.45) -> List[Detection]:
+        out = []
+        for k, d in enumerate(super().detect(bgr, score_threshold, iou_threshold)):
+            if k != self.skip:
+                x1, y1, x2, y2 = d.box
+                half = (y2 - y1) * self.grow / 2
+                out.append(Detection((x1, (y1 + y2) / 2 - half, x2, (y1 + y2) / 2 + half), d.score, d.class_id,
+                                     d.class_name))
+        return out
+
+
+def test_plate_reads_by_size(tmp_path):
+    """Counts split by the labelled plate's height in px and shape (narrow: width < 2.6 x height)."""
+    from core.evaluation import size_table
+
+    d = tmp_path / "sizes"
+    d.mkdir()
+    cv2.imwrite(str(d / "s.png"), np.full((400, 400, 3), 100, np.uint8))
+    cv2.imwrite(str(d / "t.png"), np.full((416, 416, 3), 100, np.uint8))
+    (d / "s.txt").write_text(
+        "1 0.2 0.2 0.1 0.0525 서울12가3456\n"  # 40 x 21 px: narrow, 20-28
+        "1 0.5 0.5 0.25 0.035 12가3456\n"  # 100 x 14: wide, 12-16
+        "1 0.7 0.8 0.2 0.125 34나5678\n"  # 80 x 50: narrow, >= 40; not detected
+        "1 0.3 0.65 0.13 0.05 12가3456\n"  # 52 x 20, exactly 2.6 times as wide: wide, 20-28
+        "1 0.7 0.3 0.1275 0.05 34나5678\n"  # 51 x 20: narrow, 20-28
+        "1 0.2 0.9 0.1 0.04 12가3456\n",  # 40 x 16: narrow, 16-20 (16 is in the upper bin)
+        encoding="utf-8")
+    # 0.028846 x 416 = 11.999936 px: a 12 px plate written with 6 decimals, wide, 12-16
+    (d / "t.txt").write_text("1 0.5 0.5 0.3 0.028846 12가3456\n", encoding="utf-8")
+    # detections 1.2 times as tall as the labels (IoU 0.83): the bins follow the labels, not the detections
+    report = evaluate_dataset(DropBox(d, skip=2, grow=1.2), d, NAMES, progress=False,
+                              reader=FixedReader("12가3456"), crop_pad=0.0)
+    rows = report.extra["lpr"]["by_size"]
+    assert rows == [
+        {"shape": "narrow", "height_px": [16, 20], "plates": 1, "found": 1, "read": 1},
+        {"shape": "narrow", "height_px": [20, 28], "plates": 2, "found": 2, "read": 0},
+        {"shape": "narrow", "height_px": [40, None], "plates": 1, "found": 0, "read": 0},
+        {"shape": "wide", "height_px": [12, 16], "plates": 2, "found": 2, "read": 2},
+        {"shape": "wide", "height_px": [20, 28], "plates": 1, "found": 1, "read": 1},
+    ]
+    lpr = report.extra["lpr"]
+    assert (lpr["plates"], lpr["found"], lpr["read"]) == (7, 6, 4)
+    table = size_table(rows).splitlines()
+    assert table[2].split() == ["narrow", ">=40", "px:", "1", "plates,", "0", "found,", "0", "read", "(0.000)"]
+    assert table[3].split() == ["wide", "12-16", "px:", "2", "plates,", "2", "found,", "2", "read", "(1.000)"]
