@@ -170,8 +170,7 @@ def evaluate_dataset(backend: Any, dataset: str | Path, class_names: Sequence[st
     dets: List[ImageBoxes] = []
     truths: List[ImageBoxes] = []
     skipped: List[Tuple[str, str]] = []
-    lpr = {"plates": 0, "found": 0, "read": 0}
-    by_size: Dict[Tuple[str, int], Dict[str, int]] = {}
+    by_size: Dict[Tuple[str, int], Dict[str, int]] = {}  # the plate-read counts, by (shape, height bin)
     plate_class = names.index("license_plate") if "license_plate" in names else -1
     if reader is not None and plate_class < 0:
         raise AlprError("plate reading needs a license_plate class among the class names")
@@ -201,11 +200,10 @@ def evaluate_dataset(backend: Any, dataset: str | Path, class_names: Sequence[st
             matched_reads = iter(reads)  # in the order of the matched pairs
             for g, d in pairs:
                 r = next(matched_reads) if d is not None else None
-                counts = {"plates": 1, "found": int(r is not None), "read": int(r is not None and r.text == g.text)}
                 cell = by_size.setdefault(_size_cell(g.to_xyxy(w, h)), {"plates": 0, "found": 0, "read": 0})
-                for key, n in counts.items():
-                    lpr[key] += n
-                    cell[key] += n
+                cell["plates"] += 1
+                cell["found"] += int(r is not None)
+                cell["read"] += int(r is not None and r.text == g.text)
         dets.append(ImageBoxes.from_detections(found) if found else ImageBoxes.make(np.zeros((0, 4)), [], []))
         truths.append(ImageBoxes.make([b.to_xyxy(w, h) for b in sample.boxes], [b.class_id for b in sample.boxes]))
     if not truths:
@@ -213,6 +211,7 @@ def evaluate_dataset(backend: Any, dataset: str | Path, class_names: Sequence[st
     metrics = evaluate(dets, truths, len(names))
     report = EvalReport(names, metrics, len(truths), skipped, len(ds.problems), time.perf_counter() - t0)
     if reader is not None:
+        lpr = {key: sum(cell[key] for cell in by_size.values()) for key in ("plates", "found", "read")}
         report.extra["lpr"] = dict(lpr, accuracy=lpr["read"] / lpr["plates"] if lpr["plates"] else None,
                                    accuracy_found=lpr["read"] / lpr["found"] if lpr["found"] else None,
                                    by_size=_size_rows(by_size))
