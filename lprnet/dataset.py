@@ -23,7 +23,7 @@ import numpy as np
 from core.errors import AlprError
 from core.images import IMAGE_EXTENSIONS
 from lprnet.charset import Charset
-from lprnet.preprocess import layout_input, may_be_two_lines
+from lprnet.preprocess import layout_input, may_be_two_lines, straightens
 
 _DUPLICATE_SUFFIX = re.compile(r"^(.+?)[-_][0-9]+$")
 
@@ -48,6 +48,9 @@ class Listing:
     # crops labelled two-line but too wide for the runtime to stitch (``may_be_two_lines``), e.g.
     # rendered straight at 94x24: training stitches them, the runtime reads them as one line
     wide_two_line: int = 0
+    # the charset the samples were listed for: it decides whether two-line stitches are straightened
+    # (``lprnet.preprocess.straightens``), in training as in the runtime
+    charset: str = ""
 
     def summary(self) -> str:
         """One line: counts of used and skipped entries, by reason."""
@@ -99,7 +102,7 @@ def list_folder(folder: Union[str, Path], charset: Charset) -> Listing:
     folder = Path(folder)
     if not folder.is_dir():
         raise AlprError(f"crop folder not found: {folder}")
-    listing = Listing()
+    listing = Listing(charset=charset.name)
     for path in sorted(folder.iterdir()):
         if path.suffix.lower() not in IMAGE_EXTENSIONS or not path.is_file():
             continue
@@ -115,7 +118,7 @@ def list_label_file(label_file: Union[str, Path], charset: Charset) -> Listing:
         lines = label_file.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError:
         raise AlprError(f"label file {label_file} is not UTF-8 text") from None
-    listing = Listing()
+    listing = Listing(charset=charset.name)
     for number, line in enumerate(lines, 1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
@@ -185,11 +188,14 @@ def _load(listing: Listing, progress: bool, transform) -> Tuple[List[np.ndarray]
 
 def load_crops(listing: Listing, progress: bool = False) -> Tuple[np.ndarray, List[str]]:
     """Model inputs for training: uint8 [N, 24, 94, 3], two-line plates stitched when the label file
-    says a crop has two lines (``lprnet.preprocess.layout_input``); corrupt images move to ``skipped``."""
+    says a crop has two lines (``lprnet.preprocess.layout_input``; straightened first for the charsets the
+    runtime straightens, ``listing.charset``); corrupt images move to ``skipped``."""
+    straighten = straightens(listing.charset)
+
     def layout(img: np.ndarray, sample: Sample) -> np.ndarray:
         if sample.lines == 2 and not may_be_two_lines(img):
             listing.wide_two_line += 1
-        return layout_input(img, sample.lines)
+        return layout_input(img, sample.lines, straighten)
 
     listing.wide_two_line = 0
     images, texts = _load(listing, progress, layout)

@@ -32,6 +32,7 @@ from lprnet.preprocess import (
     may_be_two_lines,
     normalize,
     shifted_stitches,
+    straightens,
     zoom,
 )
 
@@ -104,7 +105,8 @@ def read_crops(
     better read is kept. ``tta``: each input is also read zoomed in and out (``TTA_ZOOMS``, three model
     passes instead of one) and the passes' log-probabilities are averaged. ``retry_cuts``: a narrow crop
     whose read is weak (``is_weak``) is read again as two-line plates cut a little higher and lower
-    (``lprnet.preprocess.shifted_stitches``), and the better read is kept. Empty crops give ``EMPTY_READ``.
+    (``lprnet.preprocess.shifted_stitches``), and the better read is kept. Two-line stitches are
+    straightened first for the charsets that ``lprnet.preprocess.straightens``. Empty crops give ``EMPTY_READ``.
     ``batch_size`` 0: one call for everything.
     """
     out: List[Optional[PlateRead]] = [None] * len(crops)
@@ -125,10 +127,12 @@ def read_crops(
             if better_read(read, out[pick[owner]]):
                 out[pick[owner]] = read
 
+    straighten = straightens(charset.name)
     if usable:
-        read_inputs(usable, candidate_inputs)
+        read_inputs(usable, lambda cs: candidate_inputs(cs, straighten=straighten))
         if retry_cuts:
-            read_inputs([i for i in usable if may_be_two_lines(crops[i]) and is_weak(out[i])], shifted_stitches)
+            read_inputs([i for i in usable if may_be_two_lines(crops[i]) and is_weak(out[i])],
+                        lambda cs: shifted_stitches(cs, straighten=straighten))
     return [r if r is not None else EMPTY_READ for r in out]
 
 

@@ -8,7 +8,8 @@ warp, then warps the glyph map the same way; the renderer itself is unchanged.
 ``cut_score(label, row)``: the share of glyph pixels a horizontal cut at ``row`` leaves on their own
 line's side; ``best_cut`` the best a horizontal cut can do (rotated plates keep it below 1).
 
-Command line: split quality of ``lprnet.preprocess.line_split_row`` on each two-line kind::
+Command line: split quality of ``lprnet.preprocess.line_split_row`` on each two-line kind, on the crop as
+it is and straightened first (``lprnet.preprocess.line_shear``), as the reader's stitch does::
 
     python -m tools.synth.line_truth --count 300 --seed 4242
 """
@@ -85,34 +86,47 @@ def render_with_lines(rng: np.random.Generator, charset: str, kind: str,
     return crop, text, label
 
 
-def cut_score(label: np.ndarray, row: int) -> float:
-    """Share of glyph pixels on their own line's side of a horizontal cut at ``row``."""
-    right = int((label[:row] == 1).sum() + (label[row:] == 2).sum())
-    return right / max(1, int((label > 0).sum()))
+def cut_score(label: np.ndarray, row: int, shear: float = 0.0) -> float:
+    """Share of glyph pixels on their own line's side of a horizontal cut at ``row``; with ``shear``, of a
+    cut at ``row`` of the crop un-sheared by it (``lprnet.preprocess.unshear``), which in the crop is the
+    slanted line ``y = row + shear * (x - centre)``."""
+    ys, xs = np.nonzero(label)
+    top = (ys - shear * (xs - (label.shape[1] - 1) / 2.0)) < row
+    lines = label[ys, xs]
+    right = int(np.sum(top & (lines == 1)) + np.sum(~top & (lines == 2)))
+    return right / max(1, ys.size)
 
 
 def best_cut(label: np.ndarray) -> Tuple[int, float]:
-    scores = [cut_score(label, r) for r in range(1, label.shape[0])]
+    ones, twos = (label == 1).sum(axis=1), (label == 2).sum(axis=1)
+    total = max(1, int(ones.sum() + twos.sum()))
+    # a cut at row r leaves rows < r above it: scores[r - 1] for r = 1 .. height - 1
+    scores = (np.cumsum(ones)[:-1] + (int(twos.sum()) - np.cumsum(twos)[:-1])) / total
     i = int(np.argmax(scores))
-    return i + 1, scores[i]
+    return i + 1, float(scores[i])
 
 
 def split_quality(count: int, seed: int, kinds: Sequence[Tuple[str, str]] = TWO_LINE_KINDS) -> List[dict]:
-    """Per kind: mean cut score of ``line_split_row``, share of cuts scoring >= 0.98 and < 0.9, and the
-    same share for the best horizontal cut."""
-    from lprnet.preprocess import line_split_row
+    """Per kind: mean cut score of ``line_split_row`` on the crop as it is and on the crop straightened as
+    the reader stitches it (``lprnet.preprocess.line_shear``; keys prefixed ``straight_``), the share of
+    cuts scoring >= 0.98 and < 0.9, and the share of crops whose best horizontal cut scores >= 0.98."""
+    from lprnet.preprocess import line_shear, line_split_row, unshear
 
     out = []
     for charset, kind in kinds:
         rng = np.random.default_rng(seed)
-        got, best = [], []
+        got, straight, best = [], [], []
         for _ in range(count):
             crop, _, label = render_with_lines(rng, charset, kind)
             got.append(cut_score(label, line_split_row(crop)))
+            shear = line_shear(crop)
+            straight.append(cut_score(label, line_split_row(unshear(crop, shear)), shear))
             best.append(best_cut(label)[1])
-        g, b = np.array(got), np.array(best)
+        g, t, b = np.array(got), np.array(straight), np.array(best)
         out.append({"kind": kind, "count": count, "mean": float(g.mean()), "good": float((g >= 0.98).mean()),
-                    "wrong": float((g < 0.9).mean()), "best_good": float((b >= 0.98).mean())})
+                    "wrong": float((g < 0.9).mean()), "straight_mean": float(t.mean()),
+                    "straight_good": float((t >= 0.98).mean()), "straight_wrong": float((t < 0.9).mean()),
+                    "best_good": float((b >= 0.98).mean())})
     return out
 
 
@@ -122,10 +136,11 @@ def main(argv: Sequence[str]) -> None:
     f = flags.FLAGS
     if len(argv) > 1:
         raise SystemExit(f"unexpected arguments: {' '.join(argv[1:])}")
-    print("kind         count  mean score  cuts >= 0.98  cuts < 0.9  best cut >= 0.98")
+    print("kind         count  cut on       mean score  cuts >= 0.98  cuts < 0.9  best level cut >= 0.98")
     for r in split_quality(f.count, f.seed):
-        print(f"{r['kind']:<12} {r['count']:>5}  {r['mean']:>10.3f}  {r['good']:>12.3f}  {r['wrong']:>10.3f}"
-              f"  {r['best_good']:>16.3f}")
+        for label, pre in (("the crop", ""), ("straightened", "straight_")):
+            print(f"{r['kind']:<12} {r['count']:>5}  {label:<12} {r[pre + 'mean']:>10.3f}  {r[pre + 'good']:>12.3f}"
+                  f"  {r[pre + 'wrong']:>10.3f}  {r['best_good']:>22.3f}")
 
 
 if __name__ == "__main__":
