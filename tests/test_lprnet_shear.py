@@ -127,3 +127,36 @@ def test_the_reader_straightens_korean_stitches_only() -> None:
         other = normalize(stitch_two_lines(img, straighten=not straighten)[None])[0]
         assert any(np.array_equal(x, want) for x in inputs)
         assert not any(np.array_equal(x, other) for x in inputs)
+
+
+def test_ties_keep_the_crop_level() -> None:
+    """On a small crop neighbouring shears round to the same row shifts and score alike; the level one wins
+    such ties (the scan once let the most negative shear win them). A flat crop has no rows to line up."""
+    small = cv2.resize(_tilted_plate(0.0), (40, 24), interpolation=cv2.INTER_AREA)
+    assert line_shear(small) == 0.0
+    assert line_shear(cv2.flip(small, 1)) == 0.0
+    assert line_shear(np.full((40, 80, 3), 128, np.uint8)) == 0.0
+
+
+def test_the_retry_cuts_are_made_on_the_straightened_crop() -> None:
+    """A weak read of a narrow Korean crop is retried with shifted cuts of the straightened crop (a stand-in
+    model whose reads are all weak records its inputs)."""
+    from lprnet.charset import load_charset
+    from lprnet.preprocess import candidate_inputs, normalize, shifted_stitches
+    from lprnet.reader import read_crops
+
+    img = _tilted_plate(0.25)
+    cs = load_charset("kr")
+    seen: list = []
+
+    def logits(x: np.ndarray) -> np.ndarray:
+        seen.append(x.copy())
+        return np.zeros((len(x), 18, cs.num_classes), np.float32)
+
+    read_crops([img], logits, cs, tta=False, retry_cuts=True)
+    inputs = np.concatenate(seen)
+    straight, _ = shifted_stitches([img], straighten=True)
+    level, _ = shifted_stitches([img])
+    assert len(straight) and len(inputs) == len(candidate_inputs([img])[0]) + len(straight)  # candidates, then retry
+    assert all(any(np.array_equal(x, normalize(s[None])[0]) for x in inputs) for s in straight)
+    assert not any(np.array_equal(x, normalize(s[None])[0]) for x in inputs for s in level)
