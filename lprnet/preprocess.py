@@ -44,7 +44,8 @@ SPLIT_ENERGY_ABOVE = (0.2, 0.45)
 SHEAR_MAX = 0.35
 SHEAR_STEPS = 29
 # charsets whose two-line plates are straightened before the cut (``straightens``): measured better for the
-# Korean reader and not for the Chinese one (model card, session 38)
+# Korean reader and not for the Chinese one (model card, session 38). Matched by the charset's name, which for
+# a charset file is its stem: a Korean charset file named otherwise is read and trained without it.
 STRAIGHTEN_CHARSETS = frozenset({"kr"})
 # a crop whose characters leave this much of its width or height free is also read cut to them
 TIGHT_MIN_CUT_X = 0.1
