@@ -47,6 +47,10 @@ SHEAR_STEPS = 29
 # Korean reader and not for the Chinese one (model card, session 38). Matched by the charset's name, which for
 # a charset file is its stem: a Korean charset file named otherwise is read and trained without it.
 STRAIGHTEN_CHARSETS = frozenset({"kr"})
+# the shears ``line_shear`` scores, smallest first so that a tie (narrow crops round neighbouring shears to
+# the same row shifts) keeps the crop as level as it can; negative before positive at equal size
+_SHEARS: Tuple[float, ...] = tuple(
+    float(s) for s in sorted(np.linspace(-SHEAR_MAX, SHEAR_MAX, SHEAR_STEPS), key=lambda v: (round(abs(v), 9), v)))
 # a crop whose characters leave this much of its width or height free is also read cut to them
 TIGHT_MIN_CUT_X = 0.1
 TIGHT_MIN_CUT_Y = 0.3
@@ -220,14 +224,12 @@ def line_shear(crop: np.ndarray) -> float:
     xs = np.arange(w - 1, dtype=np.float64) - (w - 2) / 2.0
     rows = np.arange(h, dtype=np.int64)[:, None]
     best, best_score = 0.0, -1.0
-    # smallest |s| first, so that a tie (narrow crops round neighbouring shears to the same shifts) keeps the
-    # crop as level as it can
-    for s in sorted(np.linspace(-SHEAR_MAX, SHEAR_MAX, SHEAR_STEPS), key=lambda v: (round(abs(v), 9), v)):
+    for s in _SHEARS:
         shift = np.round(s * xs).astype(np.int64)
         profile = np.bincount((rows - shift[None, :] + shift.max()).ravel(), weights=energy)
         score = float(np.dot(profile, profile))
         if score > best_score:
-            best, best_score = float(s), score
+            best, best_score = s, score
     return best
 
 
@@ -293,19 +295,17 @@ def tighten(crop: np.ndarray) -> Optional[np.ndarray]:
     return arr[y0:y1, x0:x1]
 
 
-def shifted_stitches(crops: Sequence[np.ndarray], shifts: Sequence[float] = CUT_SHIFTS, straighten: bool = False
+def shifted_stitches(crops: Sequence[np.ndarray], shifts: Sequence[float] = CUT_SHIFTS
                      ) -> Tuple[np.ndarray, np.ndarray]:
     """Each crop stitched as a two-line plate with the line cut moved by each of ``shifts`` (shares of the
     crop's height): uint8 [M, 24, 94, 3] and each row's crop. Cuts that leave a line empty, or that round to
     the usual cut (``stitch_two_lines``, already read) or to an earlier shift's, are skipped.
     ``line_split_row`` misplaces some cuts, most on loose crops; the reader retries weak reads of narrow
-    crops with these (``lprnet.reader.read_crops``). ``straighten``: as in ``stitch_two_lines``."""
+    crops with these (``lprnet.reader.read_crops``, which passes their ``stitch_sources``)."""
     images: List[np.ndarray] = []
     owners: List[int] = []
     for i, c in enumerate(crops):
         arr = _as_bgr(c)
-        if straighten:
-            arr = straightened(arr)
         h = arr.shape[0]
         if h < 2:
             continue
@@ -322,9 +322,19 @@ def shifted_stitches(crops: Sequence[np.ndarray], shifts: Sequence[float] = CUT_
     return np.stack(images), np.array(owners, np.int64)
 
 
-def candidate_inputs(crops: Sequence[np.ndarray], straighten: bool = False) -> Tuple[np.ndarray, np.ndarray]:
+def stitch_sources(crops: Sequence[np.ndarray], straighten: bool) -> List[np.ndarray]:
+    """What each crop's two-line stitches are cut from: with ``straighten``, narrow crops straightened
+    (``straightened``, once per crop for all its stitches), else the crops themselves."""
+    if not straighten:
+        return list(crops)
+    return [straightened(_as_bgr(c)) if may_be_two_lines(c) else c for c in crops]
+
+
+def candidate_inputs(crops: Sequence[np.ndarray], sources: Optional[Sequence[np.ndarray]] = None
+                     ) -> Tuple[np.ndarray, np.ndarray]:
     """Every crop as one-line input, narrow ones also stitched as two-line input, and loose ones also
-    cut to their characters (``tighten``) as one-line input. ``straighten``: as in ``stitch_two_lines``.
+    cut to their characters (``tighten``) as one-line input. ``sources``: what each crop's stitch is cut
+    from (``stitch_sources``); the crops themselves when None.
 
     Returns uint8 [M, 24, 94, 3] and, for each row, the index of the crop it came from."""
     images: List[np.ndarray] = []
@@ -333,7 +343,7 @@ def candidate_inputs(crops: Sequence[np.ndarray], straighten: bool = False) -> T
         images.append(resize_crop(c))
         owners.append(i)
         if may_be_two_lines(c):
-            images.append(stitch_two_lines(c, straighten))
+            images.append(stitch_two_lines(c if sources is None else sources[i]))
             owners.append(i)
         tight = tighten(c)
         if tight is not None:

@@ -32,6 +32,7 @@ from lprnet.preprocess import (
     may_be_two_lines,
     normalize,
     shifted_stitches,
+    stitch_sources,
     straightens,
     zoom,
 )
@@ -112,10 +113,10 @@ def read_crops(
     out: List[Optional[PlateRead]] = [None] * len(crops)
     usable = [i for i, c in enumerate(crops) if np.asarray(c).size > 0]
 
-    def read_inputs(pick: Sequence[int], inputs: Callable[[List[np.ndarray]], Tuple[np.ndarray, np.ndarray]]) -> None:
+    def read_inputs(pick: Sequence[int], inputs: Callable[[Sequence[int]], Tuple[np.ndarray, np.ndarray]]) -> None:
         if not pick:
             return
-        images, owners = inputs([crops[i] for i in pick])
+        images, owners = inputs(pick)
         if not len(images):
             return
         logits = zoomed_logits(normalize(images), logits_fn, TTA_ZOOMS if tta else (), batch_size)
@@ -127,12 +128,12 @@ def read_crops(
             if better_read(read, out[pick[owner]]):
                 out[pick[owner]] = read
 
-    straighten = straightens(charset.name)
     if usable:
-        read_inputs(usable, lambda cs: candidate_inputs(cs, straighten=straighten))
+        sources = dict(zip(usable, stitch_sources([crops[i] for i in usable], straightens(charset.name))))
+        read_inputs(usable, lambda pick: candidate_inputs([crops[i] for i in pick], [sources[i] for i in pick]))
         if retry_cuts:
             read_inputs([i for i in usable if may_be_two_lines(crops[i]) and is_weak(out[i])],
-                        lambda cs: shifted_stitches(cs, straighten=straighten))
+                        lambda pick: shifted_stitches([sources[i] for i in pick]))
     return [r if r is not None else EMPTY_READ for r in out]
 
 

@@ -155,7 +155,7 @@ def test_the_retry_cuts_are_made_on_the_straightened_crop() -> None:
 
     read_crops([img], logits, cs, tta=False, retry_cuts=True)
     inputs = np.concatenate(seen)
-    straight, _ = shifted_stitches([img], straighten=True)
+    straight, _ = shifted_stitches([straightened(img)])
     level, _ = shifted_stitches([img])
     assert len(straight) and len(inputs) == len(candidate_inputs([img])[0]) + len(straight)  # candidates, then retry
     assert all(any(np.array_equal(x, normalize(s[None])[0]) for x in inputs) for s in straight)
