@@ -40,6 +40,8 @@ flags.DEFINE_integer("threads", None, "interpreter threads")
 flags.DEFINE_boolean("lpr", False, "also measure the plate-read accuracy of detector + reader")
 flags.DEFINE_string("lpr_weights", None, "LPRNet TFLite reader, for --lpr")
 flags.DEFINE_string("charset", "kr", "reader charset name or file, for --lpr")
+flags.DEFINE_string("lpr_province", None, "province check of the reads, for --lpr (lprnet.province; default: the "
+                    "shipped one for --charset cn, none for kr; 'none': no check)")
 flags.DEFINE_float("lpr_score", 0.25, "plate detections read with --lpr score at least this")
 flags.DEFINE_float("crop_pad", None, "plate crops grow by this fraction of their size on each side "
                    "(default: the runtime's, core.plate_reading.PLATE_PAD)")
@@ -64,10 +66,12 @@ def main(argv):
             raise AlprError("--lpr needs --lpr_weights (an LPRNet .tflite reader)")
         if not Path(FLAGS.lpr_weights).is_file():
             raise AlprError(f"reader not found: {FLAGS.lpr_weights}")
+        from core.pipeline import open_province_check
         from lprnet.reader import PlateReader
 
         reader = PlateReader(FLAGS.lpr_weights, FLAGS.charset, num_threads=FLAGS.threads, tta=FLAGS.lpr_tta,
-                             retry_cuts=FLAGS.lpr_retry)
+                             retry_cuts=FLAGS.lpr_retry,
+                             province=open_province_check(FLAGS.charset, FLAGS.lpr_province, FLAGS.threads))
     names = read_class_names(FLAGS.classes)
     backend = open_backend(FLAGS.weights, FLAGS.framework, names, FLAGS.size, FLAGS.cfg, FLAGS.threads)
     report = evaluate_dataset(backend, FLAGS.dataset, names, FLAGS.score, FLAGS.iou, FLAGS.max_images,

@@ -35,6 +35,7 @@ class ModelChoice:
     size: Optional[int] = None  # must agree with the model's input when given
     lpr: bool = False
     lpr_weights: Optional[str] = None
+    lpr_province: Optional[str] = None  # None: the shipped province check of --charset; "none": none
     charset: str = "kr"
     score: Optional[float] = None
     iou: float = 0.45
@@ -57,6 +58,8 @@ def define_model_flags(flags, lpr_default: bool, tta_default: bool = True) -> No
     flags.DEFINE_boolean("dont_show", False, "do not open a window (a window opens only where a display exists)")
     flags.DEFINE_boolean("lpr", lpr_default, "read the plates" + (" (--nolpr: detection only)" if lpr_default else ""))
     flags.DEFINE_string("lpr_weights", None, "plate reader .tflite (default: the shipped one for --charset)")
+    flags.DEFINE_string("lpr_province", None, "province check of the reads (lprnet.province: a .tflite with its "
+                        ".json; default: the shipped one for --charset cn, none for kr; 'none': no check)")
     flags.DEFINE_enum("charset", "kr", ["kr", "cn"], "plate alphabet and conventions")
     flags.DEFINE_string("classes", None, "class names file (default: the names stored with the model)")
     flags.DEFINE_integer("num_threads", None, "TFLite interpreter threads of the detector and the reader "
@@ -70,9 +73,9 @@ def define_model_flags(flags, lpr_default: bool, tta_default: bool = True) -> No
 def model_choice(values) -> ModelChoice:
     """``ModelChoice`` from the parsed values of ``define_model_flags`` (the front end passes its FLAGS)."""
     return ModelChoice(framework=values.framework, weights=values.weights, classes=values.classes, size=values.size,
-                       lpr=values.lpr, lpr_weights=values.lpr_weights, charset=values.charset, score=values.score,
-                       iou=values.iou, num_threads=values.num_threads, decoder=values.decoder,
-                       lpr_tta=values.lpr_tta)
+                       lpr=values.lpr, lpr_weights=values.lpr_weights, lpr_province=values.lpr_province,
+                       charset=values.charset, score=values.score, iou=values.iou, num_threads=values.num_threads,
+                       decoder=values.decoder, lpr_tta=values.lpr_tta)
 
 
 def open_pipeline(choice: ModelChoice, retry_weak_reads: bool = True) -> Pipeline:
@@ -100,7 +103,7 @@ def open_pipeline(choice: ModelChoice, retry_weak_reads: bool = True) -> Pipelin
     options = PipelineOptions(score_threshold=choice.score, iou_threshold=choice.iou, region=choice.charset,
                               retry_weak_reads=retry_weak_reads)
     pipeline = Pipeline.open(weights, reader_path, choice.charset, choice.num_threads, choice.classes, options,
-                             decoder=choice.decoder, tta=choice.lpr_tta)
+                             decoder=choice.decoder, tta=choice.lpr_tta, province=choice.lpr_province)
     if choice.size and tuple(pipeline.detector.input_size) != (choice.size, choice.size):
         w, h = pipeline.detector.input_size
         raise AlprError(f"--size {choice.size} does not match the model's input {w}x{h}: convert the model at "

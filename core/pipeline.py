@@ -28,6 +28,29 @@ CHECKPOINTS = REPO / "checkpoints"
 DEFAULT_DETECTOR = {"tflite": CHECKPOINTS / "yolov4-tiny-3l-alpr-544-int8.tflite",
                     "tf": CHECKPOINTS / "yolov4-tiny-3l-alpr-544"}
 DEFAULT_READER = {"kr": CHECKPOINTS / "lprnet-kr-int8.tflite", "cn": CHECKPOINTS / "lprnet-cn-int8.tflite"}
+# the province check of the Chinese reader (lprnet.province); Korean reads have none
+DEFAULT_PROVINCE = {"cn": CHECKPOINTS / "lprnet-cn-province-int8.tflite"}
+NO_PROVINCE = "none"
+
+
+def open_province_check(charset: str, spec: Optional[str | Path] = None, num_threads: Optional[int] = None
+                        ) -> Optional[Any]:
+    """The ``lprnet.province.ProvinceReader`` for ``charset``: ``spec`` None gives the shipped one of that
+    charset (None where it has none), ``"none"`` none, else the model at that path."""
+    if spec is not None and str(spec).lower() == NO_PROVINCE:
+        return None
+    path = Path(spec) if spec is not None else DEFAULT_PROVINCE.get(charset)
+    if path is None:
+        return None
+    if not path.is_file():
+        raise AlprError(f"province model not found: {path} (--lpr_province none reads without the check)")
+    from lprnet.charset import load_charset
+    from lprnet.province import ProvinceReader
+
+    province = ProvinceReader(path, num_threads=num_threads or 1)
+    if not province.suits(load_charset(charset)):
+        raise AlprError(f"province model {path} has classes outside charset {charset!r}")
+    return province
 
 
 @dataclass(frozen=True)
@@ -55,7 +78,8 @@ class Pipeline:
     def open(cls, detector_path: str | Path, reader_path: Optional[str | Path] = None, charset: str = "kr",
              num_threads: Optional[int] = None, class_names: Optional[str | Path] = None,
              options: Optional[PipelineOptions] = None, decoder: str = DECODERS[0],
-             tta: bool = True) -> Pipeline:
+             tta: bool = True, province: Optional[str | Path] = None) -> Pipeline:
+        """``province``: the reader's province check, as ``open_province_check`` takes it."""
         # The runtime's own default is one thread; the detector is most of a frame's work and uses every
         # core (544 int8 on 2 cores: 12.7 vs 18.0 ms), while a batch of a few plates is fastest on one.
         detector = Detector.open(detector_path, num_threads=num_threads or usable_cores(), class_names=class_names)
@@ -68,7 +92,8 @@ class Pipeline:
                 raise AlprError(f"plate reader model not found: {reader_path}")
             # the reader's own retry of weak two-line reads (other line cuts) goes with the taller-crop one
             reader = PlateReader(reader_path, charset, num_threads=num_threads or 1, decoder=decoder, tta=tta,
-                                 retry_cuts=opts.retry_weak_reads)
+                                 retry_cuts=opts.retry_weak_reads,
+                                 province=open_province_check(charset, province, num_threads))
         return cls(detector, reader, opts)
 
     def read_plates(self, image: np.ndarray, plates: Sequence[Detection]) -> List[PlateInfo]:

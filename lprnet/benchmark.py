@@ -1,11 +1,11 @@
 """Per-plate latency of a TFLite reader (edge runtime, TF-free): batch of 1, the whole read() path.
 
 python -m lprnet.benchmark --model reader.tflite --charset cn [--images DIR] [--runs 300] [--threads 2]
-    [--decoder format|greedy|beam] [--notta]
+    [--decoder format|greedy|beam] [--notta] [--province province.tflite]
 
 Reports the median and 90th percentile of (a) the interpreter alone and (b) PlateReader.read on one
 crop (resize + normalise + invoke + CTC decode with ``decoder``, the runtime's by default; with the
-runtime's test-time zoom unless ``--notta``), after warm-up runs.
+runtime's test-time zoom unless ``--notta``, and the province check with ``--province``), after warm-up runs.
 """
 from __future__ import annotations
 
@@ -34,10 +34,17 @@ def benchmark(
     decoder: str = DECODERS[0],
     tta: bool = True,
     retry_cuts: bool = True,
+    province: Optional[str] = None,
 ) -> Dict[str, Dict[str, float]]:
-    """Latency of the interpreter and of a full one-plate read, batch of 1."""
+    """Latency of the interpreter and of a full one-plate read, batch of 1; ``province``: a province model
+    (``lprnet.province``) checking each read."""
+    check = None
+    if province:
+        from lprnet.province import ProvinceReader
+
+        check = ProvinceReader(province, num_threads)
     reader = PlateReader(model_path, charset, num_threads=num_threads, decoder=decoder, tta=tta,
-                         retry_cuts=retry_cuts)
+                         retry_cuts=retry_cuts, province=check)
     if not crops:
         rng = np.random.default_rng(0)
         crops = [rng.integers(0, 256, size=(24, 94, 3), dtype=np.uint8)]
@@ -73,12 +80,13 @@ def main(argv: Sequence[str]) -> None:
         listing = list_samples(f.images, load_charset(f.charset))
         crops = [read_image(s.path) for s in listing.samples[:64]]
     result = benchmark(f.model, f.charset, crops, f.runs, num_threads=f.threads, decoder=f.decoder, tta=f.tta,
-                       retry_cuts=f.retry)
+                       retry_cuts=f.retry, province=f.province)
     result["model"] = f.model  # type: ignore[assignment]
     result["threads"] = f.threads  # type: ignore[assignment]
     result["decoder"] = f.decoder  # type: ignore[assignment]
     result["tta"] = f.tta  # type: ignore[assignment]
     result["retry_cuts"] = f.retry  # type: ignore[assignment]
+    result["province"] = f.province  # type: ignore[assignment]
     print(json.dumps(result, indent=2))
 
 
@@ -96,5 +104,7 @@ if __name__ == "__main__":
     flags.DEFINE_boolean("tta", True, "read() also zoomed in and out, as the runtime does (--notta: one pass)")
     flags.DEFINE_boolean("retry", True, "read() retries weak reads of narrow crops with other line cuts, as "
                          "detect.py does; --notta --noretry: as detect_video.py reads")
+    flags.DEFINE_string("province", None, "province model (lprnet.province) checking each read, as detect.py "
+                        "does for --charset cn")
     flags.mark_flag_as_required("model")
     app.run(guarded(main))

@@ -14,7 +14,7 @@ import json
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -147,15 +147,17 @@ def evaluate(
     char_px: Optional[Sequence[float]] = None,
     tta: bool = True,
     retry_cuts: bool = True,
+    province: Optional[Any] = None,
 ) -> Dict[str, object]:
     """Read every crop (BGR, any size) as the runtime does (lprnet.reader.read_crops), time batch-1
     model calls, and score; with ``kinds`` (one plate kind per crop, "" when unknown) also the
     sequence accuracy of each kind, with ``char_px`` (each crop's smallest character height, 0 when
     unknown) the accuracy by that height (``accuracy_by_char_px``). ``tta``, ``retry_cuts``: as in
-    ``read_crops``."""
+    ``read_crops``; ``province``: a ``lprnet.province.ProvinceReader`` checking each read's province."""
     from lprnet.reader import read_crops
 
-    reads = read_crops(crops, logits_fn, charset, decoder, batch_size=batch_size, tta=tta, retry_cuts=retry_cuts)
+    reads = read_crops(crops, logits_fn, charset, decoder, batch_size=batch_size, tta=tta, retry_cuts=retry_cuts,
+                       province=province)
     preds = [r.text for r in reads]
     x = normalize(np.stack([resize_crop(c) for c in crops[:latency_samples]]))
     times = []
@@ -243,11 +245,19 @@ def main(argv: Sequence[str]) -> None:
     if listing.skipped:
         print(f"skipped: {listing.summary()}")
     logits_fn, kind = load_backend(f.weights, charset, f.threads)
+    province = None
+    if f.province:
+        from lprnet.province import ProvinceReader
+
+        province = ProvinceReader(f.province, f.threads, f.province_min_probability)
+        if not province.suits(charset):
+            raise AlprError(f"province model {f.province} has classes outside charset {charset.name!r}")
     result = evaluate(logits_fn, images, texts, charset, f.decoder, kinds=[s.kind for s in listing.samples],
-                      char_px=[s.char_px for s in listing.samples], tta=f.tta, retry_cuts=f.retry)
+                      char_px=[s.char_px for s in listing.samples], tta=f.tta, retry_cuts=f.retry,
+                      province=province)
     result.update({"model": str(f.weights), "kind": kind, "charset": charset.name,
                    "images": str(f.images), "skipped": len(listing.skipped), "decoder": f.decoder,
-                   "tta": f.tta, "retry_cuts": f.retry})
+                   "tta": f.tta, "retry_cuts": f.retry, "province": f.province or None})
     print(f"[{kind}] {format_report(result)}")
     if f.json:
         with atomic_path(f.json, suffix=".json") as tmp:
@@ -271,5 +281,8 @@ if __name__ == "__main__":
                          "(lprnet.reader.read_crops); --notta: one pass")
     flags.DEFINE_boolean("retry", True, "read weak reads of narrow crops again with other line cuts, as detect.py "
                          "does; --notta --noretry: as detect_video.py reads")
+    flags.DEFINE_string("province", None, "province check (lprnet.province): a province model .tflite with its "
+                        ".json beside it, as detect.py uses for --charset cn")
+    flags.DEFINE_float("province_min_probability", None, "the province check's threshold (default: the model's)")
     flags.mark_flags_as_required(["weights", "images"])
     app.run(guarded(main))

@@ -331,27 +331,60 @@ def stitch_sources(crops: Sequence[np.ndarray], straighten: bool) -> List[np.nda
 
 
 def candidate_inputs(crops: Sequence[np.ndarray], sources: Optional[Sequence[np.ndarray]] = None
-                     ) -> Tuple[np.ndarray, np.ndarray]:
+                     ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every crop as one-line input, narrow ones also stitched as two-line input, and loose ones also
     cut to their characters (``tighten``) as one-line input. ``sources``: what each crop's stitch is cut
     from (``stitch_sources``); the crops themselves when None.
 
-    Returns uint8 [M, 24, 94, 3] and, for each row, the index of the crop it came from."""
+    Returns uint8 [M, 24, 94, 3] and, for each row, the index of the crop it came from and its line count
+    (1, or 2 for a stitch)."""
     images: List[np.ndarray] = []
     owners: List[int] = []
+    lines: List[int] = []
     for i, c in enumerate(crops):
         images.append(resize_crop(c))
         owners.append(i)
+        lines.append(1)
         if may_be_two_lines(c):
             images.append(stitch_two_lines(c if sources is None else sources[i]))
             owners.append(i)
+            lines.append(2)
         tight = tighten(c)
         if tight is not None:
             images.append(resize_crop(tight))
             owners.append(i)
+            lines.append(1)
     if not images:
-        return np.zeros((0, INPUT_HEIGHT, INPUT_WIDTH, 3), np.uint8), np.zeros((0,), np.int64)
-    return np.stack(images), np.array(owners, np.int64)
+        return np.zeros((0, INPUT_HEIGHT, INPUT_WIDTH, 3), np.uint8), np.zeros((0,), np.int64), np.zeros((0,), np.int64)
+    return np.stack(images), np.array(owners, np.int64), np.array(lines, np.int64)
+
+
+# The province view (lprnet.province): the left of a Chinese plate's characters at about twice the
+# resolution LPRNet's 94x24 input gives them, for a classifier of the province alone
+PROVINCE_VIEW_WIDTH = 48
+PROVINCE_VIEW_HEIGHT = 40
+PROVINCE_SHARE_ONE_LINE = 0.26  # of a one-line plate's text box: the province, the letter and part of the dot
+PROVINCE_SHARE_TOP_LINE = 0.62  # of a two-line plate's top line (province and letter, centred): the province
+# The runtime checks the province only where the text box the view is cut from has more rows than this (LPRNet's
+# whole input): elsewhere the view holds no more of the glyph than the reader saw (model card, session 39)
+PROVINCE_MIN_ROWS = INPUT_HEIGHT
+
+
+def province_view(crop: np.ndarray, lines: int, min_rows: int = 0) -> Optional[np.ndarray]:
+    """uint8 [PROVINCE_VIEW_HEIGHT, PROVINCE_VIEW_WIDTH, 3]: the left share of the crop's text box
+    (``_text_box``), for two-line plates of the top line's (above ``line_split_row``'s cut); None when that
+    box is not more than ``min_rows`` rows tall."""
+    arr = _as_bgr(crop)
+    share = PROVINCE_SHARE_ONE_LINE
+    if lines == 2:
+        if arr.shape[0] >= 2:
+            arr = arr[:_line_cut(arr)]
+        share = PROVINCE_SHARE_TOP_LINE
+    x0, y0, x1, y1 = _text_box(arr)
+    if y1 - y0 <= min_rows:
+        return None
+    x_end = x0 + max(2, int(round(share * (x1 - x0))))
+    return fit_size(arr[y0:y1, x0:x_end], PROVINCE_VIEW_WIDTH, PROVINCE_VIEW_HEIGHT)
 
 
 def normalize(batch_uint8: np.ndarray) -> np.ndarray:

@@ -26,11 +26,13 @@ from lprnet.preprocess import (
     IDENTITY_THETA,
     INPUT_HEIGHT,
     INPUT_WIDTH,
+    PROVINCE_MIN_ROWS,
     TTA_ZOOMS,
     affine_warp,
     candidate_inputs,
     may_be_two_lines,
     normalize,
+    province_view,
     shifted_stitches,
     stitch_sources,
     straightens,
@@ -98,6 +100,7 @@ def read_crops(
     batch_size: int = 0,
     tta: bool = True,
     retry_cuts: bool = True,
+    province: Optional[Any] = None,
 ) -> List[PlateRead]:
     """BGR crops (any size) -> one PlateRead each, with any model behind ``logits_fn``
     (float32 [N,24,94,3] -> logits [N,18,classes]).
@@ -108,25 +111,30 @@ def read_crops(
     whose read is weak (``is_weak``) is read again as two-line plates cut a little higher and lower
     (``lprnet.preprocess.shifted_stitches``), and the better read is kept. Two-line stitches are
     straightened first for the charsets that ``lprnet.preprocess.straightens``. Empty crops give ``EMPTY_READ``.
-    ``batch_size`` 0: one call for everything.
+    ``batch_size`` 0: one call for everything. ``province``: a ``lprnet.province.ProvinceReader`` (or
+    anything with its ``check``) that may replace each read's first character, from a view of the crop laid
+    out as the chosen read's input was (one line, or two for a stitch).
     """
     out: List[Optional[PlateRead]] = [None] * len(crops)
+    out_lines = [1] * len(crops)  # the line count of the input each crop's read came from
     usable = [i for i, c in enumerate(crops) if np.asarray(c).size > 0]
 
-    def read_inputs(pick: Sequence[int], inputs: Callable[[Sequence[int]], Tuple[np.ndarray, np.ndarray]]) -> None:
+    def read_inputs(pick: Sequence[int], inputs: Callable[[Sequence[int]], Tuple[np.ndarray, ...]]) -> None:
         if not pick:
             return
-        images, owners = inputs(pick)
+        images, owners, *rest = inputs(pick)
         if not len(images):
             return
+        lines = rest[0] if rest else np.full(len(images), 2)  # shifted_stitches: two-line stitches only
         logits = zoomed_logits(normalize(images), logits_fn, TTA_ZOOMS if tta else (), batch_size)
         results = decode(logits, decoder, blank=charset.blank, beam_width=beam_width, is_probs=False,
                          accept=lambda ids: charset.is_valid_format(charset.decode(ids)))
-        for owner, res in zip(owners, results):
+        for owner, n_lines, res in zip(owners, lines, results):
             text = charset.decode(res.ids)
             read = PlateRead(text, res.confidence, charset.is_valid_format(text))
             if better_read(read, out[pick[owner]]):
                 out[pick[owner]] = read
+                out_lines[pick[owner]] = int(n_lines)
 
     if usable:
         sources = dict(zip(usable, stitch_sources([crops[i] for i in usable], straightens(charset.name))))
@@ -134,7 +142,29 @@ def read_crops(
         if retry_cuts:
             read_inputs([i for i in usable if may_be_two_lines(crops[i]) and is_weak(out[i])],
                         lambda pick: shifted_stitches([sources[i] for i in pick]))
+        if province is not None:
+            _check_provinces(out, out_lines, crops, sources, province, charset)
     return [r if r is not None else EMPTY_READ for r in out]
+
+
+def _check_provinces(out: List[Optional[PlateRead]], out_lines: Sequence[int], crops: Sequence[np.ndarray],
+                     sources: Dict[int, np.ndarray], province: Any, charset: Charset) -> None:
+    """``read_crops``' province check, in place: each read's first character by ``province.check``, for the
+    crops whose view has more rows to show than LPRNet's input (``PROVINCE_MIN_ROWS``)."""
+    pick, views = [], []
+    for i, r in enumerate(out):
+        if r is None or not r.text:
+            continue
+        view = province_view(sources[i] if out_lines[i] == 2 else crops[i], out_lines[i], PROVINCE_MIN_ROWS)
+        if view is not None:
+            pick.append(i)
+            views.append(view)
+    if not pick:
+        return
+    for i, text in zip(pick, province.check([out[i].text for i in pick], np.stack(views))):
+        read = out[i]
+        if text != read.text:
+            out[i] = PlateRead(text, read.confidence, charset.is_valid_format(text))
 
 
 def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:
@@ -179,7 +209,8 @@ def _check_image_input(model_path: Union[str, Path], detail: dict) -> Tuple[int,
 class PlateReader:
     """LPRNet TFLite reader. ``charset``: a Charset or a name/path for ``load_charset``. ``tta`` and
     ``retry_cuts``: see ``read_crops``; ``core.pipeline.Pipeline.open`` sets ``retry_cuts`` with the
-    pipeline's taller-crop retry (``PipelineOptions.retry_weak_reads``), a reader built by hand does not."""
+    pipeline's taller-crop retry (``PipelineOptions.retry_weak_reads``), a reader built by hand does not.
+    ``province``: a ``lprnet.province.ProvinceReader`` to check each read's province (``read_crops``)."""
 
     def __init__(
         self,
@@ -190,8 +221,10 @@ class PlateReader:
         beam_width: int = 8,
         tta: bool = True,
         retry_cuts: bool = True,
+        province: Optional[Any] = None,
     ) -> None:
         self.charset = charset if isinstance(charset, Charset) else load_charset(charset)
+        self.province = province
         self.decoder = decoder
         self.beam_width = beam_width
         self.tta = tta
@@ -286,4 +319,4 @@ class PlateReader:
         ``PlateRead("", 0.0, False)`` instead of failing the whole batch.
         """
         return read_crops(crops, self.logits, self.charset, self.decoder, self.beam_width, tta=self.tta,
-                          retry_cuts=self.retry_cuts)
+                          retry_cuts=self.retry_cuts, province=self.province)

@@ -111,9 +111,10 @@ def test_only_narrow_crops_get_a_second_candidate() -> None:
     wide = np.zeros((24, 94, 3), np.uint8)
     narrow = np.zeros((60, 120, 3), np.uint8)
     assert not may_be_two_lines(wide) and may_be_two_lines(narrow)
-    images, owners = candidate_inputs([wide, narrow, wide])
+    images, owners, lines = candidate_inputs([wide, narrow, wide])
     assert images.shape == (4, INPUT_HEIGHT, INPUT_WIDTH, 3)
     assert owners.tolist() == [0, 1, 1, 2]
+    assert lines.tolist() == [1, 1, 2, 1]  # the narrow crop's second input is its two-line stitch
     assert np.array_equal(images[0], resize_crop(wide))
 
 
@@ -260,8 +261,9 @@ def test_loose_crops_are_also_read_cut_to_their_characters() -> None:
     assert float((cut[:, :, 0] < 60).mean()) > 0.25  # the bars are a quarter of it (6 % of the loose crop)
     tight = loose[44:76, 66:230]
     assert tighten(tight) is None
-    images, owners = candidate_inputs([loose, tight])
+    images, owners, lines = candidate_inputs([loose, tight])
     assert owners.tolist() == [0, 0, 1]
+    assert lines.tolist() == [1, 1, 1]  # the cut crop is read as one line too
 
 
 def _rimmed_two_line_plate() -> np.ndarray:

@@ -30,7 +30,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from core.errors import AlprError  # noqa: E402
-from core.pipeline import DEFAULT_DETECTOR, DEFAULT_READER  # noqa: E402
+from core.pipeline import DEFAULT_DETECTOR, DEFAULT_PROVINCE, DEFAULT_READER  # noqa: E402
 from tools.bundle.verify_bundle import sha256_file  # noqa: E402  (the bundle checks with the same function)
 
 TEMPLATE = REPO / "tools" / "bundle"
@@ -40,6 +40,7 @@ BLOCKED_TOP = ("tensorflow", "keras", "tf_keras")
 # Where the edge runtime looks for its default models, relative to the bundle's root.
 DETECTOR_NAME = DEFAULT_DETECTOR["tflite"].relative_to(REPO).as_posix()
 READER_NAMES = {k: p.relative_to(REPO).as_posix() for k, p in DEFAULT_READER.items()}
+PROVINCE_NAMES = {k: p.relative_to(REPO).as_posix() for k, p in DEFAULT_PROVINCE.items()}
 DATA_FILES = ("requirements-edge.txt",)
 DATA_DIRS = ("data/classes", "data/charsets")
 TEST_IMAGE = ("data/images/demo.jpg", "data/images/demo.txt")
@@ -246,7 +247,7 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, mode: int, mtime: f
 
 
 def _collect(detector: Path, readers: Dict[str, Path], root: Path, modules: Iterable[str],
-             image: Sequence[Path]) -> Dict[str, Tuple[Path, int]]:
+             image: Sequence[Path], provinces: Optional[Dict[str, Path]] = None) -> Dict[str, Tuple[Path, int]]:
     """Bundle path -> (source file, mode)."""
     files: Dict[str, Tuple[Path, int]] = {}
     for name in modules:
@@ -264,6 +265,7 @@ def _collect(detector: Path, readers: Dict[str, Path], root: Path, modules: Iter
     for f in image:
         files[f"data/images/{f.name}"] = (f, 0o644)
     models = [(DETECTOR_NAME, detector)] + [(READER_NAMES[k], p) for k, p in readers.items()]
+    models += [(PROVINCE_NAMES[k], p) for k, p in (provinces or {}).items()]
     for name, src in models:
         files[name] = (src, 0o644)
         side = src.with_name(src.name + ".json")
@@ -279,13 +281,18 @@ def _collect(detector: Path, readers: Dict[str, Path], root: Path, modules: Iter
 
 def build_bundle(out: str | Path, detector: str | Path, reader: Optional[str | Path],
                  reader_cn: Optional[str | Path] = None, version: Optional[str] = None,
-                 image: Optional[str | Path] = None, root: Path = REPO) -> BundleReport:
-    """Write the bundle archive atomically; returns what went in. Raises AlprError on any problem."""
+                 image: Optional[str | Path] = None, root: Path = REPO,
+                 province_cn: Optional[str | Path] = None) -> BundleReport:
+    """Write the bundle archive atomically; returns what went in. Raises AlprError on any problem.
+    A Chinese reader goes with its province check (``province_cn``; None: the shipped one), which the
+    runtime uses by default for ``--charset cn``."""
     from core.cli import atomic_path
 
     detector = Path(detector)
     readers = {k: Path(p) for k, p in (("kr", reader), ("cn", reader_cn)) if p is not None}
-    for role, p in [("detector", detector)] + [(f"reader ({k})", p) for k, p in readers.items()]:
+    provinces = {"cn": Path(province_cn) if province_cn else DEFAULT_PROVINCE["cn"]} if "cn" in readers else {}
+    for role, p in ([("detector", detector)] + [(f"reader ({k})", p) for k, p in readers.items()]
+                    + [(f"province_{k} (the province check)", p) for k, p in provinces.items()]):
         if not p.is_file():
             raise AlprError(f"{role} model not found: {p} (train/convert it first, or pass --{role.split()[0]})")
     if not detector.with_name(detector.name + ".json").is_file():
@@ -299,8 +306,10 @@ def build_bundle(out: str | Path, detector: str | Path, reader: Optional[str | P
     models = {"detector": dict(describe_model(detector), file=DETECTOR_NAME)}
     for k, p in readers.items():
         models[f"reader_{k}"] = dict(describe_model(p), file=READER_NAMES[k], charset=k)
+    for k, p in provinces.items():
+        models[f"province_{k}"] = dict(describe_model(p), file=PROVINCE_NAMES[k], charset=k)
     modules = edge_modules(root)
-    files = _collect(detector, readers, root, modules, image_files)
+    files = _collect(detector, readers, root, modules, image_files, provinces)
     checksums = {name: {"sha256": sha256_file(src), "size": src.stat().st_size}
                  for name, (src, _) in sorted(files.items())}
     manifest = {
@@ -335,6 +344,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--reader", default=str(DEFAULT_READER["kr"]), help="Korean plate reader .tflite")
     p.add_argument("--reader_cn", default=None,
                    help=f"Chinese plate reader .tflite (default: {DEFAULT_READER['cn']} when it exists)")
+    p.add_argument("--province_cn", default=None, help=f"the Chinese reader's province check .tflite (+ .json; "
+                   f"default: {DEFAULT_PROVINCE['cn']})")
     p.add_argument("--no_reader", action="store_true", help="detection only: bundle no plate reader")
     p.add_argument("--image", default=None, help="test image to bundle (default data/images/demo.jpg)")
     p.add_argument("--version", default=None, help="bundle version (default: UTC date + git commit)")
@@ -345,7 +356,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         reader_cn = str(DEFAULT_READER["cn"])
     try:
         report = build_bundle(args.out, args.detector, None if args.no_reader else args.reader,
-                              None if args.no_reader else reader_cn, args.version, args.image)
+                              None if args.no_reader else reader_cn, args.version, args.image,
+                              province_cn=args.province_cn)
     except AlprError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

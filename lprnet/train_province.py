@@ -1,0 +1,205 @@
+"""Train the province check of the Chinese reader (``lprnet.province``) and export it as int8 TFLite.
+
+    python -m lprnet.train_province --data runs/reader_cn/data/train/labels.txt \\
+        --val_data runs/reader_cn/data/val/labels.txt --out runs/province_cn
+
+Reads plate crops from label files (``lprnet.dataset``; the line count of each crop says how its view is
+cut, ``lprnet.preprocess.province_view``), trains a small CNN on the views of the crops' provinces under
+the default ``tf.distribute`` strategy (MirroredStrategy when several GPUs are visible), keeps the epoch
+with the best validation accuracy, and writes into ``--out``: ``province.weights.h5``, ``province-int8.tflite``
+with its ``.json`` (classes and ``--min_probability``), ``history.csv`` and ``curves.png``.
+"""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import List, Sequence, Tuple
+
+import numpy as np
+
+from core.errors import AlprError
+from lprnet.charset import load_charset
+from lprnet.preprocess import PROVINCE_VIEW_HEIGHT, PROVINCE_VIEW_WIDTH, normalize, province_view
+
+# the provinces of the cn charset, in its order (lprnet.charset)
+CN_PROVINCES = "京沪津渝冀晋蒙辽吉黑苏浙皖闽赣鲁豫鄂湘粤桂琼川贵云藏陕甘青宁新"
+# chosen on the cn validation crops (model card, session 39)
+DEFAULT_MIN_PROBABILITY = 0.8
+
+
+def build_model(num_classes: int):
+    """Conv-BN-ReLU blocks of 32, 2x64, 2x128, 256 channels with three 2x2 poolings, global average
+    pooling, dropout and a dense layer: logits [N, num_classes] from views [N, 40, 48, 3] in [-1, 1)."""
+    import keras
+    from keras import layers
+
+    def block(x, channels: int, count: int):
+        for _ in range(count):
+            x = layers.Conv2D(channels, 3, padding="same", use_bias=False)(x)
+            x = layers.BatchNormalization()(x)
+            x = layers.ReLU()(x)
+        return x
+
+    inp = keras.Input((PROVINCE_VIEW_HEIGHT, PROVINCE_VIEW_WIDTH, 3), dtype="float32", name="view")
+    x = layers.MaxPooling2D()(block(inp, 32, 1))
+    x = layers.MaxPooling2D()(block(x, 64, 2))
+    x = layers.MaxPooling2D()(block(x, 128, 2))
+    x = layers.GlobalAveragePooling2D()(block(x, 256, 1))
+    x = layers.Dropout(0.2)(x)
+    return keras.Model(inp, layers.Dense(num_classes, name="logits")(x), name="province")
+
+
+def load_views(source: str, classes: str, progress: bool = True) -> Tuple[np.ndarray, np.ndarray, int]:
+    """uint8 views [N, 40, 48, 3] and class ids [N] of the crops in ``source`` (label file or folder) whose
+    text starts with one of ``classes``; also how many crops were left out for not doing so."""
+    from lprnet.dataset import list_samples, load_originals
+
+    listing = list_samples(source, load_charset("cn"))
+    crops, texts = load_originals(listing, progress=progress)
+    views: List[np.ndarray] = []
+    ids: List[int] = []
+    for crop, text, sample in zip(crops, texts, listing.samples):
+        if text[:1] and text[0] in classes:
+            views.append(province_view(crop, sample.lines))
+            ids.append(classes.index(text[0]))
+    if not views:
+        raise AlprError(f"no crops in {source} start with a province")
+    return np.stack(views), np.array(ids, np.int32), len(texts) - len(views)
+
+
+def _dataset(views: np.ndarray, ids: np.ndarray, batch_size: int, seed: int):
+    """Shuffled batches with a shift of up to 3 px and a brightness/contrast jitter, normalised."""
+    import tensorflow as tf
+
+    def augment(x, y):
+        x = tf.cast(x, tf.float32)
+        x = tf.image.resize_with_crop_or_pad(x, PROVINCE_VIEW_HEIGHT + 6, PROVINCE_VIEW_WIDTH + 6)
+        x = tf.image.random_crop(x, (PROVINCE_VIEW_HEIGHT, PROVINCE_VIEW_WIDTH, 3))
+        x = x * tf.random.uniform((), 0.7, 1.3) + tf.random.uniform((), -25.0, 25.0)
+        return (tf.clip_by_value(x, 0.0, 255.0) - 127.5) * 0.0078125, y
+
+    return (tf.data.Dataset.from_tensor_slices((views, ids)).shuffle(min(len(ids), 50000), seed=seed)
+            .map(augment, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size, drop_remainder=True)
+            .prefetch(2))
+
+
+def _plot(rows: Sequence[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from core.cli import atomic_path
+
+    epochs = [r["epoch"] for r in rows]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.5))
+    ax1.plot(epochs, [r["loss"] for r in rows], label="train")
+    ax1.plot(epochs, [r["val_loss"] for r in rows], label="validation")
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("cross-entropy")
+    ax1.legend()
+    ax2.plot(epochs, [r["accuracy"] for r in rows], label="train")
+    ax2.plot(epochs, [r["val_accuracy"] for r in rows], label="validation")
+    ax2.set_xlabel("epoch")
+    ax2.set_ylabel("province accuracy")
+    ax2.set_ylim(0, 1)
+    ax2.legend()
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def export_int8(model, calibration: np.ndarray, out_path: Path, min_probability: float, classes: str) -> Path:
+    """Full-integer int8 TFLite (int8 input and output) calibrated on uint8 views, and its metadata."""
+    import tensorflow as tf
+
+    from core.cli import atomic_path
+    from lprnet.export import _convert, _write
+    from lprnet.province import metadata_path
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    data = _convert(converter, "int8", normalize(calibration), len(calibration))
+    _write(data, out_path)
+    meta = {"classes": classes, "min_probability": min_probability, "view": [PROVINCE_VIEW_WIDTH, PROVINCE_VIEW_HEIGHT]}
+    with atomic_path(metadata_path(out_path), suffix=".json") as tmp:
+        tmp.write_text(json.dumps(meta, ensure_ascii=False, indent=1), encoding="utf-8")
+    return out_path
+
+
+def save_weights_only(model, path: Path) -> None:
+    """``model``'s weights into ``path`` without the optimizer's state, which Keras 3 checkpoints keep (three
+    times the size): a fresh model of the same shape takes the weights and writes them."""
+    from core.cli import atomic_path
+
+    clean = build_model(int(model.output_shape[-1]))
+    clean.set_weights(model.get_weights())
+    with atomic_path(path, suffix=".weights.h5") as tmp:
+        clean.save_weights(str(tmp))
+
+
+def main(argv: Sequence[str]) -> None:
+    import keras
+    from absl import flags
+
+    from lprnet.train import _strategy
+
+    del argv
+    f = flags.FLAGS
+    out = Path(f.out)
+    out.mkdir(parents=True, exist_ok=True)
+    classes = CN_PROVINCES
+    x_train, y_train, left = load_views(f.data, classes)
+    x_val, y_val, _ = load_views(f.val_data, classes)
+    print(f"{len(y_train)} training views ({left} crops without a province left out), {len(y_val)} validation views")
+    keras.utils.set_random_seed(f.seed)
+    steps = max(1, len(y_train) // f.batch_size) if not f.max_steps else f.max_steps
+    with _strategy().scope():
+        model = build_model(len(classes))
+        if f.init_weights:
+            model.load_weights(f.init_weights)
+        schedule = keras.optimizers.schedules.CosineDecay(
+            0.0, f.epochs * steps, warmup_target=f.learning_rate, warmup_steps=min(300, f.epochs * steps // 10))
+        model.compile(keras.optimizers.Adam(schedule),
+                      keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    weights = out / "province.weights.h5"
+    history = model.fit(
+        _dataset(x_train, y_train, f.batch_size, f.seed).repeat(), epochs=f.epochs, steps_per_epoch=steps,
+        validation_data=(normalize(x_val), y_val), verbose=1,
+        callbacks=[keras.callbacks.ModelCheckpoint(str(weights), monitor="val_accuracy", save_best_only=True,
+                                                   save_weights_only=True)])
+    rows = [{"epoch": i + 1, **{k: float(v[i]) for k, v in history.history.items()}}
+            for i in range(len(history.epoch))]
+    with open(out / "history.csv", "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    _plot(rows, out / "curves.png")
+    model.load_weights(str(weights))
+    save_weights_only(model, weights)
+    rng = np.random.default_rng(f.seed)
+    calib = x_train[rng.permutation(len(x_train))[: f.calibration_count]]
+    tflite = export_int8(model, calib, out / "province-int8.tflite", f.min_probability, classes)
+    best = max(r["val_accuracy"] for r in rows)
+    print(f"best validation province accuracy {best:.4f}; wrote {weights}, {tflite} (+ .json), history.csv, curves.png")
+
+
+if __name__ == "__main__":
+    from absl import app, flags
+
+    from core.cli import guarded
+
+    flags.DEFINE_string("data", None, "training crops: a label file or folder (lprnet.dataset)")
+    flags.DEFINE_string("val_data", None, "validation crops: a label file or folder")
+    flags.DEFINE_string("out", None, "output folder")
+    flags.DEFINE_integer("epochs", 6, "epochs")
+    flags.DEFINE_integer("batch_size", 128, "batch size")
+    flags.DEFINE_float("learning_rate", 2e-3, "peak learning rate (Adam, warm-up then cosine decay)")
+    flags.DEFINE_integer("max_steps", 0, "steps per epoch (0: one pass over the training views)")
+    flags.DEFINE_string("init_weights", None, "start from these province.weights.h5")
+    flags.DEFINE_float("min_probability", DEFAULT_MIN_PROBABILITY, "the runtime's threshold, written to the .json")
+    flags.DEFINE_integer("calibration_count", 300, "training views that calibrate the int8 export")
+    flags.DEFINE_integer("seed", 1, "random seed")
+    flags.mark_flags_as_required(["data", "val_data", "out"])
+    app.run(guarded(main))

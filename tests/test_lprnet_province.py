@@ -1,0 +1,260 @@
+"""The province check of the Chinese reader: its view, its replacement rule, its model file, the runtime's use
+of it, the shipped model and its training command."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from core.errors import AlprError
+from core.pipeline import DEFAULT_PROVINCE, open_province_check
+from lprnet.charset import load_charset
+from lprnet.preprocess import (
+    INPUT_HEIGHT,
+    PROVINCE_MIN_ROWS,
+    PROVINCE_VIEW_HEIGHT,
+    PROVINCE_VIEW_WIDTH,
+    line_split_row,
+    province_view,
+)
+from lprnet.province import ProvinceReader, metadata_path, replace_provinces
+from lprnet.reader import read_crops
+from lprnet.train_province import CN_PROVINCES
+from tests.paths import REPO
+
+SHIPPED = DEFAULT_PROVINCE["cn"]
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(REPO))
+RED, GREEN, BLUE, MAGENTA = (0, 0, 255), (0, 255, 0), (255, 0, 0), (255, 0, 255)
+
+
+def _has(part: np.ndarray, bgr: tuple) -> bool:
+    near = np.all(np.abs(part.astype(int) - np.array(bgr)) < 70, axis=-1)
+    return int(near.sum()) >= 10
+
+
+def _glyph(img: np.ndarray, x: int, y0: int, y1: int, width: int, color: tuple) -> None:
+    """A stand-in character: a box outline with a cross bar (corners for ``_text_box``'s corner energy)."""
+    cv2.rectangle(img, (x, y0), (x + width, y1), color, 2)
+    cv2.line(img, (x, (y0 + y1) // 2), (x + width, (y0 + y1) // 2), color, 2)
+
+
+def _one_line_plate(scale: int = 1) -> np.ndarray:
+    """A light plate 60x300 (times ``scale``) with seven glyphs in rows 12-48: the first red, the third magenta,
+    the last green, the rest blue. Glyph pitch 38 px from x 20: the text box spans about x 18-272."""
+    img = np.full((60 * scale, 300 * scale, 3), 225, np.uint8)
+    for k in range(7):
+        color = {0: RED, 2: MAGENTA, 6: GREEN}.get(k, BLUE)
+        _glyph(img, (20 + 38 * k) * scale, 12 * scale, 48 * scale, 24 * scale, color)
+    return img
+
+
+def test_one_line_view_is_the_left_of_the_text() -> None:
+    view = province_view(_one_line_plate(), 1)
+    assert view is not None and view.shape == (PROVINCE_VIEW_HEIGHT, PROVINCE_VIEW_WIDTH, 3)
+    # 0.26 of a text box about 255 px wide is about 66 px: the first glyph (20-44) and part of the second (58-82),
+    # not the third (96-120)
+    assert _has(view, RED) and _has(view, BLUE) and not _has(view, MAGENTA) and not _has(view, GREEN)
+    red_cols = np.nonzero(np.all(np.abs(view.astype(int) - RED) < 70, axis=-1).any(axis=0))[0]
+    assert red_cols.min() < 8 and red_cols.max() < PROVINCE_VIEW_WIDTH // 2  # the province sits at the left
+
+
+def test_two_line_view_is_cut_from_the_top_line() -> None:
+    """Top line (rows 14-60): a red province and a blue letter, centred; bottom line (rows 80-146): four green
+    glyphs. The top line holds about a quarter of the horizontal gradient energy, as on a rendered plate."""
+    img = np.full((160, 220, 3), 225, np.uint8)
+    _glyph(img, 60, 14, 60, 26, RED)
+    _glyph(img, 130, 14, 60, 26, BLUE)
+    for k in range(4):
+        _glyph(img, 14 + 52 * k, 80, 146, 34, GREEN)
+    assert 60 < line_split_row(img) <= 80
+    view = province_view(img, 2)
+    assert view is not None
+    # 0.62 of the top line's box (about x 58-158) ends near x 120: the province, not the letter (130-156)
+    assert _has(view, RED) and not _has(view, BLUE) and not _has(view, GREEN)
+    one_line = province_view(img, 1)  # read as one line, the view would be the bottom line's start too
+    assert one_line is not None and _has(one_line, GREEN)
+
+
+def test_view_has_a_row_floor_for_the_runtime() -> None:
+    small = cv2.resize(_one_line_plate(), (94, INPUT_HEIGHT), interpolation=cv2.INTER_AREA)
+    assert province_view(small, 1) is not None  # training takes every crop
+    assert province_view(small, 1, PROVINCE_MIN_ROWS) is None  # no more rows than LPRNet's input: no check
+    assert province_view(_one_line_plate(), 1, PROVINCE_MIN_ROWS) is not None  # text box 36+ rows
+
+
+def test_replace_provinces_rule() -> None:
+    classes = "京沪皖"
+    probs = np.array([[0.1, 0.05, 0.85],  # 皖 at 0.85: replaces 京
+                      [0.1, 0.1, 0.8],  # 皖 at exactly the threshold: replaces 沪
+                      [0.2, 0.1, 0.7],  # below the threshold: kept
+                      [0.9, 0.05, 0.05],  # agrees: kept
+                      [0.0, 0.0, 1.0],  # the read starts with no province: kept
+                      [0.0, 0.0, 1.0]], np.float32)  # empty read: kept
+    texts = ["京A12345", "沪B12345", "京C12345", "京D12345", "A12345", ""]
+    assert replace_provinces(texts, probs, classes, 0.8) == [
+        "皖A12345", "皖B12345", "京C12345", "京D12345", "A12345", ""]
+    with pytest.raises(AlprError):
+        replace_provinces(texts[:2], probs, classes, 0.8)
+
+
+def _constant_logits(text: str, charset) -> np.ndarray:
+    """Logits [18, classes] whose greedy and format decodes give ``text``: its ids on frames 1, 3, 5, ..."""
+    z = np.full((18, charset.num_classes), -10.0, np.float32)
+    z[:, charset.blank] = 10.0
+    for k, i in enumerate(charset.encode(text)):
+        z[1 + 2 * k, charset.blank] = -10.0
+        z[1 + 2 * k, i] = 10.0
+    return z
+
+
+class _Check:
+    """A province check that records its calls and sets every province to 皖."""
+
+    def __init__(self) -> None:
+        self.calls: list = []
+
+    def check(self, texts, views):
+        self.calls.append((list(texts), np.asarray(views).copy()))
+        return ["皖" + t[1:] for t in texts]
+
+
+def test_read_crops_applies_the_check_only_where_the_view_has_more_rows() -> None:
+    cs = load_charset("cn")
+    logits = _constant_logits("京A12345", cs)
+
+    def fn(x: np.ndarray) -> np.ndarray:
+        return np.repeat(logits[None], len(x), axis=0)
+
+    big = _one_line_plate(1)
+    small = cv2.resize(big, (94, 24), interpolation=cv2.INTER_AREA)
+    check = _Check()
+    reads = read_crops([big, small, np.zeros((0, 5, 3), np.uint8)], fn, cs, tta=False, retry_cuts=False,
+                       province=check)
+    assert [r.text for r in reads] == ["皖A12345", "京A12345", ""]
+    assert reads[0].valid and reads[0].confidence == pytest.approx(reads[1].confidence)
+    assert len(check.calls) == 1 and check.calls[0][0] == ["京A12345"]
+    assert np.array_equal(check.calls[0][1][0], province_view(big, 1))
+    assert [r.text for r in read_crops([big], fn, cs, tta=False, retry_cuts=False)] == ["京A12345"]
+
+
+def _copy_model(tmp_path: Path) -> Path:
+    model = tmp_path / "p.tflite"
+    shutil.copy(SHIPPED, model)
+    shutil.copy(metadata_path(SHIPPED), metadata_path(model))
+    return model
+
+
+@pytest.mark.skipif(not SHIPPED.is_file(), reason="the shipped province model is missing")
+def test_model_file_errors_are_one_line(tmp_path: Path) -> None:
+    model = _copy_model(tmp_path)
+    metadata_path(model).unlink()
+    with pytest.raises(AlprError, match="no metadata file"):
+        ProvinceReader(model)
+    metadata_path(model).write_text(json.dumps({"classes": "京京", "min_probability": 0.8}), encoding="utf-8")
+    with pytest.raises(AlprError, match="distinct"):
+        ProvinceReader(model)
+    metadata_path(model).write_text(json.dumps({"classes": "京沪", "min_probability": 0.8}), encoding="utf-8")
+    with pytest.raises(AlprError, match="does not match its 2 classes"):
+        ProvinceReader(model)
+    metadata_path(model).write_text("{not json", encoding="utf-8")
+    with pytest.raises(AlprError, match="bad province model metadata"):
+        ProvinceReader(model)
+    with pytest.raises(AlprError, match="not found"):
+        open_province_check("cn", tmp_path / "missing.tflite")
+
+
+@pytest.mark.skipif(not SHIPPED.is_file(), reason="the shipped province model is missing")
+def test_pipeline_choice_of_the_check() -> None:
+    assert open_province_check("kr") is None  # Korean reads have no province check
+    assert open_province_check("cn", "none") is None
+    shipped = open_province_check("cn")
+    assert isinstance(shipped, ProvinceReader) and shipped.classes == CN_PROVINCES
+    assert shipped.suits(load_charset("cn")) and not shipped.suits(load_charset("kr"))
+    with pytest.raises(AlprError, match="outside charset"):
+        open_province_check("kr", SHIPPED)
+
+
+@pytest.mark.skipif(not SHIPPED.is_file(), reason="the shipped province model is missing")
+def test_shipped_check_reads_rendered_provinces() -> None:
+    """200 rendered Chinese plates (a seed no set of the model card uses): the shipped int8 classifier's top
+    province is the renderer's in at least 0.90 of the views (0.951 on the validation views in float, model
+    card; 3 standard errors at n = 200 are 0.046)."""
+    from tools.synth.plates import render_plate
+
+    rng = np.random.default_rng(39_001)
+    views, truth = [], []
+    for _ in range(200):
+        crop, text, kind = render_plate(rng, "cn")
+        views.append(province_view(crop, kind.lines))
+        truth.append(CN_PROVINCES.index(text[0]))
+    probs = ProvinceReader(SHIPPED).probabilities(np.stack(views))
+    assert probs.shape == (200, len(CN_PROVINCES))
+    assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-4)
+    assert float(np.mean(probs.argmax(axis=1) == np.array(truth))) >= 0.90
+
+
+def test_training_command_smoke(tmp_path: Path) -> None:
+    """The training command for two steps on 24 rendered crops writes a model the runtime loads."""
+    from tools.synth.plates import render_plate
+
+    rng = np.random.default_rng(5)
+    data = tmp_path / "crops"
+    data.mkdir()
+    lines = []
+    for i in range(24):
+        crop, text, kind = render_plate(rng, "cn")
+        name = f"{i:02d}.jpg"
+        cv2.imwrite(str(data / name), crop)
+        lines.append(f"{name}\t{text}\t{kind.name}\t0\t{kind.lines}\t0")
+    (data / "labels.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp_path / "run"
+    r = subprocess.run([sys.executable, "-m", "lprnet.train_province", "--data", str(data / "labels.txt"),
+                        "--val_data", str(data / "labels.txt"), "--out", str(out), "--epochs", "1",
+                        "--max_steps", "2", "--batch_size", "8", "--calibration_count", "8",
+                        "--min_probability", "0.7"],
+                       capture_output=True, text=True, env=ENV, cwd=REPO, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    for name in ("province.weights.h5", "province-int8.tflite", "history.csv", "curves.png"):
+        assert (out / name).is_file(), name
+    model = ProvinceReader(out / "province-int8.tflite")
+    assert model.min_probability == 0.7 and model.classes == CN_PROVINCES
+    probs = model.probabilities(np.stack([province_view(_one_line_plate(), 1)] * 3))
+    assert probs.shape == (3, len(CN_PROVINCES)) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-4)
+
+
+@pytest.mark.skipif(not SHIPPED.is_file(), reason="the shipped province model is missing")
+def test_front_end_flag_reaches_the_reader() -> None:
+    """``--lpr_province`` (core.app.ModelChoice.lpr_province): the shipped check by default for cn, none for kr
+    or with ``none``; a missing file is a one-line error."""
+    from core.app import ModelChoice, open_pipeline
+
+    assert isinstance(open_pipeline(ModelChoice(lpr=True, charset="cn")).reader.province, ProvinceReader)
+    assert open_pipeline(ModelChoice(lpr=True, charset="cn", lpr_province="none")).reader.province is None
+    assert open_pipeline(ModelChoice(lpr=True, charset="kr")).reader.province is None
+    with pytest.raises(AlprError, match="province model not found"):
+        open_pipeline(ModelChoice(lpr=True, charset="cn", lpr_province="/nonexistent/p.tflite"))
+
+
+@pytest.mark.skipif(not SHIPPED.is_file(), reason="the shipped province model is missing")
+def test_edge_bundle_carries_the_check_with_the_chinese_reader(tmp_path: Path) -> None:
+    from core.pipeline import DEFAULT_DETECTOR, DEFAULT_READER
+    from tools.make_bundle import PROVINCE_NAMES, build_bundle
+
+    det, kr, cn = DEFAULT_DETECTOR["tflite"], DEFAULT_READER["kr"], DEFAULT_READER["cn"]
+    if not (det.is_file() and kr.is_file() and cn.is_file()):
+        pytest.skip("the shipped detector and readers are not there")
+    report = build_bundle(tmp_path / "b.tar.gz", det, kr, reader_cn=cn)
+    name = PROVINCE_NAMES["cn"]
+    assert name in report.files and name + ".json" in report.files
+    assert report.models["province_cn"]["quantization"] == "int8"
+    assert "lprnet.province" in report.modules  # found although core.pipeline imports it inside a function
+    assert "province_cn" not in build_bundle(tmp_path / "k.tar.gz", det, kr).models  # no cn reader, no check
+    with pytest.raises(AlprError, match="province_cn"):
+        build_bundle(tmp_path / "x.tar.gz", det, kr, reader_cn=cn, province_cn=tmp_path / "missing.tflite")
