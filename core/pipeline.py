@@ -33,23 +33,26 @@ DEFAULT_PROVINCE = {"cn": CHECKPOINTS / "lprnet-cn-province-int8.tflite"}
 NO_PROVINCE = "none"
 
 
-def open_province_check(charset: str, spec: Optional[str | Path] = None, num_threads: Optional[int] = None
-                        ) -> Optional[Any]:
-    """The ``lprnet.province.ProvinceReader`` for ``charset``: ``spec`` None gives the shipped one of that
-    charset (None where it has none), ``"none"`` none, else the model at that path."""
+def open_province_check(charset: str, spec: Optional[str | Path] = None, num_threads: Optional[int] = None,
+                        min_probability: Optional[float] = None) -> Optional[Any]:
+    """The ``lprnet.province.ProvinceReader`` for ``charset`` (a name, or a charset file, known by its stem):
+    ``spec`` None gives the shipped one of that charset (None where it has none), ``"none"`` none, else the
+    model at that path. ``min_probability``: the model's own threshold when None."""
     if spec is not None and str(spec).lower() == NO_PROVINCE:
         return None
-    path = Path(spec) if spec is not None else DEFAULT_PROVINCE.get(charset)
+    from lprnet.charset import load_charset
+
+    cs = load_charset(charset)
+    path = Path(spec) if spec is not None else DEFAULT_PROVINCE.get(cs.name)
     if path is None:
         return None
     if not path.is_file():
         raise AlprError(f"province model not found: {path} (--lpr_province none reads without the check)")
-    from lprnet.charset import load_charset
     from lprnet.province import ProvinceReader
 
-    province = ProvinceReader(path, num_threads=num_threads or 1)
-    if not province.suits(load_charset(charset)):
-        raise AlprError(f"province model {path} has classes outside charset {charset!r}")
+    province = ProvinceReader(path, num_threads=num_threads or 1, min_probability=min_probability)
+    if not province.suits(cs):
+        raise AlprError(f"province model {path} has classes outside charset {cs.name!r}")
     return province
 
 

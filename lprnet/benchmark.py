@@ -40,9 +40,9 @@ def benchmark(
     (``lprnet.province``) checking each read."""
     check = None
     if province:
-        from lprnet.province import ProvinceReader
+        from core.pipeline import open_province_check
 
-        check = ProvinceReader(province, num_threads)
+        check = open_province_check(charset, province, num_threads)
     reader = PlateReader(model_path, charset, num_threads=num_threads, decoder=decoder, tta=tta,
                          retry_cuts=retry_cuts, province=check)
     if not crops:
@@ -105,6 +105,7 @@ if __name__ == "__main__":
     flags.DEFINE_boolean("retry", True, "read() retries weak reads of narrow crops with other line cuts, as "
                          "detect.py does; --notta --noretry: as detect_video.py reads")
     flags.DEFINE_string("province", None, "province model (lprnet.province) checking each read, as detect.py "
-                        "does for --charset cn")
+                        "does for --charset cn; it acts only on crops more than 24 rows tall (not on 94x24 "
+                        "crops, nor on the random crop used without --images)")
     flags.mark_flag_as_required("model")
     app.run(guarded(main))

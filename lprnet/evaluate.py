@@ -246,18 +246,17 @@ def main(argv: Sequence[str]) -> None:
         print(f"skipped: {listing.summary()}")
     logits_fn, kind = load_backend(f.weights, charset, f.threads)
     province = None
-    if f.province:
-        from lprnet.province import ProvinceReader
+    if f.province:  # opt-in here: no --province, no check (detect.py's default is the shipped one for cn)
+        from core.pipeline import open_province_check
 
-        province = ProvinceReader(f.province, f.threads, f.province_min_probability)
-        if not province.suits(charset):
-            raise AlprError(f"province model {f.province} has classes outside charset {charset.name!r}")
+        province = open_province_check(f.charset, f.province, f.threads, f.province_min_probability)
     result = evaluate(logits_fn, images, texts, charset, f.decoder, kinds=[s.kind for s in listing.samples],
                       char_px=[s.char_px for s in listing.samples], tta=f.tta, retry_cuts=f.retry,
                       province=province)
     result.update({"model": str(f.weights), "kind": kind, "charset": charset.name,
                    "images": str(f.images), "skipped": len(listing.skipped), "decoder": f.decoder,
-                   "tta": f.tta, "retry_cuts": f.retry, "province": f.province or None})
+                   "tta": f.tta, "retry_cuts": f.retry, "province": f.province or None,
+                   "province_min_probability": province.min_probability if province is not None else None})
     print(f"[{kind}] {format_report(result)}")
     if f.json:
         with atomic_path(f.json, suffix=".json") as tmp:

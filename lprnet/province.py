@@ -52,6 +52,7 @@ class ProvinceReader:
 
     def __init__(self, model_path: Union[str, Path], num_threads: Optional[int] = None,
                  min_probability: Optional[float] = None) -> None:
+        self._interp: Any = load_interpreter(model_path, num_threads)
         meta_path = metadata_path(model_path)
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
@@ -59,7 +60,7 @@ class ProvinceReader:
             threshold = float(meta["min_probability"]) if min_probability is None else float(min_probability)
         except FileNotFoundError:
             raise AlprError(f"province model {model_path} has no metadata file {meta_path.name} beside it") from None
-        except (ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError) as exc:
             raise AlprError(f"bad province model metadata {meta_path}: {exc}") from None
         if not classes or len(set(classes)) != len(classes):
             raise AlprError(f"bad province model metadata {meta_path}: classes must be distinct characters")
@@ -67,7 +68,6 @@ class ProvinceReader:
             raise AlprError(f"province min_probability must lie in [0, 1], got {threshold}")
         self.classes = classes
         self.min_probability = threshold
-        self._interp: Any = load_interpreter(model_path, num_threads)
         inputs, outputs = self._interp.get_input_details(), self._interp.get_output_details()
         if len(inputs) != 1 or len(outputs) != 1:
             raise AlprError(f"{model_path}: expected one input and one output, got {len(inputs)}/{len(outputs)}")

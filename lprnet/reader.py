@@ -112,8 +112,9 @@ def read_crops(
     (``lprnet.preprocess.shifted_stitches``), and the better read is kept. Two-line stitches are
     straightened first for the charsets that ``lprnet.preprocess.straightens``. Empty crops give ``EMPTY_READ``.
     ``batch_size`` 0: one call for everything. ``province``: a ``lprnet.province.ProvinceReader`` (or
-    anything with its ``check``) that may replace each read's first character, from a view of the crop laid
-    out as the chosen read's input was (one line, or two for a stitch).
+    anything with its ``check``) that may replace each read's first character, from a view of the crop (its
+    stitch source) by the line count of the input the read came from: one line, or two for a stitch, whose top
+    line is cut at the usual cut even when the read came from a retried cut (``province_view``).
     """
     out: List[Optional[PlateRead]] = [None] * len(crops)
     out_lines = [1] * len(crops)  # the line count of the input each crop's read came from
@@ -125,7 +126,7 @@ def read_crops(
         images, owners, *rest = inputs(pick)
         if not len(images):
             return
-        lines = rest[0] if rest else np.full(len(images), 2)  # shifted_stitches: two-line stitches only
+        lines = rest[0] if rest else np.full(len(images), 2)  # shifted_stitches' rows are all two-line stitches
         logits = zoomed_logits(normalize(images), logits_fn, TTA_ZOOMS if tta else (), batch_size)
         results = decode(logits, decoder, blank=charset.blank, beam_width=beam_width, is_probs=False,
                          accept=lambda ids: charset.is_valid_format(charset.decode(ids)))

@@ -19,11 +19,9 @@ from typing import List, Sequence, Tuple
 import numpy as np
 
 from core.errors import AlprError
-from lprnet.charset import load_charset
-from lprnet.preprocess import PROVINCE_VIEW_HEIGHT, PROVINCE_VIEW_WIDTH, normalize, province_view
+from lprnet.charset import CN_PROVINCES, load_charset
+from lprnet.preprocess import MEAN, PROVINCE_VIEW_HEIGHT, PROVINCE_VIEW_WIDTH, SCALE, normalize, province_view
 
-# the provinces of the cn charset, in its order (lprnet.charset)
-CN_PROVINCES = "京沪津渝冀晋蒙辽吉黑苏浙皖闽赣鲁豫鄂湘粤桂琼川贵云藏陕甘青宁新"
 # chosen on the cn validation crops (model card, session 39)
 DEFAULT_MIN_PROBABILITY = 0.8
 
@@ -77,7 +75,7 @@ def _dataset(views: np.ndarray, ids: np.ndarray, batch_size: int, seed: int):
         x = tf.image.resize_with_crop_or_pad(x, PROVINCE_VIEW_HEIGHT + 6, PROVINCE_VIEW_WIDTH + 6)
         x = tf.image.random_crop(x, (PROVINCE_VIEW_HEIGHT, PROVINCE_VIEW_WIDTH, 3))
         x = x * tf.random.uniform((), 0.7, 1.3) + tf.random.uniform((), -25.0, 25.0)
-        return (tf.clip_by_value(x, 0.0, 255.0) - 127.5) * 0.0078125, y
+        return (tf.clip_by_value(x, 0.0, 255.0) - MEAN) * SCALE, y  # lprnet.preprocess.normalize
 
     return (tf.data.Dataset.from_tensor_slices((views, ids)).shuffle(min(len(ids), 50000), seed=seed)
             .map(augment, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size, drop_remainder=True)
@@ -171,7 +169,9 @@ def main(argv: Sequence[str]) -> None:
                                                    save_weights_only=True)])
     rows = [{"epoch": i + 1, **{k: float(v[i]) for k, v in history.history.items()}}
             for i in range(len(history.epoch))]
-    with open(out / "history.csv", "w", newline="", encoding="utf-8") as fh:
+    from core.cli import atomic_path
+
+    with atomic_path(out / "history.csv", suffix=".csv") as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)

@@ -116,7 +116,8 @@ def test_pipeline_thread_defaults(monkeypatch):
         lambda cls, path, num_threads=None, class_names=None: seen.setdefault("det", []).append(num_threads)))
 
     class FakeReader:
-        def __init__(self, path, charset, num_threads=None, decoder=None, tta=None, retry_cuts=None):
+        def __init__(self, path, charset, num_threads=None, decoder=None, tta=None, retry_cuts=None, province=None):
+            seen.setdefault("province", []).append(province)
             seen.setdefault("reader", []).append(num_threads)
             seen.setdefault("decoder", []).append(decoder)
             seen.setdefault("tta", []).append(tta)
@@ -129,5 +130,6 @@ def test_pipeline_thread_defaults(monkeypatch):
     # video's options: no weak-read retries, so the reader does not retry other line cuts either
     pl.Pipeline.open("detector.tflite", reader_file, "kr", options=pl.PipelineOptions(retry_weak_reads=False))
     assert seen == {"det": [usable_cores(), 3, usable_cores()], "reader": [1, 3, 1],
-                    "decoder": ["format"] * 3, "tta": [True] * 3, "retry_cuts": [True, True, False]}
+                    "decoder": ["format"] * 3, "tta": [True] * 3, "retry_cuts": [True, True, False],
+                    "province": [None] * 3}  # Korean reads have no province check
     assert usable_cores() == len(os.sched_getaffinity(0))

@@ -40,9 +40,13 @@ def _has(part: np.ndarray, bgr: tuple) -> bool:
 
 
 def _glyph(img: np.ndarray, x: int, y0: int, y1: int, width: int, color: tuple) -> None:
-    """A stand-in character: a box outline with a cross bar (corners for ``_text_box``'s corner energy)."""
+    """A stand-in character: a box with a grid of strokes 6 px apart, so that most of its rows and columns have
+    the corners (strokes meeting) that ``_text_box``'s corner energy looks for, as real glyphs do."""
     cv2.rectangle(img, (x, y0), (x + width, y1), color, 2)
-    cv2.line(img, (x, (y0 + y1) // 2), (x + width, (y0 + y1) // 2), color, 2)
+    for gx in range(x + 6, x + width, 6):
+        cv2.line(img, (gx, y0), (gx, y1), color, 1)
+    for gy in range(y0 + 6, y1, 6):
+        cv2.line(img, (x, gy), (x + width, gy), color, 1)
 
 
 def _one_line_plate(scale: int = 1) -> np.ndarray:
@@ -166,6 +170,12 @@ def test_model_file_errors_are_one_line(tmp_path: Path) -> None:
     metadata_path(model).write_text("{not json", encoding="utf-8")
     with pytest.raises(AlprError, match="bad province model metadata"):
         ProvinceReader(model)
+    metadata_path(model).unlink()
+    metadata_path(model).mkdir()  # unreadable as a file: still a one-line error
+    with pytest.raises(AlprError, match="bad province model metadata"):
+        ProvinceReader(model)
+    with pytest.raises(AlprError, match="not found"):  # a wrong path says so, not "no metadata"
+        ProvinceReader(tmp_path / "typo.tflite")
     with pytest.raises(AlprError, match="not found"):
         open_province_check("cn", tmp_path / "missing.tflite")
 
@@ -176,6 +186,9 @@ def test_pipeline_choice_of_the_check() -> None:
     assert open_province_check("cn", "none") is None
     shipped = open_province_check("cn")
     assert isinstance(shipped, ProvinceReader) and shipped.classes == CN_PROVINCES
+    # a charset file is known by its stem (evaluate.py --charset takes either)
+    assert isinstance(open_province_check(str(REPO / "data" / "charsets" / "cn.txt")), ProvinceReader)
+    assert open_province_check("cn", min_probability=0.95).min_probability == 0.95
     assert shipped.suits(load_charset("cn")) and not shipped.suits(load_charset("kr"))
     with pytest.raises(AlprError, match="outside charset"):
         open_province_check("kr", SHIPPED)
@@ -258,3 +271,38 @@ def test_edge_bundle_carries_the_check_with_the_chinese_reader(tmp_path: Path) -
     assert "province_cn" not in build_bundle(tmp_path / "k.tar.gz", det, kr).models  # no cn reader, no check
     with pytest.raises(AlprError, match="province_cn"):
         build_bundle(tmp_path / "x.tar.gz", det, kr, reader_cn=cn, province_cn=tmp_path / "missing.tflite")
+
+
+def test_read_crops_views_a_stitched_read_by_its_top_line() -> None:
+    """A narrow crop read as a two-line stitch (the model reads a plate only from inputs whose right part has
+    the bottom line's ink): its view is ``province_view(crop, 2)``, the top line, not the one-line view. With
+    the retry pass winning (no first-pass input reads), it is the same two-line view."""
+    cs = load_charset("cn")
+    img = np.full((160, 220, 3), 225, np.uint8)
+    _glyph(img, 60, 14, 60, 26, RED)
+    _glyph(img, 130, 14, 60, 26, BLUE)
+    for k in range(4):
+        _glyph(img, 14 + 52 * k, 80, 146, 34, GREEN)
+    good = _constant_logits("京A12345", cs)
+    bad = np.full_like(good, -10.0)
+    bad[:, cs.blank] = 10.0  # an empty read: weak, so narrow crops are retried with other cuts
+
+    def stitched_only(first_pass_too: bool):
+        calls = {"n": 0}
+
+        def fn(x: np.ndarray) -> np.ndarray:
+            calls["n"] += 1
+            # a stitch has the bottom line (green) only right of its top line (TOP_WIDTH, 40 columns); a one-line
+            # input has green in its left columns too (the bottom line spans the plate)
+            green = (x[..., 1] - x[..., 2]) > 0.5
+            is_stitch = (green[:, :, 40:].mean(axis=(1, 2)) > 0.02) & (green[:, :, :40].mean(axis=(1, 2)) < 0.002)
+            ok = is_stitch & (first_pass_too or calls["n"] > 1)
+            return np.where(ok[:, None, None], good[None], bad[None]).astype(np.float32)
+        return fn
+
+    for first_pass_too in (True, False):
+        check = _Check()
+        reads = read_crops([img], stitched_only(first_pass_too), cs, tta=False, retry_cuts=True, province=check)
+        assert reads[0].text == "皖A12345"
+        assert np.array_equal(check.calls[0][1][0], province_view(img, 2))
+        assert not np.array_equal(check.calls[0][1][0], province_view(img, 1))

@@ -307,7 +307,10 @@ def build_bundle(out: str | Path, detector: str | Path, reader: Optional[str | P
     for k, p in readers.items():
         models[f"reader_{k}"] = dict(describe_model(p), file=READER_NAMES[k], charset=k)
     for k, p in provinces.items():
-        models[f"province_{k}"] = dict(describe_model(p), file=PROVINCE_NAMES[k], charset=k)
+        from lprnet.province import ProvinceReader
+
+        ProvinceReader(p, 1)  # a province model without its .json would fail every --charset cn start on the device
+        models[f"province_{k}"] = dict(describe_model(p), file=PROVINCE_NAMES[k], checks_reader=k)
     modules = edge_modules(root)
     files = _collect(detector, readers, root, modules, image_files, provinces)
     checksums = {name: {"sha256": sha256_file(src), "size": src.stat().st_size}
