@@ -15,7 +15,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -246,6 +246,15 @@ def _load(source: str, charset: Charset, progress: bool, log: Callable[[str], No
 
 
 def plot_curves(history: History, path: Path) -> None:
+    plot_two_panels(path, history.epoch, {"train": history.loss, "validation": history.val_loss}, "CTC loss",
+                    {"sequence": history.val_sequence_accuracy, "character": history.val_char_accuracy},
+                    "validation accuracy")
+
+
+def plot_two_panels(path: Path, epochs: Sequence[float], left: Dict[str, Sequence[float]], left_label: str,
+                    right: Dict[str, Sequence[float]], right_label: str) -> None:
+    """Training curves as a PNG (written atomically): a loss panel and an accuracy panel in [0, 1], each a
+    line per {label: values} over ``epochs``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -253,18 +262,14 @@ def plot_curves(history: History, path: Path) -> None:
 
     from core.cli import atomic_path
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.5))
-    ax1.plot(history.epoch, history.loss, label="train")
-    ax1.plot(history.epoch, history.val_loss, label="validation")
-    ax1.set_xlabel("epoch")
-    ax1.set_ylabel("CTC loss")
-    ax1.legend()
-    ax2.plot(history.epoch, history.val_sequence_accuracy, label="sequence")
-    ax2.plot(history.epoch, history.val_char_accuracy, label="character")
-    ax2.set_xlabel("epoch")
-    ax2.set_ylabel("validation accuracy")
-    ax2.set_ylim(0, 1)
-    ax2.legend()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    for ax, series, label in ((axes[0], left, left_label), (axes[1], right, right_label)):
+        for name, values in series.items():
+            ax.plot(epochs, values, label=name)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.legend()
+    axes[1].set_ylim(0, 1)
     fig.tight_layout()
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", dpi=100)

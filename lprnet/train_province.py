@@ -83,30 +83,13 @@ def _dataset(views: np.ndarray, ids: np.ndarray, batch_size: int, seed: int):
 
 
 def _plot(rows: Sequence[dict], path: Path) -> None:
-    import matplotlib
+    from lprnet.train import plot_two_panels
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    def col(key: str) -> List[float]:
+        return [r[key] for r in rows]
 
-    from core.cli import atomic_path
-
-    epochs = [r["epoch"] for r in rows]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.5))
-    ax1.plot(epochs, [r["loss"] for r in rows], label="train")
-    ax1.plot(epochs, [r["val_loss"] for r in rows], label="validation")
-    ax1.set_xlabel("epoch")
-    ax1.set_ylabel("cross-entropy")
-    ax1.legend()
-    ax2.plot(epochs, [r["accuracy"] for r in rows], label="train")
-    ax2.plot(epochs, [r["val_accuracy"] for r in rows], label="validation")
-    ax2.set_xlabel("epoch")
-    ax2.set_ylabel("province accuracy")
-    ax2.set_ylim(0, 1)
-    ax2.legend()
-    fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    plot_two_panels(path, col("epoch"), {"train": col("loss"), "validation": col("val_loss")}, "cross-entropy",
+                    {"train": col("accuracy"), "validation": col("val_accuracy")}, "province accuracy")
 
 
 def export_int8(model, calibration: np.ndarray, out_path: Path, min_probability: float, classes: str) -> Path:
