@@ -20,8 +20,9 @@ import numpy as np
 from core.errors import AlprError
 from core.tflite_runtime import load_interpreter
 from lprnet.charset import Charset
+from lprnet.ctc import softmax
 from lprnet.preprocess import PROVINCE_VIEW_HEIGHT, PROVINCE_VIEW_WIDTH, normalize
-from lprnet.reader import _dequantize, _quantize
+from lprnet.reader import BatchGraph
 
 
 def metadata_path(model_path: Union[str, Path]) -> Path:
@@ -79,7 +80,7 @@ class ProvinceReader:
         out_shape = tuple(int(s) for s in self._out["shape"])
         if len(out_shape) != 2 or out_shape[1] != len(classes):
             raise AlprError(f"{model_path}: output shape {out_shape} does not match its {len(classes)} classes")
-        self._batch = shape[0]
+        self._graph = BatchGraph(self._interp, self._in, self._out)
 
     def suits(self, charset: Charset) -> bool:
         """Whether every class is a token of ``charset`` (a Chinese model does not check Korean reads)."""
@@ -88,19 +89,9 @@ class ProvinceReader:
     def probabilities(self, views: np.ndarray) -> np.ndarray:
         """uint8 views [N, 40, 48, 3] (``province_view``) -> float32 class probabilities [N, classes]."""
         views = np.asarray(views)
-        n = int(views.shape[0])
-        if n == 0:
+        if len(views) == 0:
             return np.zeros((0, len(self.classes)), np.float32)
-        if n != self._batch:
-            self._interp.resize_tensor_input(self._in["index"], [n, PROVINCE_VIEW_HEIGHT, PROVINCE_VIEW_WIDTH, 3])
-            self._interp.allocate_tensors()
-            self._batch = n
-            self._out = self._interp.get_output_details()[0]
-        self._interp.set_tensor(self._in["index"], _quantize(normalize(views), self._in))
-        self._interp.invoke()
-        logits = _dequantize(self._interp.get_tensor(self._out["index"]), self._out)
-        z = np.exp(logits - logits.max(axis=1, keepdims=True))
-        return (z / z.sum(axis=1, keepdims=True)).astype(np.float32)
+        return softmax(self._graph(normalize(views)), axis=1).astype(np.float32)
 
     def check(self, texts: Sequence[str], views: np.ndarray) -> List[str]:
         """``replace_provinces`` with this model's probabilities for ``views`` and its threshold."""

@@ -123,10 +123,9 @@ def read_crops(
     def read_inputs(pick: Sequence[int], inputs: Callable[[Sequence[int]], Tuple[np.ndarray, ...]]) -> None:
         if not pick:
             return
-        images, owners, *rest = inputs(pick)
+        images, owners, lines = inputs(pick)
         if not len(images):
             return
-        lines = rest[0] if rest else np.full(len(images), 2)  # shifted_stitches' rows are all two-line stitches
         logits = zoomed_logits(normalize(images), logits_fn, TTA_ZOOMS if tta else (), batch_size)
         results = decode(logits, decoder, blank=charset.blank, beam_width=beam_width, is_probs=False,
                          accept=lambda ids: charset.is_valid_format(charset.decode(ids)))
@@ -142,10 +141,15 @@ def read_crops(
         read_inputs(usable, lambda pick: candidate_inputs([crops[i] for i in pick], [sources[i] for i in pick]))
         if retry_cuts:
             read_inputs([i for i in usable if may_be_two_lines(crops[i]) and is_weak(out[i])],
-                        lambda pick: shifted_stitches([sources[i] for i in pick]))
+                        lambda pick: _two_line_rows(*shifted_stitches([sources[i] for i in pick])))
         if province is not None:
             _check_provinces(out, out_lines, crops, sources, province, charset)
     return [r if r is not None else EMPTY_READ for r in out]
+
+
+def _two_line_rows(images: np.ndarray, owners: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``shifted_stitches``' rows with their line count, as ``candidate_inputs`` gives it: all two-line stitches."""
+    return images, owners, np.full(len(images), 2, np.int64)
 
 
 def _check_provinces(out: List[Optional[PlateRead]], out_lines: Sequence[int], crops: Sequence[np.ndarray],
@@ -186,6 +190,26 @@ def _dequantize(x: np.ndarray, detail: dict) -> np.ndarray:
     if not scale:
         raise AlprError(f"quantized output tensor of type {x.dtype.name} has no scale")
     return (x.astype(np.float32) - zero) * scale
+
+
+class BatchGraph:
+    """A one-input, one-output TFLite graph called on float32 batches of any size: the input is resized when
+    the batch size changes, quantized on the way in, and the output dequantized on the way out."""
+
+    def __init__(self, interp: Any, in_detail: dict, out_detail: dict) -> None:
+        self._interp, self._in, self._out = interp, in_detail, out_detail
+        self._batch = int(in_detail["shape"][0])
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        n = int(batch.shape[0])
+        if n != self._batch:
+            self._interp.resize_tensor_input(self._in["index"], [n, *(int(s) for s in self._in["shape"][1:])])
+            self._interp.allocate_tensors()
+            self._batch = n
+            self._out = self._interp.get_output_details()[0]
+        self._interp.set_tensor(self._in["index"], _quantize(batch, self._in))
+        self._interp.invoke()
+        return _dequantize(self._interp.get_tensor(self._out["index"]), self._out)
 
 
 def _signature_list(interp: Any) -> Dict[str, Any]:
@@ -242,9 +266,9 @@ class PlateReader:
             raise AlprError(f"{model_path}: expected one input and one output, got {len(inputs)}/{len(outputs)}")
         self._in = inputs[0]
         self._out = outputs[0]
-        shape = _check_image_input(model_path, self._in)
+        _check_image_input(model_path, self._in)
         self._check_logits(model_path, self._out)
-        self._batch = shape[0]
+        self._graph = BatchGraph(self._interp, self._in, self._out)
 
     def _check_logits(self, model_path: Union[str, Path], detail: dict) -> None:
         out_shape = tuple(int(s) for s in detail["shape"])
@@ -303,15 +327,7 @@ class PlateReader:
             warped = affine_warp(batch, self.theta(batch))
             out = self._stages[1](**{IMAGE_INPUT: _quantize(warped, self._in)})[self._logits_name]
             return _dequantize(np.asarray(out), self._out)
-        n = int(batch.shape[0])
-        if n != self._batch:
-            self._interp.resize_tensor_input(self._in["index"], [n, INPUT_HEIGHT, INPUT_WIDTH, 3])
-            self._interp.allocate_tensors()
-            self._batch = n
-            self._out = self._interp.get_output_details()[0]
-        self._interp.set_tensor(self._in["index"], _quantize(batch, self._in))
-        self._interp.invoke()
-        return _dequantize(self._interp.get_tensor(self._out["index"]), self._out)
+        return self._graph(batch)
 
     def read(self, crops: Sequence[np.ndarray]) -> List[PlateRead]:
         """BGR crops (any size) -> one PlateRead each, in order; all in one batch (see read_crops).
