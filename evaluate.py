@@ -40,8 +40,8 @@ flags.DEFINE_integer("threads", None, "interpreter threads")
 flags.DEFINE_boolean("lpr", False, "also measure the plate-read accuracy of detector + reader")
 flags.DEFINE_string("lpr_weights", None, "LPRNet TFLite reader, for --lpr")
 flags.DEFINE_string("charset", "kr", "reader charset name or file, for --lpr")
-flags.DEFINE_string("lpr_province", None, "province check of the reads, for --lpr (lprnet.province; default: the "
-                    "shipped one for --charset cn, none for kr; 'none': no check)")
+flags.DEFINE_string("lpr_province", None, "province (cn) or region (kr) check of the reads, for --lpr "
+                    "(lprnet.province; default: the shipped one for --charset; 'none': no check)")
 flags.DEFINE_float("lpr_score", 0.25, "plate detections read with --lpr score at least this")
 flags.DEFINE_float("crop_pad", None, "plate crops grow by this fraction of their size on each side "
                    "(default: the runtime's, core.plate_reading.PLATE_PAD)")

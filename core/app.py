@@ -35,7 +35,7 @@ class ModelChoice:
     size: Optional[int] = None  # must agree with the model's input when given
     lpr: bool = False
     lpr_weights: Optional[str] = None
-    lpr_province: Optional[str] = None  # None: the shipped province check of --charset; "none": none
+    lpr_province: Optional[str] = None  # None: the shipped province/region check of --charset; "none": none
     charset: str = "kr"
     score: Optional[float] = None
     iou: float = 0.45
@@ -58,8 +58,8 @@ def define_model_flags(flags, lpr_default: bool, tta_default: bool = True) -> No
     flags.DEFINE_boolean("dont_show", False, "do not open a window (a window opens only where a display exists)")
     flags.DEFINE_boolean("lpr", lpr_default, "read the plates" + (" (--nolpr: detection only)" if lpr_default else ""))
     flags.DEFINE_string("lpr_weights", None, "plate reader .tflite (default: the shipped one for --charset)")
-    flags.DEFINE_string("lpr_province", None, "province check of the reads (lprnet.province: a .tflite with its "
-                        ".json; default: the shipped one for --charset cn, none for kr; 'none': no check)")
+    flags.DEFINE_string("lpr_province", None, "province (cn) or region (kr) check of the reads (lprnet.province: a "
+                        ".tflite with its .json; default: the shipped one for --charset; 'none': no check)")
     flags.DEFINE_enum("charset", "kr", ["kr", "cn"], "plate alphabet and conventions")
     flags.DEFINE_string("classes", None, "class names file (default: the names stored with the model)")
     flags.DEFINE_integer("num_threads", None, "TFLite interpreter threads of the detector and the reader "

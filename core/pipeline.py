@@ -28,8 +28,9 @@ CHECKPOINTS = REPO / "checkpoints"
 DEFAULT_DETECTOR = {"tflite": CHECKPOINTS / "yolov4-tiny-3l-alpr-544-int8.tflite",
                     "tf": CHECKPOINTS / "yolov4-tiny-3l-alpr-544"}
 DEFAULT_READER = {"kr": CHECKPOINTS / "lprnet-kr-int8.tflite", "cn": CHECKPOINTS / "lprnet-cn-int8.tflite"}
-# the province check of the Chinese reader (lprnet.province); Korean reads have none
-DEFAULT_PROVINCE = {"cn": CHECKPOINTS / "lprnet-cn-province-int8.tflite"}
+# each reader's check (lprnet.province): the Chinese reads' province, the Korean reads' region
+DEFAULT_PROVINCE = {"cn": CHECKPOINTS / "lprnet-cn-province-int8.tflite",
+                    "kr": CHECKPOINTS / "lprnet-kr-region-int8.tflite"}
 NO_PROVINCE = "none"
 
 

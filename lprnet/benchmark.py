@@ -5,7 +5,7 @@ python -m lprnet.benchmark --model reader.tflite --charset cn [--images DIR] [--
 
 Reports the median and 90th percentile of (a) the interpreter alone and (b) PlateReader.read on one
 crop (resize + normalise + invoke + CTC decode with ``decoder``, the runtime's by default; with the
-runtime's test-time zoom unless ``--notta``, and the province check with ``--province``), after warm-up runs.
+runtime's test-time zoom unless ``--notta``, and the province or region check with ``--province``), after warm-up runs.
 """
 from __future__ import annotations
 
@@ -36,8 +36,8 @@ def benchmark(
     retry_cuts: bool = True,
     province: Optional[str] = None,
 ) -> Dict[str, Dict[str, float]]:
-    """Latency of the interpreter and of a full one-plate read, batch of 1; ``province``: a province model
-    (``lprnet.province``) checking each read."""
+    """Latency of the interpreter and of a full one-plate read, batch of 1; ``province``: a province or region
+    model (``lprnet.province``) checking each read."""
     check = None
     if province:
         from core.pipeline import open_province_check

@@ -280,8 +280,8 @@ if __name__ == "__main__":
                          "(lprnet.reader.read_crops); --notta: one pass")
     flags.DEFINE_boolean("retry", True, "read weak reads of narrow crops again with other line cuts, as detect.py "
                          "does; --notta --noretry: as detect_video.py reads")
-    flags.DEFINE_string("province", None, "province check (lprnet.province): a province model .tflite with its "
-                        ".json beside it, as detect.py uses for --charset cn")
-    flags.DEFINE_float("province_min_probability", None, "the province check's threshold (default: the model's)")
+    flags.DEFINE_string("province", None, "province (cn) or region (kr) check (lprnet.province): a model .tflite "
+                        "with its .json beside it, as detect.py uses by default")
+    flags.DEFINE_float("province_min_probability", None, "the check's threshold (default: the model's)")
     flags.mark_flags_as_required(["weights", "images"])
     app.run(guarded(main))

@@ -21,7 +21,7 @@ LPRNet_Pytorch's imported weights 2 of their 434 correct reads).
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -359,27 +359,38 @@ def candidate_inputs(crops: Sequence[np.ndarray], sources: Optional[Sequence[np.
     return np.stack(images), np.array(owners, np.int64), np.array(lines, np.int64)
 
 
-# The province view (lprnet.province): the left of a Chinese plate's characters at about twice the
-# resolution LPRNet's 94x24 input gives them, for a classifier of the province alone
+# The province view (lprnet.province): the left of a Chinese plate's characters, or the region of a Korean
+# commercial plate, at about twice the resolution LPRNet's 94x24 input gives them, for a classifier of the
+# province or region alone
 PROVINCE_VIEW_WIDTH = 48
 PROVINCE_VIEW_HEIGHT = 40
 PROVINCE_SHARE_ONE_LINE = 0.26  # of a one-line plate's text box: the province, the letter and part of the dot
 PROVINCE_SHARE_TOP_LINE = 0.62  # of a two-line plate's top line (province and letter, centred): the province
+# Korean region (tools.synth.plates' layout, in mm): on a one-line plate it takes 40 (stacked) or 68 of a text
+# box about 488 wide (0.08-0.14), on a two-line plate 85 of a centred top line of 161 (0.53), with its two digits
+REGION_SHARE_ONE_LINE = 0.19
+REGION_SHARE_TOP_LINE = 0.60
+# (one-line share, top-line share) of each charset's check
+VIEW_SHARES: Dict[str, Tuple[float, float]] = {
+    "cn": (PROVINCE_SHARE_ONE_LINE, PROVINCE_SHARE_TOP_LINE),
+    "kr": (REGION_SHARE_ONE_LINE, REGION_SHARE_TOP_LINE),
+}
 # The runtime checks the province only where the text box the view is cut from has more rows than this (LPRNet's
 # whole input): elsewhere the view holds no more of the glyph than the reader saw (model card, session 39)
 PROVINCE_MIN_ROWS = INPUT_HEIGHT
 
 
-def province_view(crop: np.ndarray, lines: int, min_rows: int = 0) -> Optional[np.ndarray]:
+def province_view(crop: np.ndarray, lines: int, min_rows: int = 0,
+                  shares: Tuple[float, float] = VIEW_SHARES["cn"]) -> Optional[np.ndarray]:
     """uint8 [PROVINCE_VIEW_HEIGHT, PROVINCE_VIEW_WIDTH, 3]: the left share of the crop's text box
-    (``_text_box``), for two-line plates of the top line's (above ``line_split_row``'s cut); None when that
-    box is not more than ``min_rows`` rows tall."""
+    (``_text_box``; ``shares[0]``), for two-line plates of the top line's (above ``line_split_row``'s cut;
+    ``shares[1]``); None when that box is not more than ``min_rows`` rows tall."""
     arr = _as_bgr(crop)
-    share = PROVINCE_SHARE_ONE_LINE
+    share = shares[0]
     if lines == 2:
         if arr.shape[0] >= 2:
             arr = arr[:_line_cut(arr)]
-        share = PROVINCE_SHARE_TOP_LINE
+        share = shares[1]
     x0, y0, x1, y1 = _text_box(arr)
     if y1 - y0 <= min_rows:
         return None

@@ -1,19 +1,22 @@
-"""The province check of the Chinese reader (edge runtime, TF-free): a small classifier of the province
-alone, on a view of the plate's left at about twice LPRNet's resolution (``lprnet.preprocess.province_view``).
+"""The province check of the Chinese reader and the region check of the Korean one (edge runtime, TF-free): a
+small classifier of the province (or region) alone, on a view of the plate's left at about twice LPRNet's
+resolution (``lprnet.preprocess.province_view``).
 
 After resizing to LPRNet's 94x24 input a province glyph keeps about 10x18 pixels, and most of the Chinese
-reader's errors are the province (model card, session 39). Where the classifier's province differs from
-the read's first character with at least ``min_probability``, the read's province is replaced
-(``replace_provinces``); the rest of the read is kept as it is.
+reader's errors are the province (model card, session 39); a Korean one-line commercial plate's region is
+smaller still. Where the classifier's class differs from the token the read starts with with at least
+``min_probability``, that token is replaced (``replace_provinces``); the rest of the read is kept as it is.
+A read that starts with none of the classes (a Korean plate without a region) is left alone.
 
 A model is a TFLite file (``lprnet.train_province`` writes it) with a JSON file beside it
-(``<model>.json``): ``{"classes": "京沪...", "min_probability": 0.8, "view": [48, 40]}``.
+(``<model>.json``): ``{"classes": "京沪..." or ["서울", ...], "min_probability": 0.8, "view": [48, 40],
+"shares": [0.26, 0.62]}`` (``shares``: the view's one-line and top-line shares; the Chinese ones if absent).
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, List, Optional, Sequence, Union
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -21,7 +24,7 @@ from core.errors import AlprError
 from core.tflite_runtime import load_interpreter
 from lprnet.charset import Charset
 from lprnet.ctc import softmax
-from lprnet.preprocess import PROVINCE_VIEW_HEIGHT, PROVINCE_VIEW_WIDTH, normalize
+from lprnet.preprocess import PROVINCE_VIEW_HEIGHT, PROVINCE_VIEW_WIDTH, VIEW_SHARES, normalize
 from lprnet.reader import BatchGraph
 
 
@@ -30,11 +33,17 @@ def metadata_path(model_path: Union[str, Path]) -> Path:
     return Path(str(model_path) + ".json")
 
 
-def replace_provinces(texts: Sequence[str], probs: np.ndarray, classes: str, min_probability: float
+def first_class(text: str, classes: Sequence[str]) -> Optional[str]:
+    """The longest of ``classes`` that ``text`` starts with, or None."""
+    found = [c for c in classes if c and text.startswith(c)]
+    return max(found, key=len) if found else None
+
+
+def replace_provinces(texts: Sequence[str], probs: np.ndarray, classes: Sequence[str], min_probability: float
                       ) -> List[str]:
-    """Each text with its first character replaced by the classifier's top class where that differs, has at
-    least ``min_probability``, and the first character is itself one of ``classes`` (a read that starts
-    elsewhere, or an empty one, is left alone)."""
+    """Each text with the class it starts with (one of ``classes``: characters, or tokens such as Korean
+    regions) replaced by the classifier's top class where that differs and has at least ``min_probability``;
+    a text that starts with none of ``classes``, or an empty one, is left alone."""
     probs = np.asarray(probs, np.float32)
     if probs.shape != (len(texts), len(classes)):
         raise AlprError(f"province probabilities of shape {probs.shape} for {len(texts)} reads and "
@@ -42,10 +51,18 @@ def replace_provinces(texts: Sequence[str], probs: np.ndarray, classes: str, min
     out = []
     for text, p in zip(texts, probs):
         k = int(np.argmax(p))
-        if text and text[0] in classes and classes[k] != text[0] and float(p[k]) >= min_probability:
-            text = classes[k] + text[1:]
+        first = first_class(text, classes)
+        if first is not None and classes[k] != first and float(p[k]) >= min_probability:
+            text = classes[k] + text[len(first):]
         out.append(text)
     return out
+
+
+def _parse_shares(value: Any) -> Tuple[float, float]:
+    one, top = (float(v) for v in value)
+    if not (0.0 < one <= 1.0 and 0.0 < top <= 1.0):
+        raise ValueError(f"shares must lie in (0, 1], got {[one, top]}")
+    return one, top
 
 
 class ProvinceReader:
@@ -57,17 +74,20 @@ class ProvinceReader:
         meta_path = metadata_path(model_path)
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
-            classes = str(meta["classes"])
+            raw = meta["classes"]
+            classes = tuple(raw) if isinstance(raw, str) else tuple(str(c) for c in raw)
+            shares = _parse_shares(meta["shares"]) if "shares" in meta else VIEW_SHARES["cn"]
             threshold = float(meta["min_probability"]) if min_probability is None else float(min_probability)
         except FileNotFoundError:
             raise AlprError(f"province model {model_path} has no metadata file {meta_path.name} beside it") from None
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise AlprError(f"bad province model metadata {meta_path}: {exc}") from None
-        if not classes or len(set(classes)) != len(classes):
-            raise AlprError(f"bad province model metadata {meta_path}: classes must be distinct characters")
+        if not classes or len(set(classes)) != len(classes) or not all(classes):
+            raise AlprError(f"bad province model metadata {meta_path}: classes must be distinct and non-empty")
         if not 0.0 <= threshold <= 1.0:
             raise AlprError(f"province min_probability must lie in [0, 1], got {threshold}")
         self.classes = classes
+        self.shares = shares  # the view's one-line and top-line shares (province_view)
         self.min_probability = threshold
         inputs, outputs = self._interp.get_input_details(), self._interp.get_output_details()
         if len(inputs) != 1 or len(outputs) != 1:
@@ -85,6 +105,10 @@ class ProvinceReader:
     def suits(self, charset: Charset) -> bool:
         """Whether every class is a token of ``charset`` (a Chinese model does not check Korean reads)."""
         return all(c in charset.tokens for c in self.classes)
+
+    def applies(self, text: str) -> bool:
+        """Whether ``text`` starts with one of the classes (the check leaves other reads alone)."""
+        return first_class(text, self.classes) is not None
 
     def probabilities(self, views: np.ndarray) -> np.ndarray:
         """uint8 views [N, 40, 48, 3] (``province_view``) -> float32 class probabilities [N, classes]."""

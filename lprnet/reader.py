@@ -112,7 +112,8 @@ def read_crops(
     (``lprnet.preprocess.shifted_stitches``), and the better read is kept. Two-line stitches are
     straightened first for the charsets that ``lprnet.preprocess.straightens``. Empty crops give ``EMPTY_READ``.
     ``batch_size`` 0: one call for everything. ``province``: a ``lprnet.province.ProvinceReader`` (or
-    anything with its ``check``) that may replace each read's first character, from a view of the crop (its
+    anything with its ``check``, ``applies`` and ``shares``) that may replace the province (cn) or region (kr) a
+    read starts with, from a view of the crop (its
     stitch source) by the line count of the input the read came from: one line, or two for a stitch, whose top
     line is cut at the usual cut even when the read came from a retried cut (``province_view``).
     """
@@ -154,13 +155,15 @@ def _two_line_rows(images: np.ndarray, owners: np.ndarray) -> Tuple[np.ndarray, 
 
 def _check_provinces(out: List[Optional[PlateRead]], out_lines: Sequence[int], crops: Sequence[np.ndarray],
                      sources: Dict[int, np.ndarray], province: Any, charset: Charset) -> None:
-    """``read_crops``' province check, in place: each read's first character by ``province.check``, for the
-    crops whose view has more rows to show than LPRNet's input (``PROVINCE_MIN_ROWS``)."""
+    """``read_crops``' province (or region) check, in place: the class each read starts with by
+    ``province.check``, for the reads that start with one (``province.applies``) of crops whose view has more
+    rows to show than LPRNet's input (``PROVINCE_MIN_ROWS``), cut with ``province.shares``."""
     pick, views = [], []
     for i, r in enumerate(out):
-        if r is None or not r.text:
+        if r is None or not r.text or not province.applies(r.text):
             continue
-        view = province_view(sources[i] if out_lines[i] == 2 else crops[i], out_lines[i], PROVINCE_MIN_ROWS)
+        view = province_view(sources[i] if out_lines[i] == 2 else crops[i], out_lines[i], PROVINCE_MIN_ROWS,
+                             province.shares)
         if view is not None:
             pick.append(i)
             views.append(view)
@@ -235,7 +238,7 @@ class PlateReader:
     """LPRNet TFLite reader. ``charset``: a Charset or a name/path for ``load_charset``. ``tta`` and
     ``retry_cuts``: see ``read_crops``; ``core.pipeline.Pipeline.open`` sets ``retry_cuts`` with the
     pipeline's taller-crop retry (``PipelineOptions.retry_weak_reads``), a reader built by hand does not.
-    ``province``: a ``lprnet.province.ProvinceReader`` to check each read's province (``read_crops``)."""
+    ``province``: a ``lprnet.province.ProvinceReader`` to check each read's province or region (``read_crops``)."""
 
     def __init__(
         self,

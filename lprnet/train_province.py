@@ -1,27 +1,41 @@
-"""Train the province check of the Chinese reader (``lprnet.province``) and export it as int8 TFLite.
+"""Train the province check of the Chinese reader, or the region check of the Korean one (``lprnet.province``),
+and export it as int8 TFLite.
 
     python -m lprnet.train_province --data runs/reader_cn/data/train/labels.txt \\
         --val_data runs/reader_cn/data/val/labels.txt --out runs/province_cn
+    K=runs/reader_kr/data
+    python -m lprnet.train_province --charset kr --val_data $K/val/labels.txt --out runs/region_kr \\
+        --data $K/train/labels.txt,$K/yellow/labels.txt,$K/yellow2/labels.txt,$K/green2/labels.txt
 
 Reads plate crops from label files (``lprnet.dataset``; the line count of each crop says how its view is
-cut, ``lprnet.preprocess.province_view``), trains a small CNN on the views of the crops' provinces under
+cut, ``lprnet.preprocess.province_view`` with the charset's ``VIEW_SHARES``), trains a small CNN on the views
+of the crops' provinces (Korean: regions; crops without one are left out) under
 the default ``tf.distribute`` strategy (MirroredStrategy when several GPUs are visible), keeps the epoch
 with the best validation accuracy, and writes into ``--out``: ``province.weights.h5``, ``province-int8.tflite``
-with its ``.json`` (classes and ``--min_probability``), ``history.csv`` and ``curves.png``.
+with its ``.json`` (classes, ``--min_probability`` and the view's shares), ``history.csv`` and ``curves.png``.
 """
 from __future__ import annotations
 
 import csv
 import json
 from pathlib import Path
-from typing import List, Sequence, Tuple
+from typing import List, Sequence, Tuple, Union
 
 import numpy as np
 
 from core.errors import AlprError
-from lprnet.charset import CN_PROVINCES, load_charset
-from lprnet.preprocess import MEAN, PROVINCE_VIEW_HEIGHT, PROVINCE_VIEW_WIDTH, SCALE, normalize, province_view
+from lprnet.charset import CHECK_CLASSES, load_charset
+from lprnet.preprocess import (
+    MEAN,
+    PROVINCE_VIEW_HEIGHT,
+    PROVINCE_VIEW_WIDTH,
+    SCALE,
+    VIEW_SHARES,
+    normalize,
+    province_view,
+)
 
+CHECKED = {"cn": "province", "kr": "region"}  # what each charset's check classifies, in words
 # chosen on the cn validation crops (model card, session 39)
 DEFAULT_MIN_PROBABILITY = 0.8
 
@@ -48,22 +62,30 @@ def build_model(num_classes: int):
     return keras.Model(inp, layers.Dense(num_classes, name="logits")(x), name="province")
 
 
-def load_views(source: str, classes: str, progress: bool = True) -> Tuple[np.ndarray, np.ndarray, int]:
-    """uint8 views [N, 40, 48, 3] and class ids [N] of the crops in ``source`` (label file or folder) whose
-    text starts with one of ``classes``; also how many crops were left out for not doing so."""
+def load_views(sources: Union[str, Sequence[str]], charset: str = "cn", progress: bool = True
+               ) -> Tuple[np.ndarray, np.ndarray, int]:
+    """uint8 views [N, 40, 48, 3] and class ids [N] (into ``CHECK_CLASSES[charset]``) of the crops in
+    ``sources`` (label files or folders, in order) whose text starts with one of the classes; also how many
+    crops were left out for not doing so."""
     from lprnet.dataset import list_samples, load_originals
+    from lprnet.province import first_class
 
-    listing = list_samples(source, load_charset("cn"))
-    crops, texts = load_originals(listing, progress=progress)
+    classes = CHECK_CLASSES[charset]
     views: List[np.ndarray] = []
     ids: List[int] = []
-    for crop, text, sample in zip(crops, texts, listing.samples):
-        if text[:1] and text[0] in classes:
-            views.append(province_view(crop, sample.lines))
-            ids.append(classes.index(text[0]))
+    total = 0
+    for source in [sources] if isinstance(sources, str) else sources:
+        listing = list_samples(source, load_charset(charset))
+        crops, texts = load_originals(listing, progress=progress)
+        total += len(texts)
+        for crop, text, sample in zip(crops, texts, listing.samples):
+            first = first_class(text, classes)
+            if first is not None:
+                views.append(province_view(crop, sample.lines, shares=VIEW_SHARES[charset]))
+                ids.append(classes.index(first))
     if not views:
-        raise AlprError(f"no crops in {source} start with a province")
-    return np.stack(views), np.array(ids, np.int32), len(texts) - len(views)
+        raise AlprError(f"no crops in {sources} start with one of the {charset} check's classes")
+    return np.stack(views), np.array(ids, np.int32), total - len(views)
 
 
 def _dataset(views: np.ndarray, ids: np.ndarray, batch_size: int, seed: int):
@@ -82,18 +104,20 @@ def _dataset(views: np.ndarray, ids: np.ndarray, batch_size: int, seed: int):
             .prefetch(2))
 
 
-def _plot(rows: Sequence[dict], path: Path) -> None:
+def _plot(rows: Sequence[dict], path: Path, what: str = "province") -> None:
     from lprnet.train import plot_two_panels
 
     def col(key: str) -> List[float]:
         return [r[key] for r in rows]
 
     plot_two_panels(path, col("epoch"), {"train": col("loss"), "validation": col("val_loss")}, "cross-entropy",
-                    {"train": col("accuracy"), "validation": col("val_accuracy")}, "province accuracy")
+                    {"train": col("accuracy"), "validation": col("val_accuracy")}, f"{what} accuracy")
 
 
-def export_int8(model, calibration: np.ndarray, out_path: Path, min_probability: float, classes: str) -> Path:
-    """Full-integer int8 TFLite (int8 input and output) calibrated on uint8 views, and its metadata."""
+def export_int8(model, calibration: np.ndarray, out_path: Path, min_probability: float,
+                charset: str = "cn") -> Path:
+    """Full-integer int8 TFLite (int8 input and output) calibrated on uint8 views, and its metadata: the
+    charset's classes (Chinese as one string of characters, Korean as a list of regions) and view shares."""
     import tensorflow as tf
 
     from core.cli import atomic_path
@@ -103,7 +127,10 @@ def export_int8(model, calibration: np.ndarray, out_path: Path, min_probability:
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     data = _convert(converter, "int8", normalize(calibration), len(calibration))
     _write(data, out_path)
-    meta = {"classes": classes, "min_probability": min_probability, "view": [PROVINCE_VIEW_WIDTH, PROVINCE_VIEW_HEIGHT]}
+    classes = CHECK_CLASSES[charset]
+    meta = {"classes": "".join(classes) if all(len(c) == 1 for c in classes) else list(classes),
+            "min_probability": min_probability, "view": [PROVINCE_VIEW_WIDTH, PROVINCE_VIEW_HEIGHT],
+            "shares": list(VIEW_SHARES[charset])}
     with atomic_path(metadata_path(out_path), suffix=".json") as tmp:
         tmp.write_text(json.dumps(meta, ensure_ascii=False, indent=1), encoding="utf-8")
     return out_path
@@ -130,10 +157,10 @@ def main(argv: Sequence[str]) -> None:
     f = flags.FLAGS
     out = Path(f.out)
     out.mkdir(parents=True, exist_ok=True)
-    classes = CN_PROVINCES
-    x_train, y_train, left = load_views(f.data, classes)
-    x_val, y_val, _ = load_views(f.val_data, classes)
-    print(f"{len(y_train)} training views ({left} crops without a province left out), {len(y_val)} validation views")
+    classes = CHECK_CLASSES[f.charset]
+    x_train, y_train, left = load_views(f.data, f.charset)
+    x_val, y_val, _ = load_views(f.val_data, f.charset)
+    print(f"{len(y_train)} training views ({left} crops without a class left out), {len(y_val)} validation views")
     keras.utils.set_random_seed(f.seed)
     steps = max(1, len(y_train) // f.batch_size) if not f.max_steps else f.max_steps
     with _strategy().scope():
@@ -158,14 +185,15 @@ def main(argv: Sequence[str]) -> None:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    _plot(rows, out / "curves.png")
+    what = CHECKED[f.charset]
+    _plot(rows, out / "curves.png", what)
     model.load_weights(str(weights))
     save_weights_only(model, weights)
     rng = np.random.default_rng(f.seed)
     calib = x_train[rng.permutation(len(x_train))[: f.calibration_count]]
-    tflite = export_int8(model, calib, out / "province-int8.tflite", f.min_probability, classes)
+    tflite = export_int8(model, calib, out / "province-int8.tflite", f.min_probability, f.charset)
     best = max(r["val_accuracy"] for r in rows)
-    print(f"best validation province accuracy {best:.4f}; wrote {weights}, {tflite} (+ .json), history.csv, curves.png")
+    print(f"best validation {what} accuracy {best:.4f}; wrote {weights}, {tflite} (+ .json), history.csv, curves.png")
 
 
 if __name__ == "__main__":
@@ -173,7 +201,8 @@ if __name__ == "__main__":
 
     from core.cli import guarded
 
-    flags.DEFINE_string("data", None, "training crops: a label file or folder (lprnet.dataset)")
+    flags.DEFINE_enum("charset", "cn", sorted(CHECK_CLASSES), "cn: the province check; kr: the region check")
+    flags.DEFINE_list("data", None, "training crops: label files or folders (lprnet.dataset), comma-separated")
     flags.DEFINE_string("val_data", None, "validation crops: a label file or folder")
     flags.DEFINE_string("out", None, "output folder")
     flags.DEFINE_integer("epochs", 6, "epochs")

@@ -1,5 +1,5 @@
-"""The province check of the Chinese reader: its view, its replacement rule, its model file, the runtime's use
-of it, the shipped model and its training command."""
+"""The province check of the Chinese reader and the region check of the Korean one: the view, the replacement
+rule, the model file, the runtime's use of it, the shipped models and the training command."""
 from __future__ import annotations
 
 import json
@@ -15,21 +15,22 @@ import pytest
 
 from core.errors import AlprError
 from core.pipeline import DEFAULT_PROVINCE, open_province_check
-from lprnet.charset import load_charset
+from lprnet.charset import CN_PROVINCES, KR_REGIONS, load_charset
 from lprnet.preprocess import (
     INPUT_HEIGHT,
     PROVINCE_MIN_ROWS,
     PROVINCE_VIEW_HEIGHT,
     PROVINCE_VIEW_WIDTH,
+    VIEW_SHARES,
     line_split_row,
     province_view,
 )
-from lprnet.province import ProvinceReader, metadata_path, replace_provinces
+from lprnet.province import ProvinceReader, first_class, metadata_path, replace_provinces
 from lprnet.reader import read_crops
-from lprnet.train_province import CN_PROVINCES
 from tests.paths import REPO
 
 SHIPPED = DEFAULT_PROVINCE["cn"]
+SHIPPED_KR = DEFAULT_PROVINCE["kr"]
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(REPO))
 RED, GREEN, BLUE, MAGENTA = (0, 0, 255), (0, 255, 0), (255, 0, 0), (255, 0, 255)
 
@@ -108,6 +109,39 @@ def test_replace_provinces_rule() -> None:
         replace_provinces(texts[:2], probs, classes, 0.8)
 
 
+def test_replace_regions_rule() -> None:
+    """Korean regions are two-character tokens: the whole region is replaced, and a plate without one is kept."""
+    classes = ("서울", "부산", "전북", "전남")
+    probs = np.array([[0.05, 0.05, 0.85, 0.05],  # 전북 at 0.85: replaces 전남, the rest of the read kept
+                      [0.9, 0.05, 0.03, 0.02],  # 서울 on a plate read without a region: kept
+                      [0.0, 0.0, 0.0, 1.0],  # agrees: kept
+                      [0.0, 0.6, 0.4, 0.0]], np.float32)  # below the threshold: kept
+    texts = ["전남33아4505", "12가3456", "전남11바1111", "서울22사2222"]
+    assert replace_provinces(texts, probs, classes, 0.8) == [
+        "전북33아4505", "12가3456", "전남11바1111", "서울22사2222"]
+
+
+def _region_plate() -> np.ndarray:
+    """A light Korean one-line plate 60x400: a red region (two stacked glyphs, x 20-44) and seven blue/green
+    glyphs at a pitch of 48 px from x 60 (the last green); the text box spans about x 18-372."""
+    img = np.full((60, 400, 3), 225, np.uint8)
+    _glyph(img, 20, 8, 28, 24, RED)
+    _glyph(img, 20, 32, 52, 24, RED)
+    for k in range(7):
+        _glyph(img, 60 + 48 * k, 10, 50, 26, GREEN if k in (1, 6) else BLUE)
+    return img
+
+
+def test_region_view_is_the_region_and_not_the_digits() -> None:
+    # 0.19 of a text box about 358 px wide (x 17-376) is about 68 px: the region (20-44) and the first digit
+    # (60-86), not the second glyph (108-134), which the Chinese share (0.26: about 93 px) reaches
+    view = province_view(_region_plate(), 1, shares=VIEW_SHARES["kr"])
+    assert view is not None and _has(view, RED) and _has(view, BLUE) and not _has(view, GREEN)
+    assert _has(province_view(_region_plate(), 1, shares=VIEW_SHARES["cn"]), GREEN)
+    red_cols = np.nonzero(np.all(np.abs(view.astype(int) - RED) < 70, axis=-1).any(axis=0))[0]
+    assert red_cols.min() < 8 and red_cols.max() < PROVINCE_VIEW_WIDTH // 2
+
+
 def _constant_logits(text: str, charset) -> np.ndarray:
     """Logits [18, classes] whose greedy and format decodes give ``text``: its ids on frames 1, 3, 5, ..."""
     z = np.full((18, charset.num_classes), -10.0, np.float32)
@@ -119,14 +153,19 @@ def _constant_logits(text: str, charset) -> np.ndarray:
 
 
 class _Check:
-    """A province check that records its calls and sets every province to 皖."""
+    """A check that records its calls and sets the class every read starts with to ``new`` (by default every
+    Chinese province to 皖)."""
 
-    def __init__(self) -> None:
+    def __init__(self, new: str = "皖", classes=tuple(CN_PROVINCES), shares=VIEW_SHARES["cn"]) -> None:
         self.calls: list = []
+        self.new, self.classes, self.shares = new, classes, shares
+
+    def applies(self, text: str) -> bool:
+        return first_class(text, self.classes) is not None
 
     def check(self, texts, views):
         self.calls.append((list(texts), np.asarray(views).copy()))
-        return ["皖" + t[1:] for t in texts]
+        return [self.new + t[len(first_class(t, self.classes)):] for t in texts]
 
 
 def test_read_crops_applies_the_check_only_where_the_view_has_more_rows() -> None:
@@ -182,10 +221,10 @@ def test_model_file_errors_are_one_line(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not SHIPPED.is_file(), reason="the shipped province model is missing")
 def test_pipeline_choice_of_the_check() -> None:
-    assert open_province_check("kr") is None  # Korean reads have no province check
-    assert open_province_check("cn", "none") is None
+    assert open_province_check("cn", "none") is None and open_province_check("kr", "none") is None
     shipped = open_province_check("cn")
-    assert isinstance(shipped, ProvinceReader) and shipped.classes == CN_PROVINCES
+    assert isinstance(shipped, ProvinceReader) and shipped.classes == tuple(CN_PROVINCES)
+    assert shipped.shares == VIEW_SHARES["cn"]  # the cn model's .json names no shares: the Chinese ones
     # a charset file is known by its stem (evaluate.py --charset takes either)
     assert isinstance(open_province_check(str(REPO / "data" / "charsets" / "cn.txt")), ProvinceReader)
     assert open_province_check("cn", min_probability=0.95).min_probability == 0.95
@@ -237,7 +276,7 @@ def test_training_command_smoke(tmp_path: Path) -> None:
     for name in ("province.weights.h5", "province-int8.tflite", "history.csv", "curves.png"):
         assert (out / name).is_file(), name
     model = ProvinceReader(out / "province-int8.tflite")
-    assert model.min_probability == 0.7 and model.classes == CN_PROVINCES
+    assert model.min_probability == 0.7 and model.classes == tuple(CN_PROVINCES)
     probs = model.probabilities(np.stack([province_view(_one_line_plate(), 1)] * 3))
     assert probs.shape == (3, len(CN_PROVINCES)) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-4)
 
@@ -250,7 +289,7 @@ def test_front_end_flag_reaches_the_reader() -> None:
 
     assert isinstance(open_pipeline(ModelChoice(lpr=True, charset="cn")).reader.province, ProvinceReader)
     assert open_pipeline(ModelChoice(lpr=True, charset="cn", lpr_province="none")).reader.province is None
-    assert open_pipeline(ModelChoice(lpr=True, charset="kr")).reader.province is None
+    assert open_pipeline(ModelChoice(lpr=True, charset="kr", lpr_province="none")).reader.province is None
     with pytest.raises(AlprError, match="province model not found"):
         open_pipeline(ModelChoice(lpr=True, charset="cn", lpr_province="/nonexistent/p.tflite"))
 
@@ -268,7 +307,11 @@ def test_edge_bundle_carries_the_check_with_the_chinese_reader(tmp_path: Path) -
     assert name in report.files and name + ".json" in report.files
     assert report.models["province_cn"]["quantization"] == "int8"
     assert "lprnet.province" in report.modules  # found although core.pipeline imports it inside a function
-    assert "province_cn" not in build_bundle(tmp_path / "k.tar.gz", det, kr).models  # no cn reader, no check
+    korean = build_bundle(tmp_path / "k.tar.gz", det, kr)
+    assert "province_cn" not in korean.models  # no cn reader, no province check
+    if SHIPPED_KR.is_file():  # the Korean reader goes with its region check
+        assert report.models["province_kr"]["checks_reader"] == "kr" and "province_kr" in korean.models
+        assert PROVINCE_NAMES["kr"] in korean.files and PROVINCE_NAMES["kr"] + ".json" in korean.files
     with pytest.raises(AlprError, match="province_cn"):
         build_bundle(tmp_path / "x.tar.gz", det, kr, reader_cn=cn, province_cn=tmp_path / "missing.tflite")
 
@@ -306,3 +349,66 @@ def test_read_crops_views_a_stitched_read_by_its_top_line() -> None:
         assert reads[0].text == "皖A12345"
         assert np.array_equal(check.calls[0][1][0], province_view(img, 2))
         assert not np.array_equal(check.calls[0][1][0], province_view(img, 1))
+
+
+@pytest.mark.skipif(not SHIPPED_KR.is_file(), reason="the shipped region model is missing")
+def test_shipped_region_check() -> None:
+    """The Korean reads' default check is the shipped region model: its classes are the 17 regions, its views
+    are cut with the Korean shares, it suits kr and not cn; on 150 rendered plates with a region (a seed no set
+    of the model card uses) its top region is the renderer's in at least 0.90 of the views (0.960 on the
+    validation views in float, model card; 3 standard errors at n = 150 are 0.048)."""
+    from core.app import ModelChoice, open_pipeline
+    from tools.synth.plates import render_plate
+
+    region = open_province_check("kr")
+    assert isinstance(region, ProvinceReader) and region.classes == KR_REGIONS
+    assert region.shares == VIEW_SHARES["kr"] and region.suits(load_charset("kr"))
+    assert not region.suits(load_charset("cn"))
+    assert region.applies("서울12가3456") and not region.applies("12가3456") and not region.applies("")
+    assert isinstance(open_pipeline(ModelChoice(lpr=True, charset="kr")).reader.province, ProvinceReader)
+    rng = np.random.default_rng(40_001)
+    views, truth = [], []
+    while len(views) < 150:
+        crop, text, kind = render_plate(rng, "kr")
+        if text[:2] in KR_REGIONS:
+            views.append(province_view(crop, kind.lines, shares=region.shares))
+            truth.append(KR_REGIONS.index(text[:2]))
+    probs = region.probabilities(np.stack(views))
+    assert probs.shape == (150, len(KR_REGIONS))
+    assert float(np.mean(probs.argmax(axis=1) == np.array(truth))) >= 0.90
+
+
+def test_read_crops_checks_only_reads_with_a_region() -> None:
+    """Korean: a read without a region (a private plate) is not checked; one with a region is, on a view cut with
+    the check's shares, and the whole two-character region is replaced."""
+    cs = load_charset("kr")
+    plate = _region_plate()
+    texts = {0: "전남33아4505", 1: "33아4505"}
+    def fn_for(text: str):
+        logits = _constant_logits(text, cs)
+        return lambda x: np.repeat(logits[None], len(x), axis=0)
+
+    check = _Check("전북", KR_REGIONS, VIEW_SHARES["kr"])
+    for k, text in texts.items():
+        reads = read_crops([plate], fn_for(text), cs, tta=False, retry_cuts=False, province=check)
+        assert reads[0].text == ("전북33아4505" if k == 0 else text)
+    assert len(check.calls) == 1 and check.calls[0][0] == ["전남33아4505"]
+    assert np.array_equal(check.calls[0][1][0], province_view(plate, 1, shares=VIEW_SHARES["kr"]))
+
+
+@pytest.mark.skipif(not SHIPPED.is_file(), reason="the shipped province model is missing")
+def test_metadata_lists_and_shares(tmp_path: Path) -> None:
+    """A model's classes may be a list of tokens and its view shares are read from the .json; bad shares are a
+    one-line error."""
+    model = tmp_path / "r.tflite"
+    shutil.copy(SHIPPED, model)  # 31 outputs
+    tokens = [f"{a}{b}" for a, b in zip(CN_PROVINCES, CN_PROVINCES[1:] + CN_PROVINCES[:1])]
+    metadata_path(model).write_text(json.dumps({"classes": tokens, "min_probability": 0.8, "shares": [0.2, 0.5]}),
+                                    encoding="utf-8")
+    reader = ProvinceReader(model)
+    assert reader.classes == tuple(tokens) and reader.shares == (0.2, 0.5)
+    for bad in ([0.0, 0.5], [0.2], [0.2, 1.5]):
+        metadata_path(model).write_text(json.dumps({"classes": tokens, "min_probability": 0.8, "shares": bad}),
+                                        encoding="utf-8")
+        with pytest.raises(AlprError, match="bad province model metadata"):
+            ProvinceReader(model)

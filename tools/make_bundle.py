@@ -282,17 +282,19 @@ def _collect(detector: Path, readers: Dict[str, Path], root: Path, modules: Iter
 def build_bundle(out: str | Path, detector: str | Path, reader: Optional[str | Path],
                  reader_cn: Optional[str | Path] = None, version: Optional[str] = None,
                  image: Optional[str | Path] = None, root: Path = REPO,
-                 province_cn: Optional[str | Path] = None) -> BundleReport:
+                 province_cn: Optional[str | Path] = None, province_kr: Optional[str | Path] = None) -> BundleReport:
     """Write the bundle archive atomically; returns what went in. Raises AlprError on any problem.
-    A Chinese reader goes with its province check (``province_cn``; None: the shipped one), which the
-    runtime uses by default for ``--charset cn``."""
+    A reader goes with its charset's check (``lprnet.province``: ``province_cn``, ``province_kr``; None: the
+    shipped one, if the charset has one), which the runtime uses by default for that ``--charset``."""
     from core.cli import atomic_path
 
     detector = Path(detector)
     readers = {k: Path(p) for k, p in (("kr", reader), ("cn", reader_cn)) if p is not None}
-    provinces = {"cn": Path(province_cn) if province_cn else DEFAULT_PROVINCE["cn"]} if "cn" in readers else {}
+    chosen = {"cn": province_cn, "kr": province_kr}
+    provinces = {k: Path(chosen[k]) if chosen.get(k) else DEFAULT_PROVINCE[k]
+                 for k in readers if chosen.get(k) or k in DEFAULT_PROVINCE}
     for role, p in ([("detector", detector)] + [(f"reader ({k})", p) for k, p in readers.items()]
-                    + [(f"province_{k} (the province check)", p) for k, p in provinces.items()]):
+                    + [(f"province_{k} (the {k} reader's check)", p) for k, p in provinces.items()]):
         if not p.is_file():
             raise AlprError(f"{role} model not found: {p} (train/convert it first, or pass --{role.split()[0]})")
     if not detector.with_name(detector.name + ".json").is_file():
@@ -309,7 +311,7 @@ def build_bundle(out: str | Path, detector: str | Path, reader: Optional[str | P
     for k, p in provinces.items():
         from lprnet.province import ProvinceReader
 
-        ProvinceReader(p, 1)  # a province model without its .json would fail every --charset cn start on the device
+        ProvinceReader(p, 1)  # a check without its .json would fail every start with that --charset on the device
         models[f"province_{k}"] = dict(describe_model(p), file=PROVINCE_NAMES[k], checks_reader=k)
     modules = edge_modules(root)
     files = _collect(detector, readers, root, modules, image_files, provinces)
@@ -349,6 +351,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                    help=f"Chinese plate reader .tflite (default: {DEFAULT_READER['cn']} when it exists)")
     p.add_argument("--province_cn", default=None, help=f"the Chinese reader's province check .tflite (+ .json; "
                    f"default: {DEFAULT_PROVINCE['cn']})")
+    p.add_argument("--province_kr", default=None, help=f"the Korean reader's region check .tflite (+ .json; "
+                   f"default: {DEFAULT_PROVINCE['kr']})")
     p.add_argument("--no_reader", action="store_true", help="detection only: bundle no plate reader")
     p.add_argument("--image", default=None, help="test image to bundle (default data/images/demo.jpg)")
     p.add_argument("--version", default=None, help="bundle version (default: UTC date + git commit)")
@@ -360,7 +364,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         report = build_bundle(args.out, args.detector, None if args.no_reader else args.reader,
                               None if args.no_reader else reader_cn, args.version, args.image,
-                              province_cn=args.province_cn)
+                              province_cn=args.province_cn, province_kr=args.province_kr)
     except AlprError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
