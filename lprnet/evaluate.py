@@ -153,7 +153,7 @@ def evaluate(
     model calls, and score; with ``kinds`` (one plate kind per crop, "" when unknown) also the
     sequence accuracy of each kind, with ``char_px`` (each crop's smallest character height, 0 when
     unknown) the accuracy by that height (``accuracy_by_char_px``). ``tta``, ``retry_cuts``: as in
-    ``read_crops``; ``province``: a ``lprnet.province.ProvinceReader`` checking each read's province."""
+    ``read_crops``; ``province``: a ``lprnet.province.ProvinceReader`` checking each read's province or region."""
     from lprnet.reader import read_crops
 
     reads = read_crops(crops, logits_fn, charset, decoder, batch_size=batch_size, tta=tta, retry_cuts=retry_cuts,
@@ -246,7 +246,7 @@ def main(argv: Sequence[str]) -> None:
         print(f"skipped: {listing.summary()}")
     logits_fn, kind = load_backend(f.weights, charset, f.threads)
     province = None
-    if f.province:  # opt-in here: no --province, no check (detect.py's default is the shipped one for cn)
+    if f.province:  # opt-in here: no --province, no check (detect.py's default is the shipped one of the charset)
         from core.pipeline import open_province_check
 
         province = open_province_check(f.charset, f.province, f.threads, f.province_min_probability)

@@ -58,8 +58,21 @@ def replace_provinces(texts: Sequence[str], probs: np.ndarray, classes: Sequence
     return out
 
 
+def _parse_classes(value: Any) -> Tuple[str, ...]:
+    """A string of one-character classes, or a list of class tokens."""
+    if isinstance(value, str):
+        return tuple(value)
+    if isinstance(value, list) and all(isinstance(c, str) for c in value):
+        return tuple(value)
+    raise ValueError("classes must be a string of characters or a list of strings")
+
+
 def _parse_shares(value: Any) -> Tuple[float, float]:
-    one, top = (float(v) for v in value)
+    """Two numbers in (0, 1]: the view's one-line and top-line shares."""
+    if not (isinstance(value, list) and len(value) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+        raise ValueError(f"shares must be a list of two numbers, got {value!r}")
+    one, top = float(value[0]), float(value[1])
     if not (0.0 < one <= 1.0 and 0.0 < top <= 1.0):
         raise ValueError(f"shares must lie in (0, 1], got {[one, top]}")
     return one, top
@@ -74,9 +87,15 @@ class ProvinceReader:
         meta_path = metadata_path(model_path)
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
-            raw = meta["classes"]
-            classes = tuple(raw) if isinstance(raw, str) else tuple(str(c) for c in raw)
-            shares = _parse_shares(meta["shares"]) if "shares" in meta else VIEW_SHARES["cn"]
+            if not isinstance(meta, dict):
+                raise ValueError("not a JSON object")
+            classes = _parse_classes(meta["classes"])
+            if "shares" in meta:
+                shares = _parse_shares(meta["shares"])
+            elif all(len(c) == 1 for c in classes):
+                shares = VIEW_SHARES["cn"]  # session 39's province model names none: the Chinese shares
+            else:
+                raise ValueError("a model of multi-character classes must name its view's shares")
             threshold = float(meta["min_probability"]) if min_probability is None else float(min_probability)
         except FileNotFoundError:
             raise AlprError(f"province model {model_path} has no metadata file {meta_path.name} beside it") from None

@@ -7,6 +7,9 @@ and export it as int8 TFLite.
     python -m lprnet.train_province --charset kr --val_data $K/val/labels.txt --out runs/region_kr \\
         --data $K/train/labels.txt,$K/yellow/labels.txt,$K/yellow2/labels.txt,$K/green2/labels.txt
 
+(the recipe's ``train`` list already names the ``yellow``, ``yellow2`` and ``green2`` crops: named again they
+weigh twice, as in the shipped region check's training)
+
 Reads plate crops from label files (``lprnet.dataset``; the line count of each crop says how its view is
 cut, ``lprnet.preprocess.province_view`` with the charset's ``VIEW_SHARES``), trains a small CNN on the views
 of the crops' provinces (Korean: regions; crops without one are left out) under

@@ -252,39 +252,49 @@ def test_shipped_check_reads_rendered_provinces() -> None:
     assert float(np.mean(probs.argmax(axis=1) == np.array(truth))) >= 0.90
 
 
-def test_training_command_smoke(tmp_path: Path) -> None:
-    """The training command for two steps on 24 rendered crops writes a model the runtime loads."""
+@pytest.mark.parametrize("charset", ["cn", "kr"])
+def test_training_command_smoke(tmp_path: Path, charset: str) -> None:
+    """The training command for two steps on 24 rendered crops, given as two label files, writes a model the
+    runtime loads, with the charset's classes and view shares; Korean crops without a region are left out."""
     from tools.synth.plates import render_plate
 
     rng = np.random.default_rng(5)
-    data = tmp_path / "crops"
-    data.mkdir()
-    lines = []
-    for i in range(24):
-        crop, text, kind = render_plate(rng, "cn")
-        name = f"{i:02d}.jpg"
-        cv2.imwrite(str(data / name), crop)
-        lines.append(f"{name}\t{text}\t{kind.name}\t0\t{kind.lines}\t0")
-    (data / "labels.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    files, with_class = [], 0
+    for part in range(2):
+        data = tmp_path / f"crops{part}"
+        data.mkdir()
+        lines = []
+        for i in range(12):
+            crop, text, kind = render_plate(rng, charset)
+            with_class += text[:2] in KR_REGIONS if charset == "kr" else 1
+            name = f"{i:02d}.jpg"
+            cv2.imwrite(str(data / name), crop)
+            lines.append(f"{name}\t{text}\t{kind.name}\t0\t{kind.lines}\t0")
+        (data / "labels.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        files.append(str(data / "labels.txt"))
+    assert 8 <= with_class  # enough Korean plates with a region in these renders for a batch of 8
     out = tmp_path / "run"
-    r = subprocess.run([sys.executable, "-m", "lprnet.train_province", "--data", str(data / "labels.txt"),
-                        "--val_data", str(data / "labels.txt"), "--out", str(out), "--epochs", "1",
+    r = subprocess.run([sys.executable, "-m", "lprnet.train_province", "--charset", charset, "--data", ",".join(files),
+                        "--val_data", files[0], "--out", str(out), "--epochs", "1",
                         "--max_steps", "2", "--batch_size", "8", "--calibration_count", "8",
                         "--min_probability", "0.7"],
                        capture_output=True, text=True, env=ENV, cwd=REPO, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
+    assert f"{with_class} training views ({24 - with_class} crops without a class left out)" in r.stdout
     for name in ("province.weights.h5", "province-int8.tflite", "history.csv", "curves.png"):
         assert (out / name).is_file(), name
     model = ProvinceReader(out / "province-int8.tflite")
-    assert model.min_probability == 0.7 and model.classes == tuple(CN_PROVINCES)
+    classes = KR_REGIONS if charset == "kr" else tuple(CN_PROVINCES)
+    assert model.min_probability == 0.7 and model.classes == classes and model.shares == VIEW_SHARES[charset]
+    assert model.suits(load_charset(charset))
     probs = model.probabilities(np.stack([province_view(_one_line_plate(), 1)] * 3))
-    assert probs.shape == (3, len(CN_PROVINCES)) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-4)
+    assert probs.shape == (3, len(classes)) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-4)
 
 
 @pytest.mark.skipif(not SHIPPED.is_file(), reason="the shipped province model is missing")
 def test_front_end_flag_reaches_the_reader() -> None:
-    """``--lpr_province`` (core.app.ModelChoice.lpr_province): the shipped check by default for cn, none for kr
-    or with ``none``; a missing file is a one-line error."""
+    """``--lpr_province`` (core.app.ModelChoice.lpr_province): the shipped check of the charset by default, none
+    with ``none``; a missing file is a one-line error (the kr default: ``test_shipped_region_check``)."""
     from core.app import ModelChoice, open_pipeline
 
     assert isinstance(open_pipeline(ModelChoice(lpr=True, charset="cn")).reader.province, ProvinceReader)
@@ -294,7 +304,7 @@ def test_front_end_flag_reaches_the_reader() -> None:
         open_pipeline(ModelChoice(lpr=True, charset="cn", lpr_province="/nonexistent/p.tflite"))
 
 
-@pytest.mark.skipif(not SHIPPED.is_file(), reason="the shipped province model is missing")
+@pytest.mark.skipif(not (SHIPPED.is_file() and SHIPPED_KR.is_file()), reason="the shipped checks are missing")
 def test_edge_bundle_carries_the_check_with_the_chinese_reader(tmp_path: Path) -> None:
     from core.pipeline import DEFAULT_DETECTOR, DEFAULT_READER
     from tools.make_bundle import PROVINCE_NAMES, build_bundle
@@ -309,9 +319,14 @@ def test_edge_bundle_carries_the_check_with_the_chinese_reader(tmp_path: Path) -
     assert "lprnet.province" in report.modules  # found although core.pipeline imports it inside a function
     korean = build_bundle(tmp_path / "k.tar.gz", det, kr)
     assert "province_cn" not in korean.models  # no cn reader, no province check
-    if SHIPPED_KR.is_file():  # the Korean reader goes with its region check
-        assert report.models["province_kr"]["checks_reader"] == "kr" and "province_kr" in korean.models
-        assert PROVINCE_NAMES["kr"] in korean.files and PROVINCE_NAMES["kr"] + ".json" in korean.files
+    # the Korean reader goes with its region check
+    assert report.models["province_kr"]["checks_reader"] == "kr" and "province_kr" in korean.models
+    assert PROVINCE_NAMES["kr"] in korean.files and PROVINCE_NAMES["kr"] + ".json" in korean.files
+    # a check of the other charset's classes would fail every start of that charset on the device
+    with pytest.raises(AlprError, match="outside charset 'kr'"):
+        build_bundle(tmp_path / "y.tar.gz", det, kr, province_kr=SHIPPED)
+    with pytest.raises(AlprError, match="province_kr"):
+        build_bundle(tmp_path / "z.tar.gz", det, kr, province_kr=tmp_path / "missing.tflite")
     with pytest.raises(AlprError, match="province_cn"):
         build_bundle(tmp_path / "x.tar.gz", det, kr, reader_cn=cn, province_cn=tmp_path / "missing.tflite")
 
@@ -407,8 +422,16 @@ def test_metadata_lists_and_shares(tmp_path: Path) -> None:
                                     encoding="utf-8")
     reader = ProvinceReader(model)
     assert reader.classes == tuple(tokens) and reader.shares == (0.2, 0.5)
-    for bad in ([0.0, 0.5], [0.2], [0.2, 1.5]):
+    for bad in ([0.0, 0.5], [0.2], [0.2, 1.5], "11", [True, True], ["0.2", "0.5"], None):
         metadata_path(model).write_text(json.dumps({"classes": tokens, "min_probability": 0.8, "shares": bad}),
                                         encoding="utf-8")
+        with pytest.raises(AlprError, match="bad province model metadata"):
+            ProvinceReader(model)
+    # multi-character classes without shares: refused, not cut with the Chinese shares
+    metadata_path(model).write_text(json.dumps({"classes": tokens, "min_probability": 0.8}), encoding="utf-8")
+    with pytest.raises(AlprError, match="must name its view's shares"):
+        ProvinceReader(model)
+    for bad_classes in ({"a": 1}, [1, 2], None):
+        metadata_path(model).write_text(json.dumps({"classes": bad_classes, "min_probability": 0.8}), encoding="utf-8")
         with pytest.raises(AlprError, match="bad province model metadata"):
             ProvinceReader(model)

@@ -293,10 +293,12 @@ def build_bundle(out: str | Path, detector: str | Path, reader: Optional[str | P
     chosen = {"cn": province_cn, "kr": province_kr}
     provinces = {k: Path(chosen[k]) if chosen.get(k) else DEFAULT_PROVINCE[k]
                  for k in readers if chosen.get(k) or k in DEFAULT_PROVINCE}
-    for role, p in ([("detector", detector)] + [(f"reader ({k})", p) for k, p in readers.items()]
-                    + [(f"province_{k} (the {k} reader's check)", p) for k, p in provinces.items()]):
+    roles = ([("detector", "detector", detector)]
+             + [(f"reader ({k})", "reader" if k == "kr" else f"reader_{k}", p) for k, p in readers.items()]
+             + [(f"province_{k} (the {k} reader's check)", f"province_{k}", p) for k, p in provinces.items()])
+    for role, flag, p in roles:
         if not p.is_file():
-            raise AlprError(f"{role} model not found: {p} (train/convert it first, or pass --{role.split()[0]})")
+            raise AlprError(f"{role} model not found: {p} (train/convert it first, or pass --{flag})")
     if not detector.with_name(detector.name + ".json").is_file():
         raise AlprError(f"{detector}: no {detector.name}.json sidecar beside it (written by convert_tflite.py)")
     image_files = [Path(image)] if image else [root / f for f in TEST_IMAGE]
@@ -309,9 +311,11 @@ def build_bundle(out: str | Path, detector: str | Path, reader: Optional[str | P
     for k, p in readers.items():
         models[f"reader_{k}"] = dict(describe_model(p), file=READER_NAMES[k], charset=k)
     for k, p in provinces.items():
-        from lprnet.province import ProvinceReader
+        from core.pipeline import open_province_check
 
-        ProvinceReader(p, 1)  # a check without its .json would fail every start with that --charset on the device
+        # a check without its .json, or of another charset's classes, would fail every start with that --charset
+        # on the device
+        open_province_check(k, p, 1)
         models[f"province_{k}"] = dict(describe_model(p), file=PROVINCE_NAMES[k], checks_reader=k)
     modules = edge_modules(root)
     files = _collect(detector, readers, root, modules, image_files, provinces)
