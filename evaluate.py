@@ -12,6 +12,8 @@ With --lpr --lpr_weights READER.tflite --charset kr|cn, the plates whose labels 
 (the sixth token) are also read: a plate counts as read when a plate detection (score >= --lpr_score)
 overlaps it with IoU >= 0.5 and its crop reads exactly as the label. The counts are also printed (and
 written to --json) by the labelled plate's height in pixels, for narrow (maybe two-line) and wide plates.
+The reads use the charset's shipped province (cn) or region (kr) check unless --lpr_province says otherwise;
+--json records the reader, its options and the check under "lpr_reader".
 """
 from __future__ import annotations
 
@@ -78,6 +80,12 @@ def main(argv):
                               reader=reader, lpr_score=FLAGS.lpr_score, crop_pad=FLAGS.crop_pad,
                               lpr_retry=FLAGS.lpr_retry)
     report.extra.update({"weights": str(FLAGS.weights), "framework": FLAGS.framework, "dataset": str(FLAGS.dataset)})
+    if reader is not None:  # how the plates were read: the reader, its options and its province/region check
+        check = reader.province
+        report.extra["lpr_reader"] = {
+            "weights": str(FLAGS.lpr_weights), "charset": FLAGS.charset, "tta": FLAGS.lpr_tta,
+            "retry": FLAGS.lpr_retry, "province": None if check is None else check.model_path,
+            "province_min_probability": None if check is None else check.min_probability}
     print(report.table())
     print(f"{report.images} images in {report.seconds:.1f} s"
           + (f"; {len(report.skipped)} unreadable, skipped (first: {report.skipped[0][0]})" if report.skipped else "")

@@ -10,7 +10,8 @@ A read that starts with none of the classes (a Korean plate without a region) is
 
 A model is a TFLite file (``lprnet.train_province`` writes it) with a JSON file beside it
 (``<model>.json``): ``{"classes": "京沪..." or ["서울", ...], "min_probability": 0.8, "view": [48, 40],
-"shares": [0.26, 0.62]}`` (``shares``: the view's one-line and top-line shares; the Chinese ones if absent).
+"shares": [0.26, 0.62]}`` (``shares``: the view's one-line and top-line shares; a model of one-character
+classes without them, as session 39's Chinese one, gets the Chinese shares, any other must name them).
 """
 from __future__ import annotations
 
@@ -105,6 +106,7 @@ class ProvinceReader:
             raise AlprError(f"bad province model metadata {meta_path}: classes must be distinct and non-empty")
         if not 0.0 <= threshold <= 1.0:
             raise AlprError(f"province min_probability must lie in [0, 1], got {threshold}")
+        self.model_path = str(model_path)
         self.classes = classes
         self.shares = shares  # the view's one-line and top-line shares (province_view)
         self.min_probability = threshold

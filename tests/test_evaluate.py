@@ -196,6 +196,28 @@ def test_cli_with_darknet_weights_writes_json(tmp_path):
     assert (tmp_path / "res_pr.png").is_file()
 
 
+def test_cli_json_records_how_plates_were_read(tmp_path):
+    """--lpr --json names the reader, its options and the province/region check it read with: by default the
+    charset's shipped check, none with --lpr_province none."""
+    from core.pipeline import DEFAULT_DETECTOR, DEFAULT_PROVINCE, DEFAULT_READER
+
+    det, reader, check = DEFAULT_DETECTOR["tflite"], DEFAULT_READER["kr"], DEFAULT_PROVINCE["kr"]
+    if not (det.is_file() and reader.is_file() and check.is_file()):
+        pytest.skip("the shipped detector, Korean reader and region check are not there")
+    folder = _folder(tmp_path)
+    for extra, want in (([], str(check)), (["--lpr_province", "none", "--nolpr_tta"], None)):
+        out = tmp_path / "res.json"
+        proc = subprocess.run(
+            [sys.executable, "evaluate.py", "--weights", str(det), "--framework", "tflite", "--dataset", str(folder),
+             "--json", str(out), "--lpr", "--lpr_weights", str(reader), "--charset", "kr", *extra],
+            cwd=REPO, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        lpr = json.loads(out.read_text(encoding="utf-8"))["lpr_reader"]
+        assert lpr["province"] == want and lpr["weights"] == str(reader) and lpr["charset"] == "kr"
+        assert lpr["tta"] is (not extra) and lpr["retry"] is True
+        assert lpr["province_min_probability"] == (0.8 if want else None)
+
+
 def test_cli_errors_are_one_line(tmp_path):
     proc = subprocess.run([sys.executable, "evaluate.py", "--weights", str(tmp_path / "x.tflite"),
                            "--dataset", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=60)
