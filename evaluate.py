@@ -84,7 +84,8 @@ def main(argv):
         check = reader.province
         report.extra["lpr_reader"] = {
             "weights": str(FLAGS.lpr_weights), "charset": FLAGS.charset, "tta": FLAGS.lpr_tta,
-            "retry": FLAGS.lpr_retry, "province": None if check is None else check.model_path,
+            "retry": FLAGS.lpr_retry, "lpr_score": FLAGS.lpr_score, "crop_pad": FLAGS.crop_pad,
+            "province": None if check is None else check.model_path,
             "province_min_probability": None if check is None else check.min_probability}
     print(report.table())
     print(f"{report.images} images in {report.seconds:.1f} s"

@@ -68,12 +68,18 @@ def _parse_classes(value: Any) -> Tuple[str, ...]:
     raise ValueError("classes must be a string of characters or a list of strings")
 
 
+def _number(value: Any, what: str) -> float:
+    """A JSON number (not a boolean or a string) as a float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{what} must be a number, got {value!r}")
+    return float(value)  # OverflowError for a huge integer: caught with the other metadata errors
+
+
 def _parse_shares(value: Any) -> Tuple[float, float]:
     """Two numbers in (0, 1]: the view's one-line and top-line shares."""
-    if not (isinstance(value, list) and len(value) == 2
-            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+    if not (isinstance(value, list) and len(value) == 2):
         raise ValueError(f"shares must be a list of two numbers, got {value!r}")
-    one, top = float(value[0]), float(value[1])
+    one, top = _number(value[0], "a share"), _number(value[1], "a share")
     if not (0.0 < one <= 1.0 and 0.0 < top <= 1.0):
         raise ValueError(f"shares must lie in (0, 1], got {[one, top]}")
     return one, top
@@ -97,10 +103,11 @@ class ProvinceReader:
                 shares = VIEW_SHARES["cn"]  # session 39's province model names none: the Chinese shares
             else:
                 raise ValueError("a model of multi-character classes must name its view's shares")
-            threshold = float(meta["min_probability"]) if min_probability is None else float(min_probability)
+            threshold = _number(meta["min_probability"], "min_probability") if min_probability is None \
+                else float(min_probability)
         except FileNotFoundError:
             raise AlprError(f"province model {model_path} has no metadata file {meta_path.name} beside it") from None
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, OverflowError) as exc:
             raise AlprError(f"bad province model metadata {meta_path}: {exc}") from None
         if not classes or len(set(classes)) != len(classes) or not all(classes):
             raise AlprError(f"bad province model metadata {meta_path}: classes must be distinct and non-empty")

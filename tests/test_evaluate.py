@@ -214,7 +214,7 @@ def test_cli_json_records_how_plates_were_read(tmp_path):
         assert proc.returncode == 0, proc.stderr[-2000:]
         lpr = json.loads(out.read_text(encoding="utf-8"))["lpr_reader"]
         assert lpr["province"] == want and lpr["weights"] == str(reader) and lpr["charset"] == "kr"
-        assert lpr["tta"] is (not extra) and lpr["retry"] is True
+        assert lpr["tta"] is (not extra) and lpr["retry"] is True and lpr["lpr_score"] == 0.25
         assert lpr["province_min_probability"] == (0.8 if want else None)
 
 

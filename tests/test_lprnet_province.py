@@ -325,10 +325,14 @@ def test_edge_bundle_carries_the_check_with_the_chinese_reader(tmp_path: Path) -
     # a check of the other charset's classes would fail every start of that charset on the device
     with pytest.raises(AlprError, match="outside charset 'kr'"):
         build_bundle(tmp_path / "y.tar.gz", det, kr, province_kr=SHIPPED)
-    with pytest.raises(AlprError, match="province_kr"):
+    with pytest.raises(AlprError, match=r"pass --province_kr\)"):
         build_bundle(tmp_path / "z.tar.gz", det, kr, province_kr=tmp_path / "missing.tflite")
-    with pytest.raises(AlprError, match="province_cn"):
+    with pytest.raises(AlprError, match=r"pass --province_cn\)"):
         build_bundle(tmp_path / "x.tar.gz", det, kr, reader_cn=cn, province_cn=tmp_path / "missing.tflite")
+    with pytest.raises(AlprError, match=r"pass --reader_cn\)"):
+        build_bundle(tmp_path / "w.tar.gz", det, kr, reader_cn=tmp_path / "missing.tflite")
+    with pytest.raises(AlprError, match="--province_cn given without a cn reader"):
+        build_bundle(tmp_path / "v.tar.gz", det, kr, province_cn=SHIPPED)
 
 
 def test_read_crops_views_a_stitched_read_by_its_top_line() -> None:
@@ -422,7 +426,10 @@ def test_metadata_lists_and_shares(tmp_path: Path) -> None:
                                     encoding="utf-8")
     reader = ProvinceReader(model)
     assert reader.classes == tuple(tokens) and reader.shares == (0.2, 0.5)
-    for bad in ([0.0, 0.5], [0.2], [0.2, 1.5], "11", [True, True], ["0.2", "0.5"], None):
+    metadata_path(model).write_text(json.dumps({"classes": tokens, "min_probability": 1, "shares": [1, 0.5]}),
+                                    encoding="utf-8")
+    assert ProvinceReader(model).shares == (1.0, 0.5)  # JSON integers are numbers too
+    for bad in ([0.0, 0.5], [0.2], [0.2, 1.5], "11", [True, True], ["0.2", "0.5"], None, [10 ** 400, 0.5]):
         metadata_path(model).write_text(json.dumps({"classes": tokens, "min_probability": 0.8, "shares": bad}),
                                         encoding="utf-8")
         with pytest.raises(AlprError, match="bad province model metadata"):
@@ -433,5 +440,10 @@ def test_metadata_lists_and_shares(tmp_path: Path) -> None:
         ProvinceReader(model)
     for bad_classes in ({"a": 1}, [1, 2], None):
         metadata_path(model).write_text(json.dumps({"classes": bad_classes, "min_probability": 0.8}), encoding="utf-8")
+        with pytest.raises(AlprError, match="bad province model metadata"):
+            ProvinceReader(model)
+    for bad_threshold in (True, "0.8", 10 ** 400):
+        metadata_path(model).write_text(json.dumps({"classes": tokens, "min_probability": bad_threshold,
+                                                    "shares": [0.2, 0.5]}), encoding="utf-8")
         with pytest.raises(AlprError, match="bad province model metadata"):
             ProvinceReader(model)

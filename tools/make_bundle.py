@@ -291,6 +291,9 @@ def build_bundle(out: str | Path, detector: str | Path, reader: Optional[str | P
     detector = Path(detector)
     readers = {k: Path(p) for k, p in (("kr", reader), ("cn", reader_cn)) if p is not None}
     chosen = {"cn": province_cn, "kr": province_kr}
+    for k, p in chosen.items():
+        if p and k not in readers:
+            raise AlprError(f"--province_{k} given without a {k} reader to check")
     provinces = {k: Path(chosen[k]) if chosen.get(k) else DEFAULT_PROVINCE[k]
                  for k in readers if chosen.get(k) or k in DEFAULT_PROVINCE}
     roles = ([("detector", "detector", detector)]
@@ -315,7 +318,10 @@ def build_bundle(out: str | Path, detector: str | Path, reader: Optional[str | P
 
         # a check without its .json, or of another charset's classes, would fail every start with that --charset
         # on the device
-        open_province_check(k, p, 1)
+        try:
+            open_province_check(k, p, 1)
+        except AlprError as exc:
+            raise AlprError(f"{exc} (--province_{k})") from None
         models[f"province_{k}"] = dict(describe_model(p), file=PROVINCE_NAMES[k], checks_reader=k)
     modules = edge_modules(root)
     files = _collect(detector, readers, root, modules, image_files, provinces)
