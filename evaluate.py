@@ -68,12 +68,10 @@ def main(argv):
             raise AlprError("--lpr needs --lpr_weights (an LPRNet .tflite reader)")
         if not Path(FLAGS.lpr_weights).is_file():
             raise AlprError(f"reader not found: {FLAGS.lpr_weights}")
-        from core.pipeline import open_province_check
-        from lprnet.reader import PlateReader
+        from core.pipeline import open_plate_reader
 
-        reader = PlateReader(FLAGS.lpr_weights, FLAGS.charset, num_threads=FLAGS.threads, tta=FLAGS.lpr_tta,
-                             retry_cuts=FLAGS.lpr_retry,
-                             province=open_province_check(FLAGS.charset, FLAGS.lpr_province, FLAGS.threads))
+        reader = open_plate_reader(FLAGS.lpr_weights, FLAGS.charset, FLAGS.threads, tta=FLAGS.lpr_tta,
+                                   retry_cuts=FLAGS.lpr_retry, province=FLAGS.lpr_province)
     names = read_class_names(FLAGS.classes)
     backend = open_backend(FLAGS.weights, FLAGS.framework, names, FLAGS.size, FLAGS.cfg, FLAGS.threads)
     report = evaluate_dataset(backend, FLAGS.dataset, names, FLAGS.score, FLAGS.iou, FLAGS.max_images,

@@ -57,6 +57,16 @@ def open_province_check(charset: str, spec: Optional[str | Path] = None, num_thr
     return province
 
 
+def open_plate_reader(path: str | Path, charset: str, num_threads: Optional[int] = None, decoder: str = DECODERS[0],
+                      tta: bool = True, retry_cuts: bool = True, province: Optional[str | Path] = None) -> Any:
+    """A ``lprnet.reader.PlateReader`` with its charset's province (cn) or region (kr) check
+    (``open_province_check``, which takes ``province``)."""
+    from lprnet.reader import PlateReader
+
+    return PlateReader(path, charset, num_threads=num_threads, decoder=decoder, tta=tta, retry_cuts=retry_cuts,
+                       province=open_province_check(charset, province, num_threads))
+
+
 @dataclass(frozen=True)
 class PipelineOptions:
     score_threshold: Optional[float] = None  # None: the threshold stored with the detector
@@ -90,14 +100,11 @@ class Pipeline:
         opts = options or PipelineOptions(region=charset)
         reader = None
         if reader_path is not None:
-            from lprnet.reader import PlateReader
-
             if not Path(reader_path).is_file():
                 raise AlprError(f"plate reader model not found: {reader_path}")
             # the reader's own retry of weak two-line reads (other line cuts) goes with the taller-crop one
-            reader = PlateReader(reader_path, charset, num_threads=num_threads or 1, decoder=decoder, tta=tta,
-                                 retry_cuts=opts.retry_weak_reads,
-                                 province=open_province_check(charset, province, num_threads))
+            reader = open_plate_reader(reader_path, charset, num_threads or 1, decoder, tta, opts.retry_weak_reads,
+                                       province)
         return cls(detector, reader, opts)
 
     def read_plates(self, image: np.ndarray, plates: Sequence[Detection]) -> List[PlateInfo]:

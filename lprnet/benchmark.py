@@ -16,7 +16,6 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from lprnet.ctc import DECODERS
-from lprnet.reader import PlateReader
 
 
 def _stats(times_s: List[float]) -> Dict[str, float]:
@@ -37,14 +36,10 @@ def benchmark(
     province: Optional[str] = None,
 ) -> Dict[str, Dict[str, float]]:
     """Latency of the interpreter and of a full one-plate read, batch of 1; ``province``: a province or region
-    model (``lprnet.province``) checking each read."""
-    check = None
-    if province:
-        from core.pipeline import open_province_check
+    model (``lprnet.province``) checking each read; opt-in here, no check without it."""
+    from core.pipeline import NO_PROVINCE, open_plate_reader
 
-        check = open_province_check(charset, province, num_threads)
-    reader = PlateReader(model_path, charset, num_threads=num_threads, decoder=decoder, tta=tta,
-                         retry_cuts=retry_cuts, province=check)
+    reader = open_plate_reader(model_path, charset, num_threads, decoder, tta, retry_cuts, province or NO_PROVINCE)
     if not crops:
         rng = np.random.default_rng(0)
         crops = [rng.integers(0, 256, size=(24, 94, 3), dtype=np.uint8)]

@@ -160,7 +160,7 @@ def _check_provinces(out: List[Optional[PlateRead]], out_lines: Sequence[int], c
     rows to show than LPRNet's input (``PROVINCE_MIN_ROWS``), cut with ``province.shares``."""
     pick, views = [], []
     for i, r in enumerate(out):
-        if r is None or not r.text or not province.applies(r.text):
+        if r is None or not province.applies(r.text):  # an empty read starts with no class
             continue
         view = province_view(sources[i] if out_lines[i] == 2 else crops[i], out_lines[i], PROVINCE_MIN_ROWS,
                              province.shares)

@@ -73,12 +73,12 @@ def load_views(sources: Union[str, Sequence[str]], charset: str = "cn", progress
     from lprnet.dataset import list_samples, load_originals
     from lprnet.province import first_class
 
-    classes = CHECK_CLASSES[charset]
+    classes, cs = CHECK_CLASSES[charset], load_charset(charset)
     views: List[np.ndarray] = []
     ids: List[int] = []
     total = 0
     for source in [sources] if isinstance(sources, str) else sources:
-        listing = list_samples(source, load_charset(charset))
+        listing = list_samples(source, cs)
         crops, texts = load_originals(listing, progress=progress)
         total += len(texts)
         for crop, text, sample in zip(crops, texts, listing.samples):

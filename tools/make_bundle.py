@@ -294,8 +294,7 @@ def build_bundle(out: str | Path, detector: str | Path, reader: Optional[str | P
     for k, p in chosen.items():
         if p and k not in readers:
             raise AlprError(f"--province_{k} given without a {k} reader to check")
-    provinces = {k: Path(chosen[k]) if chosen.get(k) else DEFAULT_PROVINCE[k]
-                 for k in readers if chosen.get(k) or k in DEFAULT_PROVINCE}
+    provinces = {k: Path(chosen[k]) if chosen[k] else DEFAULT_PROVINCE[k] for k in readers}
     roles = ([("detector", "detector", detector)]
              + [(f"reader ({k})", "reader" if k == "kr" else f"reader_{k}", p) for k, p in readers.items()]
              + [(f"province_{k} (the {k} reader's check)", f"province_{k}", p) for k, p in provinces.items()])
