@@ -42,8 +42,9 @@ flags.DEFINE_integer("threads", None, "interpreter threads")
 flags.DEFINE_boolean("lpr", False, "also measure the plate-read accuracy of detector + reader")
 flags.DEFINE_string("lpr_weights", None, "LPRNet TFLite reader, for --lpr")
 flags.DEFINE_string("charset", "kr", "reader charset name or file, for --lpr")
-flags.DEFINE_string("lpr_province", None, "province (cn) or region (kr) check of the reads, for --lpr "
-                    "(lprnet.province; default: the shipped one for --charset; 'none': no check)")
+flags.DEFINE_string("lpr_province", None, "checks of the reads, for --lpr (lprnet.province: province (cn), region "
+                    "and top-line digits (kr); comma-separated .tflite files, run in order; default: the shipped "
+                    "ones for --charset; 'none': no check)")
 flags.DEFINE_float("lpr_score", 0.25, "plate detections read with --lpr score at least this")
 flags.DEFINE_float("crop_pad", None, "plate crops grow by this fraction of their size on each side "
                    "(default: the runtime's, core.plate_reading.PLATE_PAD)")
@@ -78,13 +79,13 @@ def main(argv):
                               reader=reader, lpr_score=FLAGS.lpr_score, crop_pad=FLAGS.crop_pad,
                               lpr_retry=FLAGS.lpr_retry)
     report.extra.update({"weights": str(FLAGS.weights), "framework": FLAGS.framework, "dataset": str(FLAGS.dataset)})
-    if reader is not None:  # how the plates were read: the reader, its options and its province/region check
-        check = reader.province
+    if reader is not None:  # how the plates were read: the reader, its options and its checks, in order
+        checks = reader.province
         report.extra["lpr_reader"] = {
             "weights": str(FLAGS.lpr_weights), "charset": FLAGS.charset, "tta": FLAGS.lpr_tta,
             "retry": FLAGS.lpr_retry, "lpr_score": FLAGS.lpr_score, "crop_pad": FLAGS.crop_pad,
-            "province": None if check is None else check.model_path,
-            "province_min_probability": None if check is None else check.min_probability}
+            "province": [c.model_path for c in checks],
+            "province_min_probability": [c.min_probability for c in checks]}
     print(report.table())
     print(f"{report.images} images in {report.seconds:.1f} s"
           + (f"; {len(report.skipped)} unreadable, skipped (first: {report.skipped[0][0]})" if report.skipped else "")

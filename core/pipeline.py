@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, List, Optional, Sequence
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -28,43 +28,57 @@ CHECKPOINTS = REPO / "checkpoints"
 DEFAULT_DETECTOR = {"tflite": CHECKPOINTS / "yolov4-tiny-3l-alpr-544-int8.tflite",
                     "tf": CHECKPOINTS / "yolov4-tiny-3l-alpr-544"}
 DEFAULT_READER = {"kr": CHECKPOINTS / "lprnet-kr-int8.tflite", "cn": CHECKPOINTS / "lprnet-cn-int8.tflite"}
-# each reader's check (lprnet.province): the Chinese reads' province, the Korean reads' region
-DEFAULT_PROVINCE = {"cn": CHECKPOINTS / "lprnet-cn-province-int8.tflite",
-                    "kr": CHECKPOINTS / "lprnet-kr-region-int8.tflite"}
+# each reader's checks (lprnet.province), run in this order: the Chinese reads' province; the Korean reads' region,
+# then the two digits after it on two-line plates
+DEFAULT_PROVINCE = {"cn": (CHECKPOINTS / "lprnet-cn-province-int8.tflite",),
+                    "kr": (CHECKPOINTS / "lprnet-kr-region-int8.tflite", CHECKPOINTS / "lprnet-kr-digits-int8.tflite")}
 NO_PROVINCE = "none"
 
 
-def open_province_check(charset: str, spec: Optional[str | Path] = None, num_threads: Optional[int] = None,
-                        min_probability: Optional[float] = None) -> Optional[Any]:
-    """The ``lprnet.province.ProvinceReader`` for ``charset`` (a name, or a charset file, known by its stem):
-    ``spec`` None gives the shipped one of that charset (None where it has none), ``"none"`` none, else the
-    model at that path. ``min_probability``: the model's own threshold when None."""
-    if spec is not None and str(spec).lower() == NO_PROVINCE:
-        return None
+def check_paths(spec: Union[None, str, Path, Sequence[Union[str, Path]]], charset_name: str) -> Tuple[Path, ...]:
+    """The check models ``spec`` names: None the shipped ones of the charset (none where it has none),
+    ``"none"`` none, a string a comma-separated list of paths, a path or a sequence of paths those."""
+    if spec is None:
+        return tuple(DEFAULT_PROVINCE.get(charset_name, ()))
+    if isinstance(spec, Path):
+        return (spec,)
+    if isinstance(spec, str):
+        if spec.strip().lower() == NO_PROVINCE:
+            return ()
+        spec = [p for p in (part.strip() for part in spec.split(",")) if p]
+    return tuple(Path(p) for p in spec)
+
+
+def open_checks(charset: str, spec: Union[None, str, Path, Sequence[Union[str, Path]]] = None,
+                num_threads: Optional[int] = None, min_probability: Optional[float] = None) -> Tuple[Any, ...]:
+    """The ``lprnet.province.ProvinceReader`` checks for ``charset`` (a name, or a charset file, known by its
+    stem), in order, as ``check_paths`` reads ``spec``. ``min_probability``: each model's own threshold when None."""
     from lprnet.charset import load_charset
 
     cs = load_charset(charset)
-    path = Path(spec) if spec is not None else DEFAULT_PROVINCE.get(cs.name)
-    if path is None:
-        return None
-    if not path.is_file():
-        raise AlprError(f"province model not found: {path} (--lpr_province none reads without the check)")
+    paths = check_paths(spec, cs.name)
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        raise AlprError(f"check model not found: {missing[0]} (--lpr_province none reads without the checks)")
     from lprnet.province import ProvinceReader
 
-    province = ProvinceReader(path, num_threads=num_threads or 1, min_probability=min_probability)
-    if not province.suits(cs):
-        raise AlprError(f"province model {path} has classes outside charset {cs.name!r}")
-    return province
+    checks = []
+    for path in paths:
+        check = ProvinceReader(path, num_threads=num_threads or 1, min_probability=min_probability)
+        if not check.suits(cs):
+            raise AlprError(f"check model {path} has classes outside charset {cs.name!r}")
+        checks.append(check)
+    return tuple(checks)
 
 
 def open_plate_reader(path: str | Path, charset: str, num_threads: Optional[int] = None, decoder: str = DECODERS[0],
                       tta: bool = True, retry_cuts: bool = True, province: Optional[str | Path] = None) -> Any:
-    """A ``lprnet.reader.PlateReader`` with its charset's province (cn) or region (kr) check
-    (``open_province_check``, which takes ``province``)."""
+    """A ``lprnet.reader.PlateReader`` with its charset's checks: the province (cn), the region and top-line
+    digits (kr) (``open_checks``, which takes ``province``)."""
     from lprnet.reader import PlateReader
 
     return PlateReader(path, charset, num_threads=num_threads, decoder=decoder, tta=tta, retry_cuts=retry_cuts,
-                       province=open_province_check(charset, province, num_threads))
+                       province=open_checks(charset, province, num_threads))
 
 
 @dataclass(frozen=True)
@@ -93,7 +107,7 @@ class Pipeline:
              num_threads: Optional[int] = None, class_names: Optional[str | Path] = None,
              options: Optional[PipelineOptions] = None, decoder: str = DECODERS[0],
              tta: bool = True, province: Optional[str | Path] = None) -> Pipeline:
-        """``province``: the reader's province check, as ``open_province_check`` takes it."""
+        """``province``: the reader's checks, as ``open_checks`` takes them."""
         # The runtime's own default is one thread; the detector is most of a frame's work and uses every
         # core (544 int8 on 2 cores: 12.7 vs 18.0 ms), while a batch of a few plates is fastest on one.
         detector = Detector.open(detector_path, num_threads=num_threads or usable_cores(), class_names=class_names)

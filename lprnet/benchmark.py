@@ -1,11 +1,11 @@
 """Per-plate latency of a TFLite reader (edge runtime, TF-free): batch of 1, the whole read() path.
 
 python -m lprnet.benchmark --model reader.tflite --charset cn [--images DIR] [--runs 300] [--threads 2]
-    [--decoder format|greedy|beam] [--notta] [--province province.tflite]
+    [--decoder format|greedy|beam] [--notta] [--province CHECK.tflite[,CHECK2.tflite]]
 
 Reports the median and 90th percentile of (a) the interpreter alone and (b) PlateReader.read on one
 crop (resize + normalise + invoke + CTC decode with ``decoder``, the runtime's by default; with the
-runtime's test-time zoom unless ``--notta``, and the province or region check with ``--province``), after warm-up runs.
+runtime's test-time zoom unless ``--notta``, and the checks with ``--province``), after warm-up runs.
 """
 from __future__ import annotations
 
@@ -35,8 +35,8 @@ def benchmark(
     retry_cuts: bool = True,
     province: Optional[str] = None,
 ) -> Dict[str, Dict[str, float]]:
-    """Latency of the interpreter and of a full one-plate read, batch of 1; ``province``: a province or region
-    model (``lprnet.province``) checking each read; opt-in here, no check without it."""
+    """Latency of the interpreter and of a full one-plate read, batch of 1; ``province``: check models
+    (``lprnet.province``, comma-separated, run in order) checking each read; opt-in here, no check without it."""
     from core.pipeline import NO_PROVINCE, open_plate_reader
 
     reader = open_plate_reader(model_path, charset, num_threads, decoder, tta, retry_cuts, province or NO_PROVINCE)
@@ -99,8 +99,9 @@ if __name__ == "__main__":
     flags.DEFINE_boolean("tta", True, "read() also zoomed in and out, as the runtime does (--notta: one pass)")
     flags.DEFINE_boolean("retry", True, "read() retries weak reads of narrow crops with other line cuts, as "
                          "detect.py does; --notta --noretry: as detect_video.py reads")
-    flags.DEFINE_string("province", None, "province (cn) or region (kr) model (lprnet.province) checking each "
-                        "read, as detect.py does by default; it acts only on crops more than 24 rows tall (not on "
-                        "94x24 crops, nor on the random crop used without --images)")
+    flags.DEFINE_string("province", None, "checks of each read (lprnet.province: province (cn), region and "
+                        "top-line digits (kr); comma-separated, run in order), as detect.py does "
+                        "by default; they act only on crops more than 24 rows tall (not on 94x24 crops, nor on the "
+                        "random crop used without --images)")
     flags.mark_flag_as_required("model")
     app.run(guarded(main))

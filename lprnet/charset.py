@@ -28,8 +28,6 @@ _CN_FORMAT = re.compile(
 _KR_REGIONS = ("서울", "부산", "대구", "인천", "광주", "대전", "울산", "세종", "경기", "강원",
                "충북", "충남", "전북", "전남", "경북", "경남", "제주")
 KR_REGIONS = _KR_REGIONS  # the prefix of Korean commercial plates (lprnet.province classifies it)
-# what each charset's check (lprnet.province) classifies: the tokens a read may start with
-CHECK_CLASSES: Dict[str, Tuple[str, ...]] = {"cn": tuple(CN_PROVINCES), "kr": KR_REGIONS}
 _KR_HANGUL = "가나다라마거너더러머버서어저고노도로모보소오조구누두루무부수우주아바사자배하허호"
 # 12가3456, 123가4567, and commercial plates with a region prefix: 서울12가3456.
 _KR_FORMAT = re.compile(

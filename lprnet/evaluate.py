@@ -153,7 +153,7 @@ def evaluate(
     model calls, and score; with ``kinds`` (one plate kind per crop, "" when unknown) also the
     sequence accuracy of each kind, with ``char_px`` (each crop's smallest character height, 0 when
     unknown) the accuracy by that height (``accuracy_by_char_px``). ``tta``, ``retry_cuts``: as in
-    ``read_crops``; ``province``: a ``lprnet.province.ProvinceReader`` checking each read's province or region."""
+    ``read_crops``; ``province``: ``lprnet.province.ProvinceReader`` checks of each read, one or several in order."""
     from lprnet.reader import read_crops
 
     reads = read_crops(crops, logits_fn, charset, decoder, batch_size=batch_size, tta=tta, retry_cuts=retry_cuts,
@@ -245,18 +245,18 @@ def main(argv: Sequence[str]) -> None:
     if listing.skipped:
         print(f"skipped: {listing.summary()}")
     logits_fn, kind = load_backend(f.weights, charset, f.threads)
-    province = None
-    if f.province:  # opt-in here: no --province, no check (detect.py's default is the shipped one of the charset)
-        from core.pipeline import open_province_check
+    province = ()
+    if f.province:  # opt-in here: no --province, no check (detect.py's default: the shipped ones of the charset)
+        from core.pipeline import open_checks
 
-        province = open_province_check(f.charset, f.province, f.threads, f.province_min_probability)
+        province = open_checks(f.charset, f.province, f.threads, f.province_min_probability)
     result = evaluate(logits_fn, images, texts, charset, f.decoder, kinds=[s.kind for s in listing.samples],
                       char_px=[s.char_px for s in listing.samples], tta=f.tta, retry_cuts=f.retry,
                       province=province)
     result.update({"model": str(f.weights), "kind": kind, "charset": charset.name,
                    "images": str(f.images), "skipped": len(listing.skipped), "decoder": f.decoder,
-                   "tta": f.tta, "retry_cuts": f.retry, "province": f.province or None,
-                   "province_min_probability": province.min_probability if province is not None else None})
+                   "tta": f.tta, "retry_cuts": f.retry, "province": [c.model_path for c in province],
+                   "province_min_probability": [c.min_probability for c in province]})
     print(f"[{kind}] {format_report(result)}")
     if f.json:
         with atomic_path(f.json, suffix=".json") as tmp:
@@ -280,8 +280,9 @@ if __name__ == "__main__":
                          "(lprnet.reader.read_crops); --notta: one pass")
     flags.DEFINE_boolean("retry", True, "read weak reads of narrow crops again with other line cuts, as detect.py "
                          "does; --notta --noretry: as detect_video.py reads")
-    flags.DEFINE_string("province", None, "province (cn) or region (kr) check (lprnet.province): a model .tflite "
-                        "with its .json beside it, as detect.py uses by default")
-    flags.DEFINE_float("province_min_probability", None, "the check's threshold (default: the model's)")
+    flags.DEFINE_string("province", None, "checks (lprnet.province: province (cn), region and top-line digits (kr)): "
+                        "comma-separated model .tflite files with their .json beside them, run in order, as "
+                        "detect.py uses the shipped ones by default")
+    flags.DEFINE_float("province_min_probability", None, "the checks' threshold (default: each model's)")
     flags.mark_flags_as_required(["weights", "images"])
     app.run(guarded(main))

@@ -370,6 +370,8 @@ PROVINCE_SHARE_TOP_LINE = 0.62  # of a two-line plate's top line (province and l
 # box about 488 wide (0.08-0.14), on a two-line plate 85 of a centred top line of 161 (0.53), with its two digits
 REGION_SHARE_ONE_LINE = 0.19
 REGION_SHARE_TOP_LINE = 0.60
+# the two digits after the region on a Korean two-line plate's top line: from 0.45 of its text box to its end
+DIGITS_START_TOP_LINE = 0.45
 # (one-line share, top-line share) of each charset's check
 VIEW_SHARES: Dict[str, Tuple[float, float]] = {
     "cn": (PROVINCE_SHARE_ONE_LINE, PROVINCE_SHARE_TOP_LINE),
@@ -381,21 +383,24 @@ PROVINCE_MIN_ROWS = INPUT_HEIGHT
 
 
 def province_view(crop: np.ndarray, lines: int, min_rows: int = 0,
-                  shares: Tuple[float, float] = VIEW_SHARES["cn"]) -> Optional[np.ndarray]:
-    """uint8 [PROVINCE_VIEW_HEIGHT, PROVINCE_VIEW_WIDTH, 3]: the left share of the crop's text box
-    (``_text_box``; ``shares[0]``), for two-line plates of the top line's (above ``line_split_row``'s cut;
-    ``shares[1]``); None when that box is not more than ``min_rows`` rows tall."""
+                  shares: Tuple[float, float] = VIEW_SHARES["cn"],
+                  starts: Tuple[float, float] = (0.0, 0.0)) -> Optional[np.ndarray]:
+    """uint8 [PROVINCE_VIEW_HEIGHT, PROVINCE_VIEW_WIDTH, 3]: the crop's text box (``_text_box``) from
+    ``starts[0]`` to ``shares[0]`` of its width (the left share by default), for two-line plates the top
+    line's (above ``line_split_row``'s cut; ``starts[1]`` to ``shares[1]``); None when that box is not more
+    than ``min_rows`` rows tall."""
     arr = _as_bgr(crop)
-    share = shares[0]
+    share, start = shares[0], starts[0]
     if lines == 2:
         if arr.shape[0] >= 2:
             arr = arr[:_line_cut(arr)]
-        share = shares[1]
+        share, start = shares[1], starts[1]
     x0, y0, x1, y1 = _text_box(arr)
     if y1 - y0 <= min_rows:
         return None
     x_end = x0 + max(2, int(round(share * (x1 - x0))))
-    return fit_size(arr[y0:y1, x0:x_end], PROVINCE_VIEW_WIDTH, PROVINCE_VIEW_HEIGHT)
+    x_start = min(x0 + int(round(start * (x1 - x0))), x_end - 2)
+    return fit_size(arr[y0:y1, x_start:x_end], PROVINCE_VIEW_WIDTH, PROVINCE_VIEW_HEIGHT)
 
 
 def normalize(batch_uint8: np.ndarray) -> np.ndarray:

@@ -12,21 +12,54 @@ A model is a TFLite file (``lprnet.train_province`` writes it) with a JSON file 
 (``<model>.json``): ``{"classes": "京沪..." or ["서울", ...], "min_probability": 0.8, "view": [48, 40],
 "shares": [0.26, 0.62]}`` (``shares``: the view's one-line and top-line shares; a model of one-character
 classes without them, as session 39's Chinese one, gets the Chinese shares, any other must name them).
+
+A check may also classify a field that follows another (``FIELDS["digits"]``: the two digits after the region on
+the top line of a Korean two-line plate): its ``.json`` then names ``"after"`` (the tokens the field follows),
+``"starts"`` (where the view starts, as shares of the text box) and ``"lines"`` (the line counts of the reads it
+checks, ``[2]``). A reader may have several checks; they run in order (``lprnet.reader.read_crops``).
 """
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from core.errors import AlprError
 from core.tflite_runtime import load_interpreter
-from lprnet.charset import Charset
+from lprnet.charset import CN_PROVINCES, KR_REGIONS, Charset
 from lprnet.ctc import softmax
-from lprnet.preprocess import PROVINCE_VIEW_HEIGHT, PROVINCE_VIEW_WIDTH, VIEW_SHARES, normalize
+from lprnet.preprocess import (
+    DIGITS_START_TOP_LINE,
+    PROVINCE_VIEW_HEIGHT,
+    PROVINCE_VIEW_WIDTH,
+    VIEW_SHARES,
+    normalize,
+)
 from lprnet.reader import BatchGraph
+
+
+@dataclass(frozen=True)
+class CheckField:
+    """What a check classifies and where its view is cut (``lprnet.preprocess.province_view``)."""
+
+    classes: Tuple[str, ...]
+    shares: Tuple[float, float]  # where the view ends: of a one-line text box, of a two-line top line's
+    starts: Tuple[float, float] = (0.0, 0.0)  # where it starts, likewise
+    after: Tuple[str, ...] = ()  # the tokens the field follows; none: it starts the read
+    lines: Tuple[int, ...] = (1, 2)  # the line counts of the reads it checks
+
+
+DIGIT_PAIRS = tuple(f"{i:02d}" for i in range(100))
+# the checks lprnet.train_province trains, by name, and the charset of each
+FIELDS: Dict[str, CheckField] = {
+    "province": CheckField(tuple(CN_PROVINCES), VIEW_SHARES["cn"]),
+    "region": CheckField(KR_REGIONS, VIEW_SHARES["kr"]),
+    "digits": CheckField(DIGIT_PAIRS, (1.0, 1.0), (0.0, DIGITS_START_TOP_LINE), after=KR_REGIONS, lines=(2,)),
+}
+FIELD_CHARSET = {"province": "cn", "region": "kr", "digits": "kr"}
 
 
 def metadata_path(model_path: Union[str, Path]) -> Path:
@@ -40,11 +73,25 @@ def first_class(text: str, classes: Sequence[str]) -> Optional[str]:
     return max(found, key=len) if found else None
 
 
-def replace_provinces(texts: Sequence[str], probs: np.ndarray, classes: Sequence[str], min_probability: float
-                      ) -> List[str]:
+def find_field(text: str, classes: Sequence[str], after: Sequence[str] = ()) -> Optional[Tuple[int, str]]:
+    """(where it starts, which class) of the field in ``text``: the class ``text`` starts with, or with
+    ``after``, the class that follows the ``after`` token it starts with; None when there is none."""
+    start = 0
+    if after:
+        prefix = first_class(text, after)
+        if prefix is None:
+            return None
+        start = len(prefix)
+    found = first_class(text[start:], classes)
+    return None if found is None else (start, found)
+
+
+def replace_provinces(texts: Sequence[str], probs: np.ndarray, classes: Sequence[str], min_probability: float,
+                      after: Sequence[str] = ()) -> List[str]:
     """Each text with the class it starts with (one of ``classes``: characters, or tokens such as Korean
-    regions) replaced by the classifier's top class where that differs and has at least ``min_probability``;
-    a text that starts with none of ``classes``, or an empty one, is left alone."""
+    regions; with ``after``, the class that follows one of those tokens) replaced by the classifier's top
+    class where that differs and has at least ``min_probability``; a text without such a class, or an
+    empty one, is left alone."""
     probs = np.asarray(probs, np.float32)
     if probs.shape != (len(texts), len(classes)):
         raise AlprError(f"province probabilities of shape {probs.shape} for {len(texts)} reads and "
@@ -52,9 +99,10 @@ def replace_provinces(texts: Sequence[str], probs: np.ndarray, classes: Sequence
     out = []
     for text, p in zip(texts, probs):
         k = int(np.argmax(p))
-        first = first_class(text, classes)
-        if first is not None and classes[k] != first and float(p[k]) >= min_probability:
-            text = classes[k] + text[len(first):]
+        found = find_field(text, classes, after)
+        if found is not None and classes[k] != found[1] and float(p[k]) >= min_probability:
+            start, first = found
+            text = text[:start] + classes[k] + text[start + len(first):]
         out.append(text)
     return out
 
@@ -75,14 +123,22 @@ def _number(value: Any, what: str) -> float:
     return float(value)  # OverflowError for a huge integer: caught with the other metadata errors
 
 
-def _parse_shares(value: Any) -> Tuple[float, float]:
-    """Two numbers in (0, 1]: the view's one-line and top-line shares."""
+def _parse_shares(value: Any, what: str = "shares", low_open: bool = True) -> Tuple[float, float]:
+    """Two numbers in (0, 1] (``low_open`` False: [0, 1)): the view's one-line and top-line shares or starts."""
     if not (isinstance(value, list) and len(value) == 2):
-        raise ValueError(f"shares must be a list of two numbers, got {value!r}")
-    one, top = _number(value[0], "a share"), _number(value[1], "a share")
-    if not (0.0 < one <= 1.0 and 0.0 < top <= 1.0):
-        raise ValueError(f"shares must lie in (0, 1], got {[one, top]}")
+        raise ValueError(f"{what} must be a list of two numbers, got {value!r}")
+    one, top = _number(value[0], what), _number(value[1], what)
+    ok = (lambda v: 0.0 < v <= 1.0) if low_open else (lambda v: 0.0 <= v < 1.0)
+    if not (ok(one) and ok(top)):
+        raise ValueError(f"{what} must lie in {'(0, 1]' if low_open else '[0, 1)'}, got {[one, top]}")
     return one, top
+
+
+def _parse_lines(value: Any) -> Tuple[int, ...]:
+    """A non-empty list of line counts, each 1 or 2."""
+    if not (isinstance(value, list) and value and all(v in (1, 2) and not isinstance(v, bool) for v in value)):
+        raise ValueError(f"lines must be a non-empty list of 1 and 2, got {value!r}")
+    return tuple(sorted(set(int(v) for v in value)))
 
 
 class ProvinceReader:
@@ -105,6 +161,12 @@ class ProvinceReader:
                 raise ValueError("a model of multi-character classes must name its view's shares")
             threshold = _number(meta["min_probability"], "min_probability") if min_probability is None \
                 else float(min_probability)
+            starts = _parse_shares(meta["starts"], "starts", low_open=False) if "starts" in meta else (0.0, 0.0)
+            if any(a >= b for a, b in zip(starts, shares)):
+                raise ValueError(f"each start must lie before its share, got starts {list(starts)}, "
+                                 f"shares {list(shares)}")
+            after = _parse_classes(meta["after"]) if "after" in meta else ()
+            lines = _parse_lines(meta["lines"]) if "lines" in meta else (1, 2)
         except FileNotFoundError:
             raise AlprError(f"province model {model_path} has no metadata file {meta_path.name} beside it") from None
         except (OSError, ValueError, KeyError, TypeError, OverflowError) as exc:
@@ -113,9 +175,15 @@ class ProvinceReader:
             raise AlprError(f"bad province model metadata {meta_path}: classes must be distinct and non-empty")
         if not 0.0 <= threshold <= 1.0:
             raise AlprError(f"province min_probability must lie in [0, 1], got {threshold}")
+        if not all(after):
+            raise AlprError(f"bad province model metadata {meta_path}: the tokens of after must be non-empty")
         self.model_path = str(model_path)
+        self.field = CheckField(classes, shares, starts, after, lines)
         self.classes = classes
         self.shares = shares  # the view's one-line and top-line shares (province_view)
+        self.starts = starts  # and where it starts
+        self.after = after
+        self.lines = lines
         self.min_probability = threshold
         inputs, outputs = self._interp.get_input_details(), self._interp.get_output_details()
         if len(inputs) != 1 or len(outputs) != 1:
@@ -131,12 +199,17 @@ class ProvinceReader:
         self._graph = BatchGraph(self._interp, self._in, self._out)
 
     def suits(self, charset: Charset) -> bool:
-        """Whether every class is a token of ``charset`` (a Chinese model does not check Korean reads)."""
-        return all(c in charset.tokens for c in self.classes)
+        """Whether ``charset`` spells every class and ``after`` token (a Chinese model does not check Korean
+        reads)."""
+        return all(charset.can_encode(c) for c in self.classes + self.after)
 
-    def applies(self, text: str) -> bool:
-        """Whether ``text`` starts with one of the classes (the check leaves other reads alone)."""
-        return first_class(text, self.classes) is not None
+    def applies(self, text: str, lines: Optional[int] = None) -> bool:
+        """Whether ``text`` has the field (it starts with one of the classes, or with ``after``, one follows
+        the token it starts with) and, given ``lines``, the read came from an input of a line count the check
+        takes: the check leaves other reads alone."""
+        if lines is not None and lines not in self.lines:
+            return False
+        return find_field(text, self.classes, self.after) is not None
 
     def probabilities(self, views: np.ndarray) -> np.ndarray:
         """uint8 views [N, 40, 48, 3] (``province_view``) -> float32 class probabilities [N, classes]."""
@@ -149,4 +222,4 @@ class ProvinceReader:
         """``replace_provinces`` with this model's probabilities for ``views`` and its threshold."""
         if not len(texts):
             return []
-        return replace_provinces(texts, self.probabilities(views), self.classes, self.min_probability)
+        return replace_provinces(texts, self.probabilities(views), self.classes, self.min_probability, self.after)

@@ -112,10 +112,11 @@ def read_crops(
     (``lprnet.preprocess.shifted_stitches``), and the better read is kept. Two-line stitches are
     straightened first for the charsets that ``lprnet.preprocess.straightens``. Empty crops give ``EMPTY_READ``.
     ``batch_size`` 0: one call for everything. ``province``: a ``lprnet.province.ProvinceReader`` (or
-    anything with its ``check``, ``applies`` and ``shares``) that may replace the province (cn) or region (kr) a
-    read starts with, from a view of the crop (its
-    stitch source) by the line count of the input the read came from: one line, or two for a stitch, whose top
-    line is cut at the usual cut even when the read came from a retried cut (``province_view``).
+    anything with its ``check``, ``applies``, ``shares`` and ``starts``), or a sequence of them run in order,
+    that may replace a field of the read (the province (cn) or region (kr) it starts with, the two digits after
+    a Korean two-line plate's region), from a view of the crop (its stitch source) by the line count of the
+    input the read came from: one line, or two for a stitch, whose top line is cut at the usual cut even when
+    the read came from a retried cut (``province_view``).
     """
     out: List[Optional[PlateRead]] = [None] * len(crops)
     out_lines = [1] * len(crops)  # the line count of the input each crop's read came from
@@ -143,9 +144,18 @@ def read_crops(
         if retry_cuts:
             read_inputs([i for i in usable if may_be_two_lines(crops[i]) and is_weak(out[i])],
                         lambda pick: _two_line_rows(*shifted_stitches([sources[i] for i in pick])))
-        if province is not None:
-            _check_provinces(out, out_lines, crops, sources, province, charset)
+        for check in as_checks(province):  # in order: the Korean digits check finds its digits after the region
+            _check_provinces(out, out_lines, crops, sources, check, charset)
     return [r if r is not None else EMPTY_READ for r in out]
+
+
+def as_checks(province: Any) -> Tuple[Any, ...]:
+    """``read_crops``' ``province`` as a tuple of checks: None none, one check (it has ``check``) itself."""
+    if province is None:
+        return ()
+    if hasattr(province, "check"):
+        return (province,)
+    return tuple(province)
 
 
 def _two_line_rows(images: np.ndarray, owners: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -155,15 +165,16 @@ def _two_line_rows(images: np.ndarray, owners: np.ndarray) -> Tuple[np.ndarray, 
 
 def _check_provinces(out: List[Optional[PlateRead]], out_lines: Sequence[int], crops: Sequence[np.ndarray],
                      sources: Dict[int, np.ndarray], province: Any, charset: Charset) -> None:
-    """``read_crops``' province (or region) check, in place: the class each read starts with by
-    ``province.check``, for the reads that start with one (``province.applies``) of crops whose view has more
-    rows to show than LPRNet's input (``PROVINCE_MIN_ROWS``), cut with ``province.shares``."""
+    """One of ``read_crops``' checks (province, region, digits), in place: the field of each read by
+    ``province.check``, for the reads that have it and came from an input of a line count it checks
+    (``province.applies``), of crops whose view has more rows to show than LPRNet's input (``PROVINCE_MIN_ROWS``),
+    cut with ``province.shares`` and ``province.starts``."""
     pick, views = [], []
     for i, r in enumerate(out):
-        if r is None or not province.applies(r.text):  # an empty read starts with no class
+        if r is None or not province.applies(r.text, out_lines[i]):  # an empty read has no field
             continue
         view = province_view(sources[i] if out_lines[i] == 2 else crops[i], out_lines[i], PROVINCE_MIN_ROWS,
-                             province.shares)
+                             province.shares, province.starts)
         if view is not None:
             pick.append(i)
             views.append(view)
@@ -238,7 +249,8 @@ class PlateReader:
     """LPRNet TFLite reader. ``charset``: a Charset or a name/path for ``load_charset``. ``tta`` and
     ``retry_cuts``: see ``read_crops``; ``core.pipeline.Pipeline.open`` sets ``retry_cuts`` with the
     pipeline's taller-crop retry (``PipelineOptions.retry_weak_reads``), a reader built by hand does not.
-    ``province``: a ``lprnet.province.ProvinceReader`` to check each read's province or region (``read_crops``)."""
+    ``province``: ``lprnet.province.ProvinceReader`` checks of each read's province, region or digits, one or a
+    sequence run in order (``read_crops``); kept as a tuple."""
 
     def __init__(
         self,
@@ -252,7 +264,7 @@ class PlateReader:
         province: Optional[Any] = None,
     ) -> None:
         self.charset = charset if isinstance(charset, Charset) else load_charset(charset)
-        self.province = province
+        self.province = as_checks(province)
         self.decoder = decoder
         self.beam_width = beam_width
         self.tta = tta

@@ -22,23 +22,23 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import List, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from core.errors import AlprError
-from lprnet.charset import CHECK_CLASSES, load_charset
+from lprnet.charset import load_charset
 from lprnet.preprocess import (
     MEAN,
     PROVINCE_VIEW_HEIGHT,
     PROVINCE_VIEW_WIDTH,
     SCALE,
-    VIEW_SHARES,
     normalize,
     province_view,
 )
+from lprnet.province import FIELD_CHARSET, FIELDS, CheckField, find_field
 
-CHECKED = {"cn": "province", "kr": "region"}  # what each charset's check classifies, in words
+DEFAULT_FIELD = {"cn": "province", "kr": "region"}  # each charset's first check
 # chosen on the cn validation crops (model card, session 39)
 DEFAULT_MIN_PROBABILITY = 0.8
 
@@ -65,15 +65,15 @@ def build_model(num_classes: int):
     return keras.Model(inp, layers.Dense(num_classes, name="logits")(x), name="province")
 
 
-def load_views(sources: Union[str, Sequence[str]], charset: str = "cn", progress: bool = True
-               ) -> Tuple[np.ndarray, np.ndarray, int]:
-    """uint8 views [N, 40, 48, 3] and class ids [N] (into ``CHECK_CLASSES[charset]``) of the crops in
-    ``sources`` (label files or folders, in order) whose text starts with one of the classes; also how many
-    crops were left out for not doing so."""
+def load_views(sources: Union[str, Sequence[str]], charset: str = "cn", progress: bool = True,
+               field: Optional[str] = None) -> Tuple[np.ndarray, np.ndarray, int]:
+    """uint8 views [N, 40, 48, 3] and class ids [N] (into ``FIELDS[field].classes``; ``field`` None: the
+    charset's ``DEFAULT_FIELD``) of the crops in ``sources`` (label files or folders, in order) that have the
+    field (``lprnet.province.find_field``) and a line count it checks; also how many crops were left out."""
     from lprnet.dataset import list_samples, load_originals
-    from lprnet.province import first_class
 
-    classes, cs = CHECK_CLASSES[charset], load_charset(charset)
+    spec = _field(charset, field)
+    classes, cs = spec.classes, load_charset(charset)
     views: List[np.ndarray] = []
     ids: List[int] = []
     total = 0
@@ -82,12 +82,12 @@ def load_views(sources: Union[str, Sequence[str]], charset: str = "cn", progress
         crops, texts = load_originals(listing, progress=progress)
         total += len(texts)
         for crop, text, sample in zip(crops, texts, listing.samples):
-            first = first_class(text, classes)
-            if first is not None:
-                views.append(province_view(crop, sample.lines, shares=VIEW_SHARES[charset]))
-                ids.append(classes.index(first))
+            found = find_field(text, classes, spec.after)
+            if found is not None and (sample.lines or 1) in spec.lines:
+                views.append(province_view(crop, sample.lines, shares=spec.shares, starts=spec.starts))
+                ids.append(classes.index(found[1]))
     if not views:
-        raise AlprError(f"no crops in {sources} start with one of the {charset} check's classes")
+        raise AlprError(f"no crops in {sources} have the {charset} {field or DEFAULT_FIELD[charset]} check's field")
     return np.stack(views), np.array(ids, np.int32), total - len(views)
 
 
@@ -117,10 +117,20 @@ def _plot(rows: Sequence[dict], path: Path, what: str = "province") -> None:
                     {"train": col("accuracy"), "validation": col("val_accuracy")}, f"{what} accuracy")
 
 
+def _field(charset: str, field: Optional[str]) -> CheckField:
+    """The ``lprnet.province.FIELDS`` entry of ``field`` (None: the charset's first check), which must be of
+    ``charset``."""
+    name = field or DEFAULT_FIELD[charset]
+    if FIELD_CHARSET.get(name) != charset:
+        raise AlprError(f"the {name} check is not one of charset {charset!r}'s")
+    return FIELDS[name]
+
+
 def export_int8(model, calibration: np.ndarray, out_path: Path, min_probability: float,
-                charset: str = "cn") -> Path:
+                charset: str = "cn", field: Optional[str] = None) -> Path:
     """Full-integer int8 TFLite (int8 input and output) calibrated on uint8 views, and its metadata: the
-    charset's classes (Chinese as one string of characters, Korean as a list of regions) and view shares."""
+    field's classes (one-character classes as one string, others as a list), view shares and, where they are
+    not the defaults, where the view starts, the tokens the field follows and the line counts it checks."""
     import tensorflow as tf
 
     from core.cli import atomic_path
@@ -130,10 +140,17 @@ def export_int8(model, calibration: np.ndarray, out_path: Path, min_probability:
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     data = _convert(converter, "int8", normalize(calibration), len(calibration))
     _write(data, out_path)
-    classes = CHECK_CLASSES[charset]
+    spec = _field(charset, field)
+    classes = spec.classes
     meta = {"classes": "".join(classes) if all(len(c) == 1 for c in classes) else list(classes),
             "min_probability": min_probability, "view": [PROVINCE_VIEW_WIDTH, PROVINCE_VIEW_HEIGHT],
-            "shares": list(VIEW_SHARES[charset])}
+            "shares": list(spec.shares)}
+    if any(spec.starts):
+        meta["starts"] = list(spec.starts)
+    if spec.after:
+        meta["after"] = list(spec.after)
+    if spec.lines != (1, 2):
+        meta["lines"] = list(spec.lines)
     with atomic_path(metadata_path(out_path), suffix=".json") as tmp:
         tmp.write_text(json.dumps(meta, ensure_ascii=False, indent=1), encoding="utf-8")
     return out_path
@@ -160,10 +177,10 @@ def main(argv: Sequence[str]) -> None:
     f = flags.FLAGS
     out = Path(f.out)
     out.mkdir(parents=True, exist_ok=True)
-    classes = CHECK_CLASSES[f.charset]
-    x_train, y_train, left = load_views(f.data, f.charset)
-    x_val, y_val, _ = load_views(f.val_data, f.charset)
-    print(f"{len(y_train)} training views ({left} crops without a class left out), {len(y_val)} validation views")
+    classes = _field(f.charset, f.field).classes
+    x_train, y_train, left = load_views(f.data, f.charset, field=f.field)
+    x_val, y_val, _ = load_views(f.val_data, f.charset, field=f.field)
+    print(f"{len(y_train)} training views ({left} crops without the field left out), {len(y_val)} validation views")
     keras.utils.set_random_seed(f.seed)
     steps = max(1, len(y_train) // f.batch_size) if not f.max_steps else f.max_steps
     with _strategy().scope():
@@ -188,13 +205,13 @@ def main(argv: Sequence[str]) -> None:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    what = CHECKED[f.charset]
+    what = f.field or DEFAULT_FIELD[f.charset]
     _plot(rows, out / "curves.png", what)
     model.load_weights(str(weights))
     save_weights_only(model, weights)
     rng = np.random.default_rng(f.seed)
     calib = x_train[rng.permutation(len(x_train))[: f.calibration_count]]
-    tflite = export_int8(model, calib, out / "province-int8.tflite", f.min_probability, f.charset)
+    tflite = export_int8(model, calib, out / "province-int8.tflite", f.min_probability, f.charset, f.field)
     best = max(r["val_accuracy"] for r in rows)
     print(f"best validation {what} accuracy {best:.4f}; wrote {weights}, {tflite} (+ .json), history.csv, curves.png")
 
@@ -204,7 +221,9 @@ if __name__ == "__main__":
 
     from core.cli import guarded
 
-    flags.DEFINE_enum("charset", "cn", sorted(CHECK_CLASSES), "cn: the province check; kr: the region check")
+    flags.DEFINE_enum("charset", "cn", sorted(DEFAULT_FIELD), "cn: the province check; kr: the region check")
+    flags.DEFINE_enum("field", None, sorted(FIELDS), "which check (default: the charset's first: province for cn, "
+                      "region for kr; digits: kr, the top line's two digits of two-line plates)")
     flags.DEFINE_list("data", None, "training crops: label files or folders (lprnet.dataset), comma-separated")
     flags.DEFINE_string("val_data", None, "validation crops: a label file or folder")
     flags.DEFINE_string("out", None, "output folder")

@@ -197,15 +197,15 @@ def test_cli_with_darknet_weights_writes_json(tmp_path):
 
 
 def test_cli_json_records_how_plates_were_read(tmp_path):
-    """--lpr --json names the reader, its options and the province/region check it read with: by default the
-    charset's shipped check, none with --lpr_province none."""
+    """--lpr --json names the reader, its options and the checks it read with, in order: by default the
+    charset's shipped ones (kr: region, then digits), none with --lpr_province none."""
     from core.pipeline import DEFAULT_DETECTOR, DEFAULT_PROVINCE, DEFAULT_READER
 
-    det, reader, check = DEFAULT_DETECTOR["tflite"], DEFAULT_READER["kr"], DEFAULT_PROVINCE["kr"]
-    if not (det.is_file() and reader.is_file() and check.is_file()):
-        pytest.skip("the shipped detector, Korean reader and region check are not there")
+    det, reader, checks = DEFAULT_DETECTOR["tflite"], DEFAULT_READER["kr"], DEFAULT_PROVINCE["kr"]
+    if not (det.is_file() and reader.is_file() and all(c.is_file() for c in checks)):
+        pytest.skip("the shipped detector, Korean reader and checks are not there")
     folder = _folder(tmp_path)
-    for extra, want in (([], str(check)), (["--lpr_province", "none", "--nolpr_tta"], None)):
+    for extra, want in (([], [str(c) for c in checks]), (["--lpr_province", "none", "--nolpr_tta"], [])):
         out = tmp_path / "res.json"
         proc = subprocess.run(
             [sys.executable, "evaluate.py", "--weights", str(det), "--framework", "tflite", "--dataset", str(folder),
@@ -215,7 +215,7 @@ def test_cli_json_records_how_plates_were_read(tmp_path):
         lpr = json.loads(out.read_text(encoding="utf-8"))["lpr_reader"]
         assert lpr["province"] == want and lpr["weights"] == str(reader) and lpr["charset"] == "kr"
         assert lpr["tta"] is (not extra) and lpr["retry"] is True and lpr["lpr_score"] == 0.25
-        assert lpr["province_min_probability"] == (0.8 if want else None)
+        assert lpr["province_min_probability"] == [0.8] * len(want)
 
 
 def test_cli_errors_are_one_line(tmp_path):

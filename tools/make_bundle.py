@@ -30,7 +30,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from core.errors import AlprError  # noqa: E402
-from core.pipeline import DEFAULT_DETECTOR, DEFAULT_PROVINCE, DEFAULT_READER  # noqa: E402
+from core.pipeline import DEFAULT_DETECTOR, DEFAULT_PROVINCE, DEFAULT_READER, check_paths, open_checks  # noqa: E402
 from tools.bundle.verify_bundle import sha256_file  # noqa: E402  (the bundle checks with the same function)
 
 TEMPLATE = REPO / "tools" / "bundle"
@@ -40,7 +40,8 @@ BLOCKED_TOP = ("tensorflow", "keras", "tf_keras")
 # Where the edge runtime looks for its default models, relative to the bundle's root.
 DETECTOR_NAME = DEFAULT_DETECTOR["tflite"].relative_to(REPO).as_posix()
 READER_NAMES = {k: p.relative_to(REPO).as_posix() for k, p in DEFAULT_READER.items()}
-PROVINCE_NAMES = {k: p.relative_to(REPO).as_posix() for k, p in DEFAULT_PROVINCE.items()}
+# where each charset's checks go in the bundle: where the device's runtime looks for them by default
+PROVINCE_NAMES = {k: tuple(p.relative_to(REPO).as_posix() for p in paths) for k, paths in DEFAULT_PROVINCE.items()}
 DATA_FILES = ("requirements-edge.txt",)
 DATA_DIRS = ("data/classes", "data/charsets")
 TEST_IMAGE = ("data/images/demo.jpg", "data/images/demo.txt")
@@ -247,7 +248,8 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, mode: int, mtime: f
 
 
 def _collect(detector: Path, readers: Dict[str, Path], root: Path, modules: Iterable[str],
-             image: Sequence[Path], provinces: Optional[Dict[str, Path]] = None) -> Dict[str, Tuple[Path, int]]:
+             image: Sequence[Path], provinces: Optional[Dict[str, Tuple[Path, ...]]] = None
+             ) -> Dict[str, Tuple[Path, int]]:
     """Bundle path -> (source file, mode)."""
     files: Dict[str, Tuple[Path, int]] = {}
     for name in modules:
@@ -265,7 +267,7 @@ def _collect(detector: Path, readers: Dict[str, Path], root: Path, modules: Iter
     for f in image:
         files[f"data/images/{f.name}"] = (f, 0o644)
     models = [(DETECTOR_NAME, detector)] + [(READER_NAMES[k], p) for k, p in readers.items()]
-    models += [(PROVINCE_NAMES[k], p) for k, p in (provinces or {}).items()]
+    models += [(name, p) for k, paths in (provinces or {}).items() for name, p in zip(PROVINCE_NAMES[k], paths)]
     for name, src in models:
         files[name] = (src, 0o644)
         side = src.with_name(src.name + ".json")
@@ -282,10 +284,12 @@ def _collect(detector: Path, readers: Dict[str, Path], root: Path, modules: Iter
 def build_bundle(out: str | Path, detector: str | Path, reader: Optional[str | Path],
                  reader_cn: Optional[str | Path] = None, version: Optional[str] = None,
                  image: Optional[str | Path] = None, root: Path = REPO,
-                 province_cn: Optional[str | Path] = None, province_kr: Optional[str | Path] = None) -> BundleReport:
+                 province_cn: Optional[str | Path | Sequence[str | Path]] = None,
+                 province_kr: Optional[str | Path | Sequence[str | Path]] = None) -> BundleReport:
     """Write the bundle archive atomically; returns what went in. Raises AlprError on any problem.
-    A reader goes with its charset's check (``lprnet.province``: ``province_cn``, ``province_kr``; None: the
-    shipped one, if the charset has one), which the runtime uses by default for that ``--charset``."""
+    A reader goes with its charset's checks (``lprnet.province``: ``province_cn``, ``province_kr``, as
+    ``core.pipeline.check_paths`` reads them, as many as the charset ships and in the same order; None: the
+    shipped ones), which the runtime uses by default for that ``--charset``."""
     from core.cli import atomic_path
 
     detector = Path(detector)
@@ -294,10 +298,15 @@ def build_bundle(out: str | Path, detector: str | Path, reader: Optional[str | P
     for k, p in chosen.items():
         if p and k not in readers:
             raise AlprError(f"--province_{k} given without a {k} reader to check")
-    provinces = {k: Path(chosen[k]) if chosen[k] else DEFAULT_PROVINCE[k] for k in readers}
+    provinces = {k: check_paths(chosen[k], k) if chosen[k] else DEFAULT_PROVINCE[k] for k in readers}
+    for k, paths in provinces.items():
+        if len(paths) != len(DEFAULT_PROVINCE[k]):
+            raise AlprError(f"--province_{k} names {len(paths)} check(s); the {k} reader's bundle takes "
+                            f"{len(DEFAULT_PROVINCE[k])}, in the order of {', '.join(PROVINCE_NAMES[k])}")
     roles = ([("detector", "detector", detector)]
              + [(f"reader ({k})", "reader" if k == "kr" else f"reader_{k}", p) for k, p in readers.items()]
-             + [(f"province_{k} (the {k} reader's check)", f"province_{k}", p) for k, p in provinces.items()])
+             + [(f"province_{k} (the {k} reader's check)", f"province_{k}", p)
+                for k, paths in provinces.items() for p in paths])
     for role, flag, p in roles:
         if not p.is_file():
             raise AlprError(f"{role} model not found: {p} (train/convert it first, or pass --{flag})")
@@ -312,16 +321,16 @@ def build_bundle(out: str | Path, detector: str | Path, reader: Optional[str | P
     models = {"detector": dict(describe_model(detector), file=DETECTOR_NAME)}
     for k, p in readers.items():
         models[f"reader_{k}"] = dict(describe_model(p), file=READER_NAMES[k], charset=k)
-    for k, p in provinces.items():
-        from core.pipeline import open_province_check
-
+    for k, paths in provinces.items():
         # a check without its .json, or of another charset's classes, would fail every start with that --charset
         # on the device
         try:
-            open_province_check(k, p, 1)
+            open_checks(k, paths, 1)
         except AlprError as exc:
             raise AlprError(f"{exc} (--province_{k})") from None
-        models[f"province_{k}"] = dict(describe_model(p), file=PROVINCE_NAMES[k], checks_reader=k)
+        for i, (p, name) in enumerate(zip(paths, PROVINCE_NAMES[k])):
+            models[f"province_{k}" + (f"_{i + 1}" if i else "")] = dict(describe_model(p), file=name,
+                                                                         checks_reader=k)
     modules = edge_modules(root)
     files = _collect(detector, readers, root, modules, image_files, provinces)
     checksums = {name: {"sha256": sha256_file(src), "size": src.stat().st_size}
@@ -358,10 +367,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--reader", default=str(DEFAULT_READER["kr"]), help="Korean plate reader .tflite")
     p.add_argument("--reader_cn", default=None,
                    help=f"Chinese plate reader .tflite (default: {DEFAULT_READER['cn']} when it exists)")
-    p.add_argument("--province_cn", default=None, help=f"the Chinese reader's province check .tflite (+ .json; "
-                   f"default: {DEFAULT_PROVINCE['cn']})")
-    p.add_argument("--province_kr", default=None, help=f"the Korean reader's region check .tflite (+ .json; "
-                   f"default: {DEFAULT_PROVINCE['kr']})")
+    p.add_argument("--province_cn", default=None, help="the Chinese reader's province check .tflite (+ .json; "
+                   f"default: {', '.join(map(str, DEFAULT_PROVINCE['cn']))})")
+    p.add_argument("--province_kr", default=None, help="the Korean reader's region and top-line digits checks, "
+                   f"comma-separated .tflite files (+ .json; default: {', '.join(map(str, DEFAULT_PROVINCE['kr']))})")
     p.add_argument("--no_reader", action="store_true", help="detection only: bundle no plate reader")
     p.add_argument("--image", default=None, help="test image to bundle (default data/images/demo.jpg)")
     p.add_argument("--version", default=None, help="bundle version (default: UTC date + git commit)")
