@@ -12,8 +12,8 @@ With --lpr --lpr_weights READER.tflite --charset kr|cn, the plates whose labels 
 (the sixth token) are also read: a plate counts as read when a plate detection (score >= --lpr_score)
 overlaps it with IoU >= 0.5 and its crop reads exactly as the label. The counts are also printed (and
 written to --json) by the labelled plate's height in pixels, for narrow (maybe two-line) and wide plates.
-The reads use the charset's shipped province (cn) or region (kr) check unless --lpr_province says otherwise;
---json records the reader, its options and the check under "lpr_reader".
+The reads use the charset's shipped checks (cn: province; kr: region, then the top-line digits of two-line plates)
+unless --lpr_province says otherwise; --json records the reader, its options and the checks under "lpr_reader".
 """
 from __future__ import annotations
 

@@ -35,7 +35,7 @@ class ModelChoice:
     size: Optional[int] = None  # must agree with the model's input when given
     lpr: bool = False
     lpr_weights: Optional[str] = None
-    lpr_province: Optional[str] = None  # None: the shipped province/region check of --charset; "none": none
+    lpr_province: Optional[str] = None  # None: the shipped checks of --charset; "none": none; else a comma list
     charset: str = "kr"
     score: Optional[float] = None
     iou: float = 0.45

@@ -46,6 +46,8 @@ def check_paths(spec: Union[None, str, Path, Sequence[Union[str, Path]]], charse
         if spec.strip().lower() == NO_PROVINCE:
             return ()
         spec = [p for p in (part.strip() for part in spec.split(",")) if p]
+        if not spec:  # "" or ",": not a silent way to turn the checks off
+            raise AlprError(f"no check model named (pass check .tflite files, or {NO_PROVINCE} for no check)")
     return tuple(Path(p) for p in spec)
 
 
@@ -59,20 +61,22 @@ def open_checks(charset: str, spec: Union[None, str, Path, Sequence[Union[str, P
     paths = check_paths(spec, cs.name)
     missing = [p for p in paths if not p.is_file()]
     if missing:
-        raise AlprError(f"check model not found: {missing[0]} (--lpr_province none reads without the checks)")
+        raise AlprError(f"check model not found: {missing[0]} ({NO_PROVINCE} instead of the models reads without "
+                        "the checks)")
     from lprnet.province import ProvinceReader
 
     checks = []
     for path in paths:
         check = ProvinceReader(path, num_threads=num_threads or 1, min_probability=min_probability)
         if not check.suits(cs):
-            raise AlprError(f"check model {path} has classes outside charset {cs.name!r}")
+            raise AlprError(f"check model {path} has classes or after-tokens outside charset {cs.name!r}")
         checks.append(check)
     return tuple(checks)
 
 
 def open_plate_reader(path: str | Path, charset: str, num_threads: Optional[int] = None, decoder: str = DECODERS[0],
-                      tta: bool = True, retry_cuts: bool = True, province: Optional[str | Path] = None) -> Any:
+                      tta: bool = True, retry_cuts: bool = True,
+                      province: Union[None, str, Path, Sequence[Union[str, Path]]] = None) -> Any:
     """A ``lprnet.reader.PlateReader`` with its charset's checks: the province (cn), the region and top-line
     digits (kr) (``open_checks``, which takes ``province``)."""
     from lprnet.reader import PlateReader
@@ -106,7 +110,7 @@ class Pipeline:
     def open(cls, detector_path: str | Path, reader_path: Optional[str | Path] = None, charset: str = "kr",
              num_threads: Optional[int] = None, class_names: Optional[str | Path] = None,
              options: Optional[PipelineOptions] = None, decoder: str = DECODERS[0],
-             tta: bool = True, province: Optional[str | Path] = None) -> Pipeline:
+             tta: bool = True, province: Union[None, str, Path, Sequence[Union[str, Path]]] = None) -> Pipeline:
         """``province``: the reader's checks, as ``open_checks`` takes them."""
         # The runtime's own default is one thread; the detector is most of a frame's work and uses every
         # core (544 int8 on 2 cores: 12.7 vs 18.0 ms), while a batch of a few plates is fastest on one.

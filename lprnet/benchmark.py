@@ -81,7 +81,10 @@ def main(argv: Sequence[str]) -> None:
     result["decoder"] = f.decoder  # type: ignore[assignment]
     result["tta"] = f.tta  # type: ignore[assignment]
     result["retry_cuts"] = f.retry  # type: ignore[assignment]
-    result["province"] = f.province  # type: ignore[assignment]
+    from core.pipeline import check_paths
+
+    checks = check_paths(f.province, load_charset(f.charset).name) if f.province else ()
+    result["province"] = [str(p) for p in checks]  # type: ignore[assignment]
     print(json.dumps(result, indent=2))
 
 

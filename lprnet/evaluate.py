@@ -283,6 +283,7 @@ if __name__ == "__main__":
     flags.DEFINE_string("province", None, "checks (lprnet.province: province (cn), region and top-line digits (kr)): "
                         "comma-separated model .tflite files with their .json beside them, run in order, as "
                         "detect.py uses the shipped ones by default")
-    flags.DEFINE_float("province_min_probability", None, "the checks' threshold (default: each model's)")
+    flags.DEFINE_float("province_min_probability", None, "one threshold for every check of --province (default: "
+                       "each model's own)")
     flags.mark_flags_as_required(["weights", "images"])
     app.run(guarded(main))

@@ -60,6 +60,8 @@ FIELDS: Dict[str, CheckField] = {
     "digits": CheckField(DIGIT_PAIRS, (1.0, 1.0), (0.0, DIGITS_START_TOP_LINE), after=KR_REGIONS, lines=(2,)),
 }
 FIELD_CHARSET = {"province": "cn", "region": "kr", "digits": "kr"}
+# each charset's checks in the order a reader runs them (core.pipeline.DEFAULT_PROVINCE ships one model of each)
+CHARSET_FIELDS = {"cn": ("province",), "kr": ("region", "digits")}
 
 
 def metadata_path(model_path: Union[str, Path]) -> Path:
@@ -116,6 +118,13 @@ def _parse_classes(value: Any) -> Tuple[str, ...]:
     raise ValueError("classes must be a string of characters or a list of strings")
 
 
+def _parse_after(value: Any) -> Tuple[str, ...]:
+    """A list of non-empty tokens that the field follows."""
+    if isinstance(value, list) and all(isinstance(c, str) and c for c in value):
+        return tuple(value)
+    raise ValueError(f"after must be a list of non-empty strings, got {value!r}")
+
+
 def _number(value: Any, what: str) -> float:
     """A JSON number (not a boolean or a string) as a float."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -165,7 +174,7 @@ class ProvinceReader:
             if any(a >= b for a, b in zip(starts, shares)):
                 raise ValueError(f"each start must lie before its share, got starts {list(starts)}, "
                                  f"shares {list(shares)}")
-            after = _parse_classes(meta["after"]) if "after" in meta else ()
+            after = _parse_after(meta["after"]) if "after" in meta else ()
             lines = _parse_lines(meta["lines"]) if "lines" in meta else (1, 2)
         except FileNotFoundError:
             raise AlprError(f"province model {model_path} has no metadata file {meta_path.name} beside it") from None
@@ -175,8 +184,6 @@ class ProvinceReader:
             raise AlprError(f"bad province model metadata {meta_path}: classes must be distinct and non-empty")
         if not 0.0 <= threshold <= 1.0:
             raise AlprError(f"province min_probability must lie in [0, 1], got {threshold}")
-        if not all(after):
-            raise AlprError(f"bad province model metadata {meta_path}: the tokens of after must be non-empty")
         self.model_path = str(model_path)
         self.field = CheckField(classes, shares, starts, after, lines)
         self.classes = classes
@@ -197,6 +204,11 @@ class ProvinceReader:
         if len(out_shape) != 2 or out_shape[1] != len(classes):
             raise AlprError(f"{model_path}: output shape {out_shape} does not match its {len(classes)} classes")
         self._graph = BatchGraph(self._interp, self._in, self._out)
+
+    def is_field(self, name: str) -> bool:
+        """Whether this model checks ``FIELDS[name]``: the same classes, the tokens it follows and line counts."""
+        spec = FIELDS[name]
+        return (self.classes, self.after, self.lines) == (spec.classes, spec.after, spec.lines)
 
     def suits(self, charset: Charset) -> bool:
         """Whether ``charset`` spells every class and ``after`` token (a Chinese model does not check Korean

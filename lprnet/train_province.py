@@ -1,5 +1,5 @@
-"""Train the province check of the Chinese reader, or the region check of the Korean one (``lprnet.province``),
-and export it as int8 TFLite.
+"""Train the province check of the Chinese reader, or the region or top-line digits check of the Korean one
+(``lprnet.province``), and export it as int8 TFLite.
 
     python -m lprnet.train_province --data runs/reader_cn/data/train/labels.txt \\
         --val_data runs/reader_cn/data/val/labels.txt --out runs/province_cn
@@ -10,12 +10,19 @@ and export it as int8 TFLite.
 (the recipe's ``train`` list already names the ``yellow``, ``yellow2`` and ``green2`` crops: named again they
 weigh twice, as in the shipped region check's training)
 
+    python -m lprnet.train_province --charset kr --field digits --data Y2/labels.txt,G2/labels.txt \
+        --val_data V/labels.txt --out runs/digits_kr
+
+(``Y2``, ``G2``: renders of ``kr_yellow2`` and ``kr_green2`` plates, ``tools.synth.plates --kind``; only two-line
+crops with a region and two digits after it give views)
+
 Reads plate crops from label files (``lprnet.dataset``; the line count of each crop says how its view is
-cut, ``lprnet.preprocess.province_view`` with the charset's ``VIEW_SHARES``), trains a small CNN on the views
-of the crops' provinces (Korean: regions; crops without one are left out) under
+cut, ``lprnet.preprocess.province_view`` with the field's shares and starts, ``lprnet.province.FIELDS``), trains a
+small CNN on the views of the crops' field (province, region or digits; crops without it are left out) under
 the default ``tf.distribute`` strategy (MirroredStrategy when several GPUs are visible), keeps the epoch
 with the best validation accuracy, and writes into ``--out``: ``province.weights.h5``, ``province-int8.tflite``
-with its ``.json`` (classes, ``--min_probability`` and the view's shares), ``history.csv`` and ``curves.png``.
+with its ``.json`` (classes, ``--min_probability``, the view's shares and, for digits, its starts, the tokens the
+field follows and the line counts it checks), ``history.csv`` and ``curves.png``.
 """
 from __future__ import annotations
 

@@ -26,6 +26,7 @@ from lprnet.preprocess import (
     province_view,
 )
 from lprnet.province import (
+    CHARSET_FIELDS,
     DIGIT_PAIRS,
     FIELDS,
     ProvinceReader,
@@ -240,8 +241,12 @@ def test_pipeline_choice_of_the_check() -> None:
     assert shipped.suits(load_charset("cn")) and not shipped.suits(load_charset("kr"))
     with pytest.raises(AlprError, match="outside charset"):
         open_checks("kr", SHIPPED)
-    # a comma-separated list, in order, as --lpr_province takes it
+    # a comma-separated list, in order, as --lpr_province takes it; a list naming nothing is an error, not a
+    # silent way to turn the checks off
     assert [c.model_path for c in open_checks("cn", f"{SHIPPED}, {SHIPPED}")] == [str(SHIPPED)] * 2
+    for empty in ("", ",", " , "):
+        with pytest.raises(AlprError, match="no check model named"):
+            open_checks("cn", empty)
 
 
 @pytest.mark.skipif(not SHIPPED.is_file(), reason="the shipped province model is missing")
@@ -355,9 +360,12 @@ def test_edge_bundle_carries_the_checks_with_their_readers(tmp_path: Path) -> No
     # a check of the other charset's classes would fail every start of that charset on the device
     with pytest.raises(AlprError, match="outside charset 'kr'"):
         build_bundle(tmp_path / "y.tar.gz", det, kr, province_kr=f"{SHIPPED},{SHIPPED_DIGITS}")
-    # the device looks for as many checks as the charset ships
+    # the device looks for as many checks as the charset ships, each of its field, in order
     with pytest.raises(AlprError, match="--province_kr names 1 check"):
         build_bundle(tmp_path / "u.tar.gz", det, kr, province_kr=SHIPPED_KR)
+    for swapped in (f"{SHIPPED_DIGITS},{SHIPPED_KR}", f"{SHIPPED_KR},{SHIPPED_KR}"):
+        with pytest.raises(AlprError, match="is not a (region|digits) check"):
+            build_bundle(tmp_path / "t.tar.gz", det, kr, province_kr=swapped)
     with pytest.raises(AlprError, match=r"pass --province_kr\)"):
         build_bundle(tmp_path / "z.tar.gz", det, kr, province_kr=[tmp_path / "missing.tflite", SHIPPED_DIGITS])
     with pytest.raises(AlprError, match=r"pass --province_cn\)"):
@@ -414,6 +422,8 @@ def test_shipped_region_check() -> None:
 
     region, digits = open_checks("kr")
     assert isinstance(region, ProvinceReader) and region.classes == KR_REGIONS
+    assert region.is_field("region") and digits.is_field("digits") and not digits.is_field("region")
+    assert [c.is_field(f) for c, f in zip(open_checks("cn"), CHARSET_FIELDS["cn"])] == [True]
     assert digits.classes == DIGIT_PAIRS and digits.model_path == str(SHIPPED_DIGITS)
     assert region.shares == VIEW_SHARES["kr"] and region.suits(load_charset("kr"))
     assert not region.suits(load_charset("cn"))
@@ -525,8 +535,16 @@ def test_digits_view_is_the_right_of_the_top_line() -> None:
     spec = FIELDS["digits"]
     view = province_view(img, 2, shares=spec.shares, starts=spec.starts)
     assert view is not None and _has(view, MAGENTA) and not _has(view, GREEN)
-    magenta_cols = np.nonzero(np.all(np.abs(view.astype(int) - MAGENTA) < 70, axis=-1).any(axis=0))[0]
-    assert magenta_cols.min() > PROVINCE_VIEW_WIDTH // 4  # the digits sit right of the view's start
+
+    def cols(v: np.ndarray, color: tuple) -> np.ndarray:
+        return np.nonzero(np.all(np.abs(v.astype(int) - color) < 70, axis=-1).any(axis=0))[0]
+
+    # 0.45 of the box cuts the region's second glyph (x 74-100) at about x 93: a few columns of it at most,
+    # and the digits (x 112-160) fill the right two thirds of the view; from 0 (the whole line) the region
+    # would fill the left half, and the digits only the right 0.4
+    assert cols(view, RED).size <= 8 and cols(view, MAGENTA).min() < PROVINCE_VIEW_WIDTH // 2
+    whole = province_view(img, 2, shares=spec.shares)
+    assert cols(whole, RED).size > 16 and cols(whole, MAGENTA).min() > PROVINCE_VIEW_WIDTH // 2
     region = province_view(img, 2, shares=VIEW_SHARES["kr"])
     assert _has(region, RED) and not _has(region, MAGENTA)
 
@@ -593,7 +611,7 @@ def test_metadata_of_a_field_after_tokens(tmp_path: Path) -> None:
     assert reader.suits(load_charset("kr")) and not reader.suits(load_charset("cn"))
     for key, bad in (("starts", [0.0, 1.0]), ("starts", [0.5, 0.45]), ("starts", [-0.1, 0.2]), ("starts", "0"),
                      ("lines", [3]), ("lines", []), ("lines", [True]), ("lines", 2), ("after", [1]),
-                     ("after", [""])):
+                     ("after", [""]), ("after", "서울")):
         meta = dict(good, **{key: bad})
         if key == "starts" and bad == [0.5, 0.45]:
             meta["shares"] = [0.4, 1.0]  # the one-line view would start after its end
@@ -622,3 +640,39 @@ def test_shipped_digits_check() -> None:
     probs = digits.probabilities(np.stack(views))
     assert probs.shape == (150, 100) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-4)
     assert float(np.mean(probs.argmax(axis=1) == np.array(truth))) >= 0.86
+
+
+@pytest.mark.skipif(not (SHIPPED_KR.is_file() and SHIPPED_DIGITS.is_file()), reason="the shipped checks are missing")
+def test_reader_tools_record_the_checks_in_order(tmp_path: Path) -> None:
+    """``lprnet.evaluate --json`` and ``lprnet.benchmark`` take a comma-separated ``--province`` and record the
+    checks as a list, in the order given (and the threshold of each)."""
+    from core.pipeline import DEFAULT_READER
+    from tools.synth.plates import render_plate
+
+    reader = DEFAULT_READER["kr"]
+    if not reader.is_file():
+        pytest.skip("the shipped Korean reader is not there")
+    rng = np.random.default_rng(41_002)
+    crops = tmp_path / "crops"
+    crops.mkdir()
+    lines = []
+    for i in range(4):
+        crop, text, kind = render_plate(rng, "kr", kind="kr_yellow2")
+        cv2.imwrite(str(crops / f"{i}.jpg"), crop)
+        lines.append(f"{i}.jpg\t{text}\t{kind.name}\t0\t{kind.lines}\t0")
+    (crops / "labels.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    both = f"{SHIPPED_KR},{SHIPPED_DIGITS}"
+    out = tmp_path / "eval.json"
+    r = subprocess.run([sys.executable, "-m", "lprnet.evaluate", "--weights", str(reader), "--charset", "kr",
+                        "--images", str(crops / "labels.txt"), "--province", both, "--json", str(out)],
+                       capture_output=True, text=True, env=ENV, cwd=REPO, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    result = json.loads(out.read_text(encoding="utf-8"))
+    assert result["province"] == [str(SHIPPED_KR), str(SHIPPED_DIGITS)] and result["count"] == 4
+    assert result["province_min_probability"] == [0.8, 0.8]
+    r = subprocess.run([sys.executable, "-m", "lprnet.benchmark", "--model", str(reader), "--charset", "kr",
+                        "--images", str(crops / "labels.txt"), "--runs", "2", "--province", both],
+                       capture_output=True, text=True, env=ENV, cwd=REPO, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    bench = json.loads(r.stdout[r.stdout.index("{"):])
+    assert bench["province"] == [str(SHIPPED_KR), str(SHIPPED_DIGITS)]

@@ -31,6 +31,7 @@ if str(REPO) not in sys.path:
 
 from core.errors import AlprError  # noqa: E402
 from core.pipeline import DEFAULT_DETECTOR, DEFAULT_PROVINCE, DEFAULT_READER, check_paths, open_checks  # noqa: E402
+from lprnet.province import CHARSET_FIELDS  # noqa: E402
 from tools.bundle.verify_bundle import sha256_file  # noqa: E402  (the bundle checks with the same function)
 
 TEMPLATE = REPO / "tools" / "bundle"
@@ -325,9 +326,15 @@ def build_bundle(out: str | Path, detector: str | Path, reader: Optional[str | P
         # a check without its .json, or of another charset's classes, would fail every start with that --charset
         # on the device
         try:
-            open_checks(k, paths, 1)
+            checks = open_checks(k, paths, 1)
         except AlprError as exc:
             raise AlprError(f"{exc} (--province_{k})") from None
+        # the device runs them in DEFAULT_PROVINCE's order, each from its default file name
+        for i, (check, name) in enumerate(zip(checks, CHARSET_FIELDS[k])):
+            if not check.is_field(name):
+                raise AlprError(f"--province_{k}: check {i + 1}, {check.model_path}, is not a {name} check (its "
+                                f"classes, after-tokens or line counts differ); give the {k} checks in the order "
+                                f"{', '.join(CHARSET_FIELDS[k])}")
         for i, (p, name) in enumerate(zip(paths, PROVINCE_NAMES[k])):
             models[f"province_{k}" + (f"_{i + 1}" if i else "")] = dict(describe_model(p), file=name,
                                                                          checks_reader=k)
