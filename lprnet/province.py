@@ -186,11 +186,6 @@ class ProvinceReader:
             raise AlprError(f"province min_probability must lie in [0, 1], got {threshold}")
         self.model_path = str(model_path)
         self.field = CheckField(classes, shares, starts, after, lines)
-        self.classes = classes
-        self.shares = shares  # the view's one-line and top-line shares (province_view)
-        self.starts = starts  # and where it starts
-        self.after = after
-        self.lines = lines
         self.min_probability = threshold
         inputs, outputs = self._interp.get_input_details(), self._interp.get_output_details()
         if len(inputs) != 1 or len(outputs) != 1:
@@ -204,6 +199,13 @@ class ProvinceReader:
         if len(out_shape) != 2 or out_shape[1] != len(classes):
             raise AlprError(f"{model_path}: output shape {out_shape} does not match its {len(classes)} classes")
         self._graph = BatchGraph(self._interp, self._in, self._out)
+
+    # the field's parts, as read_crops and the front ends use them
+    classes = property(lambda self: self.field.classes)
+    shares = property(lambda self: self.field.shares)  # the view's one-line and top-line shares (province_view)
+    starts = property(lambda self: self.field.starts)  # and where it starts
+    after = property(lambda self: self.field.after)
+    lines = property(lambda self: self.field.lines)
 
     def is_field(self, name: str) -> bool:
         """Whether this model checks ``FIELDS[name]``: the same classes, the tokens it follows and line counts."""

@@ -43,9 +43,9 @@ from lprnet.preprocess import (
     normalize,
     province_view,
 )
-from lprnet.province import FIELD_CHARSET, FIELDS, CheckField, find_field
+from lprnet.province import CHARSET_FIELDS, FIELD_CHARSET, FIELDS, CheckField, find_field
 
-DEFAULT_FIELD = {"cn": "province", "kr": "region"}  # each charset's first check
+DEFAULT_FIELD = {c: names[0] for c, names in CHARSET_FIELDS.items()}  # each charset's first check
 # chosen on the cn validation crops (model card, session 39)
 DEFAULT_MIN_PROBABILITY = 0.8
 
