@@ -19,6 +19,7 @@ CHARSETS_DIR = Path(__file__).resolve().parents[1] / "data" / "charsets"
 _CN_PROVINCES = "京沪津渝冀晋蒙辽吉黑苏浙皖闽赣鲁豫鄂湘粤桂琼川贵云藏陕甘青宁新"
 CN_PROVINCES = _CN_PROVINCES  # the first character of every Chinese plate (lprnet.province classifies it)
 _CN_LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"
+CN_LETTERS = _CN_LETTERS  # the issuing-office letter after the province (lprnet.province's letter check)
 # Province, issuing-office letter, then 5 letters/digits (ordinary plates, 7 in all) or a new-energy
 # tail (8 in all): D/F, a letter or digit, 4 digits (small cars) or 5 digits, D/F (large vehicles).
 _CN_FORMAT = re.compile(

@@ -372,6 +372,9 @@ REGION_SHARE_ONE_LINE = 0.19
 REGION_SHARE_TOP_LINE = 0.60
 # the two digits after the region on a Korean two-line plate's top line: from 0.45 of its text box to its end
 DIGITS_START_TOP_LINE = 0.45
+# the letter after the province on a Chinese two-line plate's top line: from 0.5 of its text box to its end (the
+# province takes 62 mm, a gap 60 and the letter 56 of the line's 178: the letter starts at 0.69)
+LETTER_START_TOP_LINE = 0.5
 # (one-line share, top-line share) of each charset's check
 VIEW_SHARES: Dict[str, Tuple[float, float]] = {
     "cn": (PROVINCE_SHARE_ONE_LINE, PROVINCE_SHARE_TOP_LINE),

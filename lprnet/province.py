@@ -14,7 +14,8 @@ A model is a TFLite file (``lprnet.train_province`` writes it) with a JSON file 
 classes without them, as session 39's Chinese one, gets the Chinese shares, any other must name them).
 
 A check may also classify a field that follows another (``FIELDS["digits"]``: the two digits after the region on
-the top line of a Korean two-line plate): its ``.json`` then names ``"after"`` (the tokens the field follows),
+the top line of a Korean two-line plate; ``FIELDS["letter"]``: the letter after the province on the top line of a
+Chinese two-line plate): its ``.json`` then names ``"after"`` (the tokens the field follows),
 ``"starts"`` (where the view starts, as shares of the text box) and ``"lines"`` (the line counts of the reads it
 checks, ``[2]``). A reader may have several checks; they run in order (``lprnet.reader.read_crops``).
 """
@@ -29,10 +30,11 @@ import numpy as np
 
 from core.errors import AlprError
 from core.tflite_runtime import load_interpreter
-from lprnet.charset import CN_PROVINCES, KR_REGIONS, Charset
+from lprnet.charset import CN_LETTERS, CN_PROVINCES, KR_REGIONS, Charset
 from lprnet.ctc import softmax
 from lprnet.preprocess import (
     DIGITS_START_TOP_LINE,
+    LETTER_START_TOP_LINE,
     PROVINCE_VIEW_HEIGHT,
     PROVINCE_VIEW_WIDTH,
     VIEW_SHARES,
@@ -58,10 +60,12 @@ FIELDS: Dict[str, CheckField] = {
     "province": CheckField(tuple(CN_PROVINCES), VIEW_SHARES["cn"]),
     "region": CheckField(KR_REGIONS, VIEW_SHARES["kr"]),
     "digits": CheckField(DIGIT_PAIRS, (1.0, 1.0), (0.0, DIGITS_START_TOP_LINE), after=KR_REGIONS, lines=(2,)),
+    "letter": CheckField(tuple(CN_LETTERS), (1.0, 1.0), (0.0, LETTER_START_TOP_LINE), after=tuple(CN_PROVINCES),
+                         lines=(2,)),
 }
-FIELD_CHARSET = {"province": "cn", "region": "kr", "digits": "kr"}
+FIELD_CHARSET = {"province": "cn", "region": "kr", "digits": "kr", "letter": "cn"}
 # each charset's checks in the order a reader runs them (core.pipeline.DEFAULT_PROVINCE ships one model of each)
-CHARSET_FIELDS = {"cn": ("province",), "kr": ("region", "digits")}
+CHARSET_FIELDS = {"cn": ("province", "letter"), "kr": ("region", "digits")}
 
 
 def metadata_path(model_path: Union[str, Path]) -> Path:

@@ -1,5 +1,5 @@
-"""Train the province check of the Chinese reader, or the region or top-line digits check of the Korean one
-(``lprnet.province``), and export it as int8 TFLite.
+"""Train the province or top-line letter check of the Chinese reader, or the region or top-line digits check of
+the Korean one (``lprnet.province``), and export it as int8 TFLite.
 
     python -m lprnet.train_province --data runs/reader_cn/data/train/labels.txt \\
         --val_data runs/reader_cn/data/val/labels.txt --out runs/province_cn
@@ -16,13 +16,18 @@ weigh twice, as in the shipped region check's training)
 (``Y2``, ``G2``: renders of ``kr_yellow2`` and ``kr_green2`` plates, ``tools.synth.plates --kind``; only two-line
 crops with a region and two digits after it give views)
 
+    python -m lprnet.train_province --charset cn --field letter --data Y/labels.txt,YV/labels.txt \
+        --val_data V/labels.txt --out runs/letter_cn
+
+(``Y``, ``YV``: renders of ``cn_yellow2`` plates, the second with ``--font_variants --shear 0.35``)
+
 Reads plate crops from label files (``lprnet.dataset``; the line count of each crop says how its view is
 cut, ``lprnet.preprocess.province_view`` with the field's shares and starts, ``lprnet.province.FIELDS``), trains a
-small CNN on the views of the crops' field (province, region or digits; crops without it are left out) under
+small CNN on the views of the crops' field (province, letter, region or digits; crops without it are left out) under
 the default ``tf.distribute`` strategy (MirroredStrategy when several GPUs are visible), keeps the epoch
 with the best validation accuracy, and writes into ``--out``: ``province.weights.h5``, ``province-int8.tflite``
-with its ``.json`` (classes, ``--min_probability``, the view's shares and, for digits, its starts, the tokens the
-field follows and the line counts it checks), ``history.csv`` and ``curves.png``.
+with its ``.json`` (classes, ``--min_probability``, the view's shares and, for digits and letter, its starts, the
+tokens the field follows and the line counts it checks), ``history.csv`` and ``curves.png``.
 """
 from __future__ import annotations
 
@@ -230,7 +235,8 @@ if __name__ == "__main__":
 
     flags.DEFINE_enum("charset", "cn", sorted(DEFAULT_FIELD), "cn: the province check; kr: the region check")
     flags.DEFINE_enum("field", None, sorted(FIELDS), "which check (default: the charset's first: province for cn, "
-                      "region for kr; digits: kr, the top line's two digits of two-line plates)")
+                      "region for kr; digits: kr, the top line's two digits of two-line plates; letter: cn, the top "
+                      "line's letter of two-line plates)")
     flags.DEFINE_list("data", None, "training crops: label files or folders (lprnet.dataset), comma-separated")
     flags.DEFINE_string("val_data", None, "validation crops: a label file or folder")
     flags.DEFINE_string("out", None, "output folder")

@@ -1,5 +1,6 @@
-"""The province check of the Chinese reader and the region and top-line digits checks of the Korean one: the view,
-the replacement rule, the model file, the runtime's use of them, the shipped models and the training command."""
+"""The province and top-line letter checks of the Chinese reader and the region and top-line digits checks of the
+Korean one: the view, the replacement rule, the model file, the runtime's use of them, the shipped models and the
+training command."""
 from __future__ import annotations
 
 import json
@@ -15,7 +16,7 @@ import pytest
 
 from core.errors import AlprError
 from core.pipeline import DEFAULT_PROVINCE, open_checks
-from lprnet.charset import CN_PROVINCES, KR_REGIONS, load_charset
+from lprnet.charset import CN_LETTERS, CN_PROVINCES, KR_REGIONS, load_charset
 from lprnet.preprocess import (
     INPUT_HEIGHT,
     PROVINCE_MIN_ROWS,
@@ -38,7 +39,7 @@ from lprnet.province import (
 from lprnet.reader import read_crops
 from tests.paths import REPO
 
-SHIPPED = DEFAULT_PROVINCE["cn"][0]
+SHIPPED, SHIPPED_LETTER = DEFAULT_PROVINCE["cn"]
 SHIPPED_KR, SHIPPED_DIGITS = DEFAULT_PROVINCE["kr"]
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(REPO))
 RED, GREEN, BLUE, MAGENTA = (0, 0, 255), (0, 255, 0), (255, 0, 0), (255, 0, 255)
@@ -231,12 +232,14 @@ def test_model_file_errors_are_one_line(tmp_path: Path) -> None:
 @pytest.mark.skipif(not SHIPPED.is_file(), reason="the shipped province model is missing")
 def test_pipeline_choice_of_the_check() -> None:
     assert open_checks("cn", "none") == () and open_checks("kr", "None") == ()
-    (shipped,) = open_checks("cn")
+    shipped, letter = open_checks("cn")  # the province, then the top-line letter
     assert isinstance(shipped, ProvinceReader) and shipped.classes == tuple(CN_PROVINCES)
+    assert letter.is_field("letter") and not letter.is_field("province") and not shipped.is_field("letter")
     assert shipped.shares == VIEW_SHARES["cn"]  # the cn model's .json names no shares: the Chinese ones
     assert shipped.starts == (0.0, 0.0) and shipped.after == () and shipped.lines == (1, 2)
     # a charset file is known by its stem (evaluate.py --charset takes either)
-    assert [c.model_path for c in open_checks(str(REPO / "data" / "charsets" / "cn.txt"))] == [str(SHIPPED)]
+    assert [c.model_path for c in open_checks(str(REPO / "data" / "charsets" / "cn.txt"))] == [
+        str(SHIPPED), str(SHIPPED_LETTER)]
     assert open_checks("cn", min_probability=0.95)[0].min_probability == 0.95
     assert shipped.suits(load_charset("cn")) and not shipped.suits(load_charset("kr"))
     with pytest.raises(AlprError, match="outside charset"):
@@ -268,11 +271,12 @@ def test_shipped_check_reads_rendered_provinces() -> None:
     assert float(np.mean(probs.argmax(axis=1) == np.array(truth))) >= 0.90
 
 
-@pytest.mark.parametrize("charset,field", [("cn", None), ("kr", None), ("kr", "digits")])
+@pytest.mark.parametrize("charset,field", [("cn", None), ("kr", None), ("kr", "digits"), ("cn", "letter")])
 def test_training_command_smoke(tmp_path: Path, charset: str, field: str | None) -> None:
     """The training command for two steps on 24 rendered crops, given as two label files, writes a model the
     runtime loads, with the field's classes and view (shares, starts, the tokens it follows, the line counts it
-    checks); crops without the field (Korean plates without a region; for digits, one-line plates) are left out."""
+    checks); crops without the field (Korean plates without a region; for digits and letter, one-line plates) are
+    left out."""
     from tools.synth.plates import render_plate
 
     rng = np.random.default_rng(5)
@@ -282,10 +286,13 @@ def test_training_command_smoke(tmp_path: Path, charset: str, field: str | None)
         data.mkdir()
         lines = []
         for i in range(12):
-            kind_name = ("kr_yellow2", "kr_green2", "kr_yellow")[i % 3] if field == "digits" else None
+            kind_name = {"digits": ("kr_yellow2", "kr_green2", "kr_yellow")[i % 3],
+                         "letter": ("cn_yellow2", "cn_yellow2", "cn_blue")[i % 3]}.get(field or "")
             crop, text, kind = render_plate(rng, charset, kind=kind_name)
             if field == "digits":
                 with_class += kind.lines == 2 and text[:2] in KR_REGIONS and text[2:4].isdigit()
+            elif field == "letter":
+                with_class += kind.lines == 2 and text[0] in CN_PROVINCES and text[1] in CN_LETTERS
             else:
                 with_class += text[:2] in KR_REGIONS if charset == "kr" else 1
             name = f"{i:02d}.jpg"
@@ -293,7 +300,7 @@ def test_training_command_smoke(tmp_path: Path, charset: str, field: str | None)
             lines.append(f"{name}\t{text}\t{kind.name}\t0\t{kind.lines}\t0")
         (data / "labels.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
         files.append(str(data / "labels.txt"))
-    assert 8 <= with_class < 24 or charset == "cn"  # a batch of 8, and some crops to leave out
+    assert 8 <= with_class < 24 or (charset, field) == ("cn", None)  # a batch of 8, and some crops to leave out
     out = tmp_path / "run"
     r = subprocess.run([sys.executable, "-m", "lprnet.train_province", "--charset", charset, "--data", ",".join(files),
                         "--val_data", files[0], "--out", str(out), "--epochs", "1",
@@ -310,6 +317,7 @@ def test_training_command_smoke(tmp_path: Path, charset: str, field: str | None)
     if field is None:
         assert model.shares == VIEW_SHARES[charset]
     assert model.suits(load_charset(charset)) and not model.suits(load_charset("cn" if charset == "kr" else "kr"))
+    assert model.is_field(field or ("region" if charset == "kr" else "province"))
     probs = model.probabilities(np.stack([province_view(_one_line_plate(), 1)] * 3))
     assert probs.shape == (3, len(spec.classes)) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-4)
 
@@ -324,19 +332,20 @@ def test_training_refuses_a_field_of_another_charset(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not SHIPPED.is_file(), reason="the shipped province model is missing")
 def test_front_end_flag_reaches_the_reader() -> None:
-    """``--lpr_province`` (core.app.ModelChoice.lpr_province): the shipped check of the charset by default, none
-    with ``none``; a missing file is a one-line error (the kr default: ``test_shipped_region_check``)."""
+    """``--lpr_province`` (core.app.ModelChoice.lpr_province): the shipped checks of the charset by default, in
+    order, none with ``none``; a missing file is a one-line error (the kr default: ``test_shipped_region_check``)."""
     from core.app import ModelChoice, open_pipeline
 
-    (check,) = open_pipeline(ModelChoice(lpr=True, charset="cn")).reader.province
-    assert isinstance(check, ProvinceReader)
+    checks = open_pipeline(ModelChoice(lpr=True, charset="cn")).reader.province
+    assert all(isinstance(c, ProvinceReader) for c in checks)
+    assert [c.model_path for c in checks] == [str(SHIPPED), str(SHIPPED_LETTER)]
     assert open_pipeline(ModelChoice(lpr=True, charset="cn", lpr_province="none")).reader.province == ()
     assert open_pipeline(ModelChoice(lpr=True, charset="kr", lpr_province="none")).reader.province == ()
     with pytest.raises(AlprError, match="check model not found"):
         open_pipeline(ModelChoice(lpr=True, charset="cn", lpr_province="/nonexistent/p.tflite"))
 
 
-@pytest.mark.skipif(not (SHIPPED.is_file() and SHIPPED_KR.is_file() and SHIPPED_DIGITS.is_file()),
+@pytest.mark.skipif(not all(p.is_file() for p in (SHIPPED, SHIPPED_LETTER, SHIPPED_KR, SHIPPED_DIGITS)),
                     reason="the shipped checks are missing")
 def test_edge_bundle_carries_the_checks_with_their_readers(tmp_path: Path) -> None:
     from core.pipeline import DEFAULT_DETECTOR, DEFAULT_READER
@@ -346,13 +355,16 @@ def test_edge_bundle_carries_the_checks_with_their_readers(tmp_path: Path) -> No
     if not (det.is_file() and kr.is_file() and cn.is_file()):
         pytest.skip("the shipped detector and readers are not there")
     report = build_bundle(tmp_path / "b.tar.gz", det, kr, reader_cn=cn)
-    (name,) = PROVINCE_NAMES["cn"]
-    assert name in report.files and name + ".json" in report.files
-    assert report.models["province_cn"]["quantization"] == "int8"
+    # the Chinese reader goes with its province and letter checks, the Korean one with its region and digits
+    # checks, where the device looks for them by default
+    assert PROVINCE_NAMES["cn"] == tuple(p.relative_to(REPO).as_posix() for p in DEFAULT_PROVINCE["cn"])
+    for key, file in zip(("province_cn", "province_cn_2"), PROVINCE_NAMES["cn"]):
+        assert report.models[key]["checks_reader"] == "cn" and report.models[key]["file"] == file
+        assert file in report.files and file + ".json" in report.files
+        assert report.models[key]["quantization"] == "int8"
     assert "lprnet.province" in report.modules  # found although core.pipeline imports it inside a function
     korean = build_bundle(tmp_path / "k.tar.gz", det, kr)
     assert "province_cn" not in korean.models  # no cn reader, no province check
-    # the Korean reader goes with its region and digits checks, where the device looks for them by default
     assert PROVINCE_NAMES["kr"] == tuple(p.relative_to(REPO).as_posix() for p in DEFAULT_PROVINCE["kr"])
     for key, file in zip(("province_kr", "province_kr_2"), PROVINCE_NAMES["kr"]):
         assert report.models[key]["checks_reader"] == "kr" and korean.models[key]["file"] == file
@@ -369,7 +381,12 @@ def test_edge_bundle_carries_the_checks_with_their_readers(tmp_path: Path) -> No
     with pytest.raises(AlprError, match=r"pass --province_kr\)"):
         build_bundle(tmp_path / "z.tar.gz", det, kr, province_kr=[tmp_path / "missing.tflite", SHIPPED_DIGITS])
     with pytest.raises(AlprError, match=r"pass --province_cn\)"):
-        build_bundle(tmp_path / "x.tar.gz", det, kr, reader_cn=cn, province_cn=tmp_path / "missing.tflite")
+        build_bundle(tmp_path / "x.tar.gz", det, kr, reader_cn=cn,
+                     province_cn=[tmp_path / "missing.tflite", SHIPPED_LETTER])
+    with pytest.raises(AlprError, match="--province_cn names 1 check"):
+        build_bundle(tmp_path / "s.tar.gz", det, kr, reader_cn=cn, province_cn=SHIPPED)
+    with pytest.raises(AlprError, match="is not a (province|letter) check"):
+        build_bundle(tmp_path / "r.tar.gz", det, kr, reader_cn=cn, province_cn=f"{SHIPPED_LETTER},{SHIPPED}")
     with pytest.raises(AlprError, match=r"pass --reader_cn\)"):
         build_bundle(tmp_path / "w.tar.gz", det, kr, reader_cn=tmp_path / "missing.tflite")
     with pytest.raises(AlprError, match="--province_cn given without a cn reader"):
@@ -423,7 +440,7 @@ def test_shipped_region_check() -> None:
     region, digits = open_checks("kr")
     assert isinstance(region, ProvinceReader) and region.classes == KR_REGIONS
     assert region.is_field("region") and digits.is_field("digits") and not digits.is_field("region")
-    assert [c.is_field(f) for c, f in zip(open_checks("cn"), CHARSET_FIELDS["cn"])] == [True]
+    assert [c.is_field(f) for c, f in zip(open_checks("cn"), CHARSET_FIELDS["cn"])] == [True, True]
     assert digits.classes == DIGIT_PAIRS and digits.model_path == str(SHIPPED_DIGITS)
     assert region.shares == VIEW_SHARES["kr"] and region.suits(load_charset("kr"))
     assert not region.suits(load_charset("cn"))
@@ -513,17 +530,19 @@ def test_digits_field_follows_the_region() -> None:
     assert replace_provinces(texts[:1], probs[:1], spec.classes, 0.8, spec.after) == texts[:1]
 
 
+def _light_plate(height: int, width: int, glyphs: list) -> np.ndarray:
+    """A light plate ``height`` x ``width`` with stand-in glyphs, each (x, y0, y1, width, colour)."""
+    img = np.full((height, width, 3), 225, np.uint8)
+    for x, y0, y1, w, color in glyphs:
+        _glyph(img, x, y0, y1, w, color)
+    return img
+
+
 def _two_line_region_plate() -> np.ndarray:
     """A light Korean two-line plate 160x220: top line (rows 14-60) a red region (x 40-100, two glyphs) and two
     magenta digits (x 112-160); bottom line (rows 80-146) four green glyphs."""
-    img = np.full((160, 220, 3), 225, np.uint8)
-    _glyph(img, 40, 14, 60, 26, RED)
-    _glyph(img, 74, 14, 60, 26, RED)
-    _glyph(img, 112, 14, 60, 20, MAGENTA)
-    _glyph(img, 138, 14, 60, 20, MAGENTA)
-    for k in range(4):
-        _glyph(img, 14 + 52 * k, 80, 146, 34, GREEN)
-    return img
+    top = [(40, 14, 60, 26, RED), (74, 14, 60, 26, RED), (112, 14, 60, 20, MAGENTA), (138, 14, 60, 20, MAGENTA)]
+    return _light_plate(160, 220, top + [(14 + 52 * k, 80, 146, 34, GREEN) for k in range(4)])
 
 
 def test_digits_view_is_the_right_of_the_top_line() -> None:
@@ -676,3 +695,69 @@ def test_reader_tools_record_the_checks_in_order(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr[-2000:]
     bench = json.loads(r.stdout[r.stdout.index("{"):])
     assert bench["province"] == [str(SHIPPED_KR), str(SHIPPED_DIGITS)]
+
+
+def test_letter_field_follows_the_province() -> None:
+    """The letter check's field: the letter right after a Chinese province; reads without a province, or with a
+    digit after it, have none, and only that letter is replaced."""
+    spec = FIELDS["letter"]
+    assert spec.classes == tuple("ABCDEFGHJKLMNPQRSTUVWXYZ") and spec.after == tuple(CN_PROVINCES)
+    assert spec.lines == (2,) and len(spec.after) == 31
+    assert find_field("青N33684", spec.classes, spec.after) == (1, "N")
+    assert find_field("N33684", spec.classes, spec.after) is None  # the province was lost
+    assert find_field("青333684", spec.classes, spec.after) is None  # a digit where the letter should be
+    assert find_field("", spec.classes, spec.after) is None
+    probs = np.zeros((3, 24), np.float32)
+    probs[:, spec.classes.index("W")] = 0.9
+    texts = ["青N33684", "N33684", "沪W839W7"]
+    assert replace_provinces(texts, probs, spec.classes, 0.8, spec.after) == ["青W33684", "N33684", "沪W839W7"]
+    probs[:, spec.classes.index("W")] = 0.7  # below the threshold: kept
+    assert replace_provinces(texts[:1], probs[:1], spec.classes, 0.8, spec.after) == texts[:1]
+
+
+def _two_line_cn_plate() -> np.ndarray:
+    """A light Chinese two-line plate 150x220 laid out as the renderer's (province 62 mm, a gap of 60, the letter
+    56): top line (rows 14-50) a red province (x 40-77) and a magenta letter (x 113-147); bottom line (rows
+    70-136) three green glyphs (fewer than a real plate's five, so that the stand-ins' top line keeps the share
+    of the gradient energy ``line_split_row`` expects of it)."""
+    top = [(40, 14, 50, 37, RED), (113, 14, 50, 34, MAGENTA)]
+    return _light_plate(150, 220, top + [(30 + 60 * k, 70, 136, 34, GREEN) for k in range(3)])
+
+
+def test_letter_view_is_the_right_of_the_top_line() -> None:
+    """The top line's text box spans about x 37-150: the letter view starts at 0.5 of it (about x 94), so it holds
+    the letter and none of the province or the bottom line; the province view (0.62 from the left, to about
+    x 107) holds the province and not the letter."""
+    img = _two_line_cn_plate()
+    assert 50 < line_split_row(img) <= 70
+    spec = FIELDS["letter"]
+    view = province_view(img, 2, shares=spec.shares, starts=spec.starts)
+    assert view is not None and _has(view, MAGENTA) and not _has(view, RED) and not _has(view, GREEN)
+    whole = province_view(img, 2, shares=spec.shares)  # from 0: the province too
+    assert _has(whole, RED) and _has(whole, MAGENTA)
+    province = province_view(img, 2, shares=VIEW_SHARES["cn"])
+    assert _has(province, RED) and not _has(province, MAGENTA)
+
+
+@pytest.mark.skipif(not SHIPPED_LETTER.is_file(), reason="the shipped letter model is missing")
+def test_shipped_letter_check() -> None:
+    """The Chinese reads' second default check is the shipped letter model: its .json names the letter field
+    (``FIELDS["letter"]``); on 150 rendered two-line plates (a seed no set of the model card uses) its top class is
+    the renderer's letter in at least 0.88 of the views (0.940 of the 599 two-line views of three fresh renders,
+    int8, model card; 3 standard errors at n = 150 are 0.058)."""
+    from tools.synth.plates import render_plate
+
+    letter = ProvinceReader(SHIPPED_LETTER)
+    assert letter.field == FIELDS["letter"] and letter.min_probability == 0.8
+    assert letter.suits(load_charset("cn")) and not letter.suits(load_charset("kr"))
+    assert letter.applies("青N33684", 2) and not letter.applies("青N33684", 1) and not letter.applies("N33684", 2)
+    rng = np.random.default_rng(42_001)
+    views, truth = [], []
+    for _ in range(150):
+        crop, text, kind = render_plate(rng, "cn", kind="cn_yellow2")
+        assert kind.lines == 2 and text[0] in CN_PROVINCES
+        views.append(province_view(crop, 2, shares=letter.shares, starts=letter.starts))
+        truth.append(CN_LETTERS.index(text[1]))
+    probs = letter.probabilities(np.stack(views))
+    assert probs.shape == (150, 24) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-4)
+    assert float(np.mean(probs.argmax(axis=1) == np.array(truth))) >= 0.88
