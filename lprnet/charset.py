@@ -30,6 +30,7 @@ _KR_REGIONS = ("서울", "부산", "대구", "인천", "광주", "대전", "울�
                "충북", "충남", "전북", "전남", "경북", "경남", "제주")
 KR_REGIONS = _KR_REGIONS  # the prefix of Korean commercial plates (lprnet.province classifies it)
 _KR_HANGUL = "가나다라마거너더러머버서어저고노도로모보소오조구누두루무부수우주아바사자배하허호"
+KR_HANGUL = _KR_HANGUL  # the letter of a Korean plate, after its digits (lprnet.province's hangul check)
 # 12가3456, 123가4567, and commercial plates with a region prefix: 서울12가3456.
 _KR_FORMAT = re.compile(
     "^(?:{r})?[0-9]{{2,3}}[{h}][0-9]{{4}}$".format(r="|".join(_KR_REGIONS), h=_KR_HANGUL)

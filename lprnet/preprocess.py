@@ -375,6 +375,10 @@ DIGITS_START_TOP_LINE = 0.45
 # the letter after the province on a Chinese two-line plate's top line: from 0.5 of its text box to its end (the
 # province takes 62 mm, a gap 60 and the letter 56 of the line's 178: the letter starts at 0.69)
 LETTER_START_TOP_LINE = 0.5
+# the Hangul letter of a Korean one-line plate: from 0.22 to 0.58 of its text box, whatever the format (rendered
+# plates over 24 rows, 5th-95th percentiles of the letter's left and right edges: 2 digits 0.24-0.37 / 0.38-0.50,
+# 3 digits 0.33-0.45 / 0.45-0.56, a region and 2 digits 0.33-0.44 / 0.44-0.55; model card, session 42)
+HANGUL_VIEW_ONE_LINE = (0.22, 0.58)
 # (one-line share, top-line share) of each charset's check
 VIEW_SHARES: Dict[str, Tuple[float, float]] = {
     "cn": (PROVINCE_SHARE_ONE_LINE, PROVINCE_SHARE_TOP_LINE),

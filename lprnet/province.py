@@ -1,6 +1,7 @@
-"""The province check of the Chinese reader and the region check of the Korean one (edge runtime, TF-free): a
-small classifier of the province (or region) alone, on a view of the plate's left at about twice LPRNet's
-resolution (``lprnet.preprocess.province_view``).
+"""The checks of the plate reads (edge runtime, TF-free): the Chinese reader's province and top-line letter checks,
+the Korean reader's region, top-line digits and Hangul letter checks. Each is a small classifier of one field (the
+province, say) alone, on a view of the part of the plate that holds it at about twice LPRNet's resolution
+(``lprnet.preprocess.province_view``).
 
 After resizing to LPRNet's 94x24 input a province glyph keeps about 10x18 pixels, and most of the Chinese
 reader's errors are the province (model card, session 39); a Korean one-line commercial plate's region is
@@ -15,13 +16,16 @@ classes without them, as session 39's Chinese one, gets the Chinese shares, any 
 
 A check may also classify a field that follows another (``FIELDS["digits"]``: the two digits after the region on
 the top line of a Korean two-line plate; ``FIELDS["letter"]``: the letter after the province on the top line of a
-Chinese two-line plate): its ``.json`` then names ``"after"`` (the tokens the field follows),
-``"starts"`` (where the view starts, as shares of the text box) and ``"lines"`` (the line counts of the reads it
-checks, ``[2]``). A reader may have several checks; they run in order (``lprnet.reader.read_crops``).
+Chinese two-line plate; ``FIELDS["hangul"]``: the letter after the digits of a Korean one-line plate): its ``.json``
+then names ``"after"`` (the tokens the field follows) or ``"after_pattern"`` (a regular expression matching the
+start of the read that it follows), ``"starts"`` (where the view starts, as shares of the text box) and ``"lines"``
+(the line counts of the reads it checks, ``[2]`` or ``[1]``). A reader may have several checks; they run in order
+(``lprnet.reader.read_crops``).
 """
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -30,10 +34,11 @@ import numpy as np
 
 from core.errors import AlprError
 from core.tflite_runtime import load_interpreter
-from lprnet.charset import CN_LETTERS, CN_PROVINCES, KR_REGIONS, Charset
+from lprnet.charset import CN_LETTERS, CN_PROVINCES, KR_HANGUL, KR_REGIONS, Charset
 from lprnet.ctc import softmax
 from lprnet.preprocess import (
     DIGITS_START_TOP_LINE,
+    HANGUL_VIEW_ONE_LINE,
     LETTER_START_TOP_LINE,
     PROVINCE_VIEW_HEIGHT,
     PROVINCE_VIEW_WIDTH,
@@ -52,6 +57,7 @@ class CheckField:
     starts: Tuple[float, float] = (0.0, 0.0)  # where it starts, likewise
     after: Tuple[str, ...] = ()  # the tokens the field follows; none: it starts the read
     lines: Tuple[int, ...] = (1, 2)  # the line counts of the reads it checks
+    after_pattern: str = ""  # or a regular expression matching the start of the read that the field follows
 
 
 DIGIT_PAIRS = tuple(f"{i:02d}" for i in range(100))
@@ -62,10 +68,13 @@ FIELDS: Dict[str, CheckField] = {
     "digits": CheckField(DIGIT_PAIRS, (1.0, 1.0), (0.0, DIGITS_START_TOP_LINE), after=KR_REGIONS, lines=(2,)),
     "letter": CheckField(tuple(CN_LETTERS), (1.0, 1.0), (0.0, LETTER_START_TOP_LINE), after=tuple(CN_PROVINCES),
                          lines=(2,)),
+    # the Hangul letter of a Korean one-line plate, after an optional region and two or three digits
+    "hangul": CheckField(tuple(KR_HANGUL), (HANGUL_VIEW_ONE_LINE[1], 1.0), (HANGUL_VIEW_ONE_LINE[0], 0.0),
+                         lines=(1,), after_pattern="(?:{})?[0-9]{{2,3}}".format("|".join(KR_REGIONS))),
 }
-FIELD_CHARSET = {"province": "cn", "region": "kr", "digits": "kr", "letter": "cn"}
+FIELD_CHARSET = {"province": "cn", "region": "kr", "digits": "kr", "letter": "cn", "hangul": "kr"}
 # each charset's checks in the order a reader runs them (core.pipeline.DEFAULT_PROVINCE ships one model of each)
-CHARSET_FIELDS = {"cn": ("province", "letter"), "kr": ("region", "digits")}
+CHARSET_FIELDS = {"cn": ("province", "letter"), "kr": ("region", "digits", "hangul")}
 
 
 def metadata_path(model_path: Union[str, Path]) -> Path:
@@ -79,11 +88,18 @@ def first_class(text: str, classes: Sequence[str]) -> Optional[str]:
     return max(found, key=len) if found else None
 
 
-def find_field(text: str, classes: Sequence[str], after: Sequence[str] = ()) -> Optional[Tuple[int, str]]:
+def find_field(text: str, classes: Sequence[str], after: Sequence[str] = (),
+               after_pattern: str = "") -> Optional[Tuple[int, str]]:
     """(where it starts, which class) of the field in ``text``: the class ``text`` starts with, or with
-    ``after``, the class that follows the ``after`` token it starts with; None when there is none."""
+    ``after``, the class that follows the ``after`` token it starts with, or with ``after_pattern``, the class
+    that follows the start of ``text`` that regular expression matches (``re.match``); None when there is none."""
     start = 0
-    if after:
+    if after_pattern:
+        match = re.match(after_pattern, text)
+        if match is None:
+            return None
+        start = match.end()
+    elif after:
         prefix = first_class(text, after)
         if prefix is None:
             return None
@@ -93,10 +109,10 @@ def find_field(text: str, classes: Sequence[str], after: Sequence[str] = ()) -> 
 
 
 def replace_provinces(texts: Sequence[str], probs: np.ndarray, classes: Sequence[str], min_probability: float,
-                      after: Sequence[str] = ()) -> List[str]:
+                      after: Sequence[str] = (), after_pattern: str = "") -> List[str]:
     """Each text with the class it starts with (one of ``classes``: characters, or tokens such as Korean
-    regions; with ``after``, the class that follows one of those tokens) replaced by the classifier's top
-    class where that differs and has at least ``min_probability``; a text without such a class, or an
+    regions; with ``after`` or ``after_pattern``, the class that follows, ``find_field``) replaced by the
+    classifier's top class where that differs and has at least ``min_probability``; a text without such a class, or an
     empty one, is left alone."""
     probs = np.asarray(probs, np.float32)
     if probs.shape != (len(texts), len(classes)):
@@ -105,7 +121,7 @@ def replace_provinces(texts: Sequence[str], probs: np.ndarray, classes: Sequence
     out = []
     for text, p in zip(texts, probs):
         k = int(np.argmax(p))
-        found = find_field(text, classes, after)
+        found = find_field(text, classes, after, after_pattern)
         if found is not None and classes[k] != found[1] and float(p[k]) >= min_probability:
             start, first = found
             text = text[:start] + classes[k] + text[start + len(first):]
@@ -127,6 +143,17 @@ def _parse_after(value: Any) -> Tuple[str, ...]:
     if isinstance(value, list) and all(isinstance(c, str) and c for c in value):
         return tuple(value)
     raise ValueError(f"after must be a list of non-empty strings, got {value!r}")
+
+
+def _parse_pattern(value: Any) -> str:
+    """A non-empty regular expression (``re`` syntax) matching the start of the read that the field follows."""
+    if not (isinstance(value, str) and value):
+        raise ValueError(f"after_pattern must be a non-empty string, got {value!r}")
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"after_pattern {value!r} is not a regular expression: {exc}") from None
+    return value
 
 
 def _number(value: Any, what: str) -> float:
@@ -179,6 +206,9 @@ class ProvinceReader:
                 raise ValueError(f"each start must lie before its share, got starts {list(starts)}, "
                                  f"shares {list(shares)}")
             after = _parse_after(meta["after"]) if "after" in meta else ()
+            after_pattern = _parse_pattern(meta["after_pattern"]) if "after_pattern" in meta else ""
+            if after and after_pattern:
+                raise ValueError("after and after_pattern exclude each other")
             lines = _parse_lines(meta["lines"]) if "lines" in meta else (1, 2)
         except FileNotFoundError:
             raise AlprError(f"province model {model_path} has no metadata file {meta_path.name} beside it") from None
@@ -189,7 +219,7 @@ class ProvinceReader:
         if not 0.0 <= threshold <= 1.0:
             raise AlprError(f"province min_probability must lie in [0, 1], got {threshold}")
         self.model_path = str(model_path)
-        self.field = CheckField(classes, shares, starts, after, lines)
+        self.field = CheckField(classes, shares, starts, after, lines, after_pattern)
         self.min_probability = threshold
         inputs, outputs = self._interp.get_input_details(), self._interp.get_output_details()
         if len(inputs) != 1 or len(outputs) != 1:
@@ -209,12 +239,14 @@ class ProvinceReader:
     shares = property(lambda self: self.field.shares)  # the view's one-line and top-line shares (province_view)
     starts = property(lambda self: self.field.starts)  # and where it starts
     after = property(lambda self: self.field.after)
+    after_pattern = property(lambda self: self.field.after_pattern)
     lines = property(lambda self: self.field.lines)
 
     def is_field(self, name: str) -> bool:
-        """Whether this model checks ``FIELDS[name]``: the same classes, the tokens it follows and line counts."""
+        """Whether this model checks ``FIELDS[name]``: the same classes, what it follows and line counts."""
         spec = FIELDS[name]
-        return (self.classes, self.after, self.lines) == (spec.classes, spec.after, spec.lines)
+        return (self.classes, self.after, self.after_pattern, self.lines) == (
+            spec.classes, spec.after, spec.after_pattern, spec.lines)
 
     def suits(self, charset: Charset) -> bool:
         """Whether ``charset`` spells every class and ``after`` token (a Chinese model does not check Korean
@@ -227,7 +259,7 @@ class ProvinceReader:
         takes: the check leaves other reads alone."""
         if lines is not None and lines not in self.lines:
             return False
-        return find_field(text, self.classes, self.after) is not None
+        return find_field(text, self.classes, self.after, self.after_pattern) is not None
 
     def probabilities(self, views: np.ndarray) -> np.ndarray:
         """uint8 views [N, 40, 48, 3] (``province_view``) -> float32 class probabilities [N, classes]."""
@@ -240,4 +272,5 @@ class ProvinceReader:
         """``replace_provinces`` with this model's probabilities for ``views`` and its threshold."""
         if not len(texts):
             return []
-        return replace_provinces(texts, self.probabilities(views), self.classes, self.min_probability, self.after)
+        return replace_provinces(texts, self.probabilities(views), self.classes, self.min_probability, self.after,
+                                 self.after_pattern)

@@ -114,7 +114,8 @@ def read_crops(
     ``batch_size`` 0: one call for everything. ``province``: a ``lprnet.province.ProvinceReader`` (or
     anything with its ``check``, ``applies``, ``shares`` and ``starts``), or a sequence of them run in order,
     that may replace a field of the read (the province (cn) or region (kr) it starts with, the letter after a
-    Chinese two-line plate's province, the two digits after a Korean two-line plate's region), from a view of
+    Chinese two-line plate's province, the two digits after a Korean two-line plate's region, the Hangul letter
+    after a Korean one-line plate's digits), from a view of
     the crop (its stitch source) by the line count of the input the read came from: one line, or two for a
     stitch, whose top line is cut at the usual cut even when the read came from a retried cut
     (``province_view``).
@@ -166,7 +167,7 @@ def _two_line_rows(images: np.ndarray, owners: np.ndarray) -> Tuple[np.ndarray, 
 
 def _check_provinces(out: List[Optional[PlateRead]], out_lines: Sequence[int], crops: Sequence[np.ndarray],
                      sources: Dict[int, np.ndarray], province: Any, charset: Charset) -> None:
-    """One of ``read_crops``' checks (province, letter, region, digits), in place: the field of each read by
+    """One of ``read_crops``' checks (province, letter, region, digits, hangul), in place: the field of each read by
     ``province.check``, for the reads that have it and came from an input of a line count it checks
     (``province.applies``), of crops whose view has more rows to show than LPRNet's input (``PROVINCE_MIN_ROWS``),
     cut with ``province.shares`` and ``province.starts``."""
@@ -250,8 +251,8 @@ class PlateReader:
     """LPRNet TFLite reader. ``charset``: a Charset or a name/path for ``load_charset``. ``tta`` and
     ``retry_cuts``: see ``read_crops``; ``core.pipeline.Pipeline.open`` sets ``retry_cuts`` with the
     pipeline's taller-crop retry (``PipelineOptions.retry_weak_reads``), a reader built by hand does not.
-    ``province``: ``lprnet.province.ProvinceReader`` checks of each read's province, letter, region or digits, one or a
-    sequence run in order (``read_crops``); kept as a tuple."""
+    ``province``: ``lprnet.province.ProvinceReader`` checks of each read's province, letter, region, digits or
+    Hangul letter, one or a sequence run in order (``read_crops``); kept as a tuple."""
 
     def __init__(
         self,

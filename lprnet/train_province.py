@@ -21,13 +21,19 @@ crops with a region and two digits after it give views)
 
 (``Y``, ``YV``: renders of ``cn_yellow2`` plates, the second with ``--font_variants --shear 0.35``)
 
+    python -m lprnet.train_province --charset kr --field hangul --data R/labels.txt --val_data V/labels.txt \
+        --out runs/hangul_kr
+
+(``R``: renders of the Korean mix; only one-line crops give views)
+
 Reads plate crops from label files (``lprnet.dataset``; the line count of each crop says how its view is
 cut, ``lprnet.preprocess.province_view`` with the field's shares and starts, ``lprnet.province.FIELDS``), trains a
-small CNN on the views of the crops' field (province, letter, region or digits; crops without it are left out) under
+small CNN on the views of the crops' field (province, letter, region, digits or hangul; crops without it are left
+out) under
 the default ``tf.distribute`` strategy (MirroredStrategy when several GPUs are visible), keeps the epoch
 with the best validation accuracy, and writes into ``--out``: ``province.weights.h5``, ``province-int8.tflite``
-with its ``.json`` (classes, ``--min_probability``, the view's shares and, for digits and letter, its starts, the
-tokens the field follows and the line counts it checks), ``history.csv`` and ``curves.png``.
+with its ``.json`` (classes, ``--min_probability``, the view's shares and, for digits, letter and hangul, its starts,
+the tokens or pattern the field follows and the line counts it checks), ``history.csv`` and ``curves.png``.
 """
 from __future__ import annotations
 
@@ -94,7 +100,7 @@ def load_views(sources: Union[str, Sequence[str]], charset: str = "cn", progress
         crops, texts = load_originals(listing, progress=progress)
         total += len(texts)
         for crop, text, sample in zip(crops, texts, listing.samples):
-            found = find_field(text, classes, spec.after)
+            found = find_field(text, classes, spec.after, spec.after_pattern)
             if found is not None and (sample.lines or 1) in spec.lines:
                 views.append(province_view(crop, sample.lines, shares=spec.shares, starts=spec.starts))
                 ids.append(classes.index(found[1]))
@@ -161,6 +167,8 @@ def export_int8(model, calibration: np.ndarray, out_path: Path, min_probability:
         meta["starts"] = list(spec.starts)
     if spec.after:
         meta["after"] = list(spec.after)
+    if spec.after_pattern:
+        meta["after_pattern"] = spec.after_pattern
     if spec.lines != (1, 2):
         meta["lines"] = list(spec.lines)
     with atomic_path(metadata_path(out_path), suffix=".json") as tmp:
@@ -233,10 +241,11 @@ if __name__ == "__main__":
 
     from core.cli import guarded
 
-    flags.DEFINE_enum("charset", "cn", sorted(DEFAULT_FIELD), "cn: the province check; kr: the region check")
+    flags.DEFINE_enum("charset", "cn", sorted(DEFAULT_FIELD), "the reader's charset (its checks: cn province, "
+                      "letter; kr region, digits, hangul)")
     flags.DEFINE_enum("field", None, sorted(FIELDS), "which check (default: the charset's first: province for cn, "
                       "region for kr; digits: kr, the top line's two digits of two-line plates; letter: cn, the top "
-                      "line's letter of two-line plates)")
+                      "line's letter of two-line plates; hangul: kr, the letter of one-line plates)")
     flags.DEFINE_list("data", None, "training crops: label files or folders (lprnet.dataset), comma-separated")
     flags.DEFINE_string("val_data", None, "validation crops: a label file or folder")
     flags.DEFINE_string("out", None, "output folder")
