@@ -13,8 +13,8 @@ With --lpr --lpr_weights READER.tflite --charset kr|cn, the plates whose labels 
 overlaps it with IoU >= 0.5 and its crop reads exactly as the label. The counts are also printed (and
 written to --json) by the labelled plate's height in pixels, for narrow (maybe two-line) and wide plates.
 The reads use the charset's shipped checks (cn: province, then the top-line letter of two-line plates; kr: region,
-then the top-line digits of two-line plates, then the Hangul letter of one-line plates) unless --lpr_province says
-otherwise; --json records the reader, its options and the checks under "lpr_reader".
+then the top-line digits of two-line plates) unless --lpr_province says otherwise (the optional Hangul check of
+session 42 is one more file to name); --json records the reader, its options and the checks under "lpr_reader".
 """
 from __future__ import annotations
 

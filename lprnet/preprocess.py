@@ -69,6 +69,17 @@ def _as_bgr(crop: np.ndarray) -> np.ndarray:
     return arr
 
 
+def _grey(arr: np.ndarray) -> np.ndarray:
+    """float32 [H, W]: the mean of a BGR image's channels, the values ``arr.astype(np.float32).mean(axis=2)``
+    gives, in about a tenth of its time for uint8 images (their channel sums are exact integers, so summing in
+    uint16 first and dividing in float32 rounds the same way), for the line cuts and text boxes that every
+    check's view (``province_view``) and two-line stitch goes through."""
+    if arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[2] == 3:
+        q = arr.astype(np.uint16)
+        return (q[..., 0] + q[..., 1] + q[..., 2]).astype(np.float32) / np.float32(3)
+    return arr.astype(np.float32).mean(axis=2)
+
+
 def fit_size(arr: np.ndarray, width: int, height: int) -> np.ndarray:
     """``arr`` resized to ``width`` x ``height``: each axis that shrinks is area-averaged, each that grows
     interpolated linearly.
@@ -114,7 +125,7 @@ def line_split_row(crop: np.ndarray) -> int:
     fallback = max(1, int(round(0.4 * h)))
     if h < 8:
         return fallback
-    grey = arr.astype(np.float32).mean(axis=2)
+    grey = _grey(arr)
     energy = np.abs(np.diff(grey, axis=1)).mean(axis=1)
     k = max(1, h // 48)
     energy = np.convolve(energy, np.ones(2 * k + 1, np.float32) / (2 * k + 1), mode="same")
@@ -135,7 +146,7 @@ def _ink_box(part: np.ndarray) -> Tuple[int, int, int, int]:
     h, w = part.shape[:2]
     if h < 4 or w < 4:
         return 0, 0, w, h
-    grey = part.astype(np.float32).mean(axis=2)
+    grey = _grey(part)
     gx = np.abs(np.diff(grey, axis=1))
     cols = np.convolve(gx.mean(axis=0), np.ones(3, np.float32) / 3, mode="same")
     rows = np.convolve(gx.mean(axis=1), np.ones(3, np.float32) / 3, mode="same")
@@ -169,7 +180,7 @@ def _text_box(part: np.ndarray) -> Tuple[int, int, int, int]:
     h, w = part.shape[:2]
     if h < 4 or w < 4:
         return 0, 0, w, h
-    grey = part.astype(np.float32).mean(axis=2)
+    grey = _grey(part)
     gx = np.zeros_like(grey)
     gy = np.zeros_like(grey)
     gx[:, 1:] = np.abs(np.diff(grey, axis=1))
@@ -220,7 +231,7 @@ def line_shear(crop: np.ndarray) -> float:
     h, w = arr.shape[:2]
     if h < 8 or w < 3:
         return 0.0
-    energy = np.abs(np.diff(arr.astype(np.float32).mean(axis=2), axis=1)).ravel()
+    energy = np.abs(np.diff(_grey(arr), axis=1)).ravel()
     xs = np.arange(w - 1, dtype=np.float64) - (w - 2) / 2.0
     rows = np.arange(h, dtype=np.int64)[:, None]
     best, best_score = 0.0, -1.0

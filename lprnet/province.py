@@ -74,7 +74,7 @@ FIELDS: Dict[str, CheckField] = {
 }
 FIELD_CHARSET = {"province": "cn", "region": "kr", "digits": "kr", "letter": "cn", "hangul": "kr"}
 # each charset's checks in the order a reader runs them (core.pipeline.DEFAULT_PROVINCE ships one model of each)
-CHARSET_FIELDS = {"cn": ("province", "letter"), "kr": ("region", "digits", "hangul")}
+CHARSET_FIELDS = {"cn": ("province", "letter"), "kr": ("region", "digits")}  # "hangul" is optional (core.pipeline)
 
 
 def metadata_path(model_path: Union[str, Path]) -> Path:
@@ -145,14 +145,20 @@ def _parse_after(value: Any) -> Tuple[str, ...]:
     raise ValueError(f"after must be a list of non-empty strings, got {value!r}")
 
 
+MAX_PATTERN_LENGTH = 1000
+
+
 def _parse_pattern(value: Any) -> str:
-    """A non-empty regular expression (``re`` syntax) matching the start of the read that the field follows."""
+    """A non-empty regular expression (``re`` syntax) matching the start of the read that the field follows. The
+    .json is trusted as the model beside it is: a pattern that backtracks badly would slow every read."""
     if not (isinstance(value, str) and value):
         raise ValueError(f"after_pattern must be a non-empty string, got {value!r}")
+    if len(value) > MAX_PATTERN_LENGTH:
+        raise ValueError(f"after_pattern is longer than {MAX_PATTERN_LENGTH} characters")
     try:
         re.compile(value)
-    except re.error as exc:
-        raise ValueError(f"after_pattern {value!r} is not a regular expression: {exc}") from None
+    except (re.error, RecursionError, OverflowError) as exc:
+        raise ValueError(f"after_pattern {value[:80]!r} is not a usable regular expression: {exc}") from None
     return value
 
 

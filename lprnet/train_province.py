@@ -1,5 +1,5 @@
-"""Train the province or top-line letter check of the Chinese reader, or the region or top-line digits check of
-the Korean one (``lprnet.province``), and export it as int8 TFLite.
+"""Train the province or top-line letter check of the Chinese reader, or the region, top-line digits or Hangul
+letter check of the Korean one (``lprnet.province``), and export it as int8 TFLite.
 
     python -m lprnet.train_province --data runs/reader_cn/data/train/labels.txt \\
         --val_data runs/reader_cn/data/val/labels.txt --out runs/province_cn

@@ -198,7 +198,7 @@ def test_cli_with_darknet_weights_writes_json(tmp_path):
 
 def test_cli_json_records_how_plates_were_read(tmp_path):
     """--lpr --json names the reader, its options and the checks it read with, in order: by default the
-    charset's shipped ones (kr: region, then digits, then hangul), none with --lpr_province none."""
+    charset's shipped ones (kr: region, then digits), none with --lpr_province none."""
     from core.pipeline import DEFAULT_DETECTOR, DEFAULT_PROVINCE, DEFAULT_READER
 
     det, reader, checks = DEFAULT_DETECTOR["tflite"], DEFAULT_READER["kr"], DEFAULT_PROVINCE["kr"]

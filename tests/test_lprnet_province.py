@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from core.errors import AlprError
-from core.pipeline import DEFAULT_PROVINCE, open_checks
+from core.pipeline import DEFAULT_PROVINCE, OPTIONAL_PROVINCE, open_checks
 from lprnet.charset import CN_LETTERS, CN_PROVINCES, KR_HANGUL, KR_REGIONS, load_charset
 from lprnet.preprocess import (
     INPUT_HEIGHT,
@@ -40,7 +40,8 @@ from lprnet.reader import read_crops
 from tests.paths import REPO
 
 SHIPPED, SHIPPED_LETTER = DEFAULT_PROVINCE["cn"]
-SHIPPED_KR, SHIPPED_DIGITS, SHIPPED_HANGUL = DEFAULT_PROVINCE["kr"]
+SHIPPED_KR, SHIPPED_DIGITS = DEFAULT_PROVINCE["kr"]
+(SHIPPED_HANGUL,) = OPTIONAL_PROVINCE["kr"]  # shipped, off by default
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(REPO))
 RED, GREEN, BLUE, MAGENTA = (0, 0, 255), (0, 255, 0), (255, 0, 0), (255, 0, 255)
 
@@ -349,7 +350,7 @@ def test_front_end_flag_reaches_the_reader() -> None:
         open_pipeline(ModelChoice(lpr=True, charset="cn", lpr_province="/nonexistent/p.tflite"))
 
 
-@pytest.mark.skipif(not all(p.is_file() for p in (SHIPPED, SHIPPED_LETTER, SHIPPED_KR, SHIPPED_DIGITS, SHIPPED_HANGUL)),
+@pytest.mark.skipif(not all(p.is_file() for p in (SHIPPED, SHIPPED_LETTER, SHIPPED_KR, SHIPPED_DIGITS)),
                     reason="the shipped checks are missing")
 def test_edge_bundle_carries_the_checks_with_their_readers(tmp_path: Path) -> None:
     from core.pipeline import DEFAULT_DETECTOR, DEFAULT_READER
@@ -370,23 +371,24 @@ def test_edge_bundle_carries_the_checks_with_their_readers(tmp_path: Path) -> No
     korean = build_bundle(tmp_path / "k.tar.gz", det, kr)
     assert "province_cn" not in korean.models  # no cn reader, no province check
     assert PROVINCE_NAMES["kr"] == tuple(p.relative_to(REPO).as_posix() for p in DEFAULT_PROVINCE["kr"])
-    assert len(PROVINCE_NAMES["kr"]) == 3
-    for key, file in zip(("province_kr", "province_kr_2", "province_kr_3"), PROVINCE_NAMES["kr"]):
+    assert len(PROVINCE_NAMES["kr"]) == 2
+    for key, file in zip(("province_kr", "province_kr_2"), PROVINCE_NAMES["kr"]):
         assert report.models[key]["checks_reader"] == "kr" and korean.models[key]["file"] == file
         assert file in korean.files and file + ".json" in korean.files
     # a check of the other charset's classes would fail every start of that charset on the device
     with pytest.raises(AlprError, match="outside charset 'kr'"):
-        build_bundle(tmp_path / "y.tar.gz", det, kr, province_kr=f"{SHIPPED},{SHIPPED_DIGITS},{SHIPPED_HANGUL}")
+        build_bundle(tmp_path / "y.tar.gz", det, kr, province_kr=f"{SHIPPED},{SHIPPED_DIGITS}")
     # the device looks for as many checks as the charset ships, each of its field, in order
     with pytest.raises(AlprError, match="--province_kr names 1 check"):
         build_bundle(tmp_path / "u.tar.gz", det, kr, province_kr=SHIPPED_KR)
-    for swapped in (f"{SHIPPED_DIGITS},{SHIPPED_KR},{SHIPPED_HANGUL}", f"{SHIPPED_KR},{SHIPPED_KR},{SHIPPED_HANGUL}",
-                    f"{SHIPPED_KR},{SHIPPED_HANGUL},{SHIPPED_DIGITS}"):
-        with pytest.raises(AlprError, match="is not a (region|digits|hangul) check"):
+    for none in ("none", ","):  # a bundle always carries the checks; the device turns them off
+        with pytest.raises(AlprError, match="--province_kr names 0 check.*--lpr_province none"):
+            build_bundle(tmp_path / "n.tar.gz", det, kr, province_kr=none)
+    for swapped in (f"{SHIPPED_DIGITS},{SHIPPED_KR}", f"{SHIPPED_KR},{SHIPPED_KR}", f"{SHIPPED_KR},{SHIPPED_HANGUL}"):
+        with pytest.raises(AlprError, match="is not a (region|digits) check"):
             build_bundle(tmp_path / "t.tar.gz", det, kr, province_kr=swapped)
     with pytest.raises(AlprError, match=r"pass --province_kr\)"):
-        build_bundle(tmp_path / "z.tar.gz", det, kr,
-                     province_kr=[tmp_path / "missing.tflite", SHIPPED_DIGITS, SHIPPED_HANGUL])
+        build_bundle(tmp_path / "z.tar.gz", det, kr, province_kr=[tmp_path / "missing.tflite", SHIPPED_DIGITS])
     with pytest.raises(AlprError, match=r"pass --province_cn\)"):
         build_bundle(tmp_path / "x.tar.gz", det, kr, reader_cn=cn,
                      province_cn=[tmp_path / "missing.tflite", SHIPPED_LETTER])
@@ -444,9 +446,10 @@ def test_shipped_region_check() -> None:
     from core.app import ModelChoice, open_pipeline
     from tools.synth.plates import render_plate
 
-    region, digits, hangul = open_checks("kr")
+    region, digits = open_checks("kr")
     assert isinstance(region, ProvinceReader) and region.classes == KR_REGIONS
     assert region.is_field("region") and digits.is_field("digits") and not digits.is_field("region")
+    (hangul,) = open_checks("kr", SHIPPED_HANGUL)  # shipped, off by default
     assert hangul.is_field("hangul") and not hangul.is_field("digits")
     assert [c.is_field(f) for c, f in zip(open_checks("cn"), CHARSET_FIELDS["cn"])] == [True, True]
     assert digits.classes == DIGIT_PAIRS and digits.model_path == str(SHIPPED_DIGITS)
@@ -454,7 +457,7 @@ def test_shipped_region_check() -> None:
     assert not region.suits(load_charset("cn"))
     assert region.applies("서울12가3456") and not region.applies("12가3456") and not region.applies("")
     assert [c.model_path for c in open_pipeline(ModelChoice(lpr=True, charset="kr")).reader.province] == [
-        str(SHIPPED_KR), str(SHIPPED_DIGITS), str(SHIPPED_HANGUL)]
+        str(SHIPPED_KR), str(SHIPPED_DIGITS)]
     rng = np.random.default_rng(40_001)
     views, truth = [], []
     while len(views) < 150:
@@ -810,7 +813,7 @@ def test_metadata_after_pattern(tmp_path: Path) -> None:
     assert reader.after_pattern == "[0-9]{2,3}" and reader.applies("12가3456", 1) and not reader.applies("가3456", 1)
     assert not reader.applies("12가3456", 2)
     for bad in ({"after_pattern": "[0-9"}, {"after_pattern": 3}, {"after_pattern": ""},
-                {"after": ["서울"]}):
+                {"after": ["서울"]}, {"after_pattern": "(" * 5000 + ")" * 5000}):
         metadata_path(model).write_text(json.dumps(dict(good, **bad)), encoding="utf-8")
         with pytest.raises(AlprError, match="bad province model metadata"):
             ProvinceReader(model)
@@ -818,7 +821,7 @@ def test_metadata_after_pattern(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not SHIPPED_HANGUL.is_file(), reason="the shipped hangul model is missing")
 def test_shipped_hangul_check() -> None:
-    """The Korean reads' third default check is the shipped hangul model: its .json names the hangul field
+    """The Korean reads' optional third check (shipped, off by default) is the hangul model: its .json names the field
     (``FIELDS["hangul"]``, its pattern included); on 150 rendered one-line plates (a seed no set of the model card
     uses) its top class is the renderer's letter in at least 0.94 of the views (0.980 of the 4,463 one-line views
     of three fresh renders, int8, model card; 3 standard errors at n = 150 are 0.034)."""
@@ -840,3 +843,26 @@ def test_shipped_hangul_check() -> None:
     probs = hangul.probabilities(np.stack(views))
     assert probs.shape == (150, 40) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-4)
     assert float(np.mean(probs.argmax(axis=1) == np.array(truth))) >= 0.94
+
+
+@pytest.mark.skipif(not SHIPPED_HANGUL.is_file(), reason="the shipped hangul model is missing")
+def test_hangul_check_replaces_the_letter(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``ProvinceReader.check`` of the hangul model finds the letter after the digits (its ``after_pattern``) and
+    replaces only it; a read without digits before a letter is left alone."""
+    hangul = ProvinceReader(SHIPPED_HANGUL)
+    probs = np.zeros((3, 40), np.float32)
+    probs[:, KR_HANGUL.index("마")] = 0.95
+    monkeypatch.setattr(hangul, "probabilities", lambda views: probs[:len(views)])
+    views = np.zeros((3, PROVINCE_VIEW_HEIGHT, PROVINCE_VIEW_WIDTH, 3), np.uint8)
+    assert hangul.check(["968가2188", "서울12가3456", "가3456"], views) == ["968마2188", "서울12마3456", "가3456"]
+
+
+@pytest.mark.skipif(not SHIPPED_HANGUL.is_file(), reason="the shipped hangul model is missing")
+def test_a_check_whose_pattern_differs_is_another_field(tmp_path: Path) -> None:
+    """``is_field`` compares what the field follows too: the hangul model with another pattern is not a hangul
+    check (a bundle or a front end would otherwise take it for one)."""
+    model = tmp_path / "h.tflite"
+    shutil.copy(SHIPPED_HANGUL, model)
+    meta = json.loads(metadata_path(SHIPPED_HANGUL).read_text(encoding="utf-8"))
+    metadata_path(model).write_text(json.dumps(dict(meta, after_pattern="[0-9]{2,3}")), encoding="utf-8")
+    assert ProvinceReader(SHIPPED_HANGUL).is_field("hangul") and not ProvinceReader(model).is_field("hangul")

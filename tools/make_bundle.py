@@ -299,11 +299,17 @@ def build_bundle(out: str | Path, detector: str | Path, reader: Optional[str | P
     for k, p in chosen.items():
         if p and k not in readers:
             raise AlprError(f"--province_{k} given without a {k} reader to check")
-    provinces = {k: check_paths(chosen[k], k) if chosen[k] else DEFAULT_PROVINCE[k] for k in readers}
-    for k, paths in provinces.items():
+    provinces = {}
+    for k in readers:
+        try:
+            paths = check_paths(chosen[k], k) if chosen[k] else DEFAULT_PROVINCE[k]
+        except AlprError:  # "," names none: counted as none below (a bundle has no "none")
+            paths = ()
         if len(paths) != len(DEFAULT_PROVINCE[k]):
             raise AlprError(f"--province_{k} names {len(paths)} check(s); the {k} reader's bundle takes "
-                            f"{len(DEFAULT_PROVINCE[k])}, in the order of {', '.join(PROVINCE_NAMES[k])}")
+                            f"{len(DEFAULT_PROVINCE[k])}, in the order of {', '.join(PROVINCE_NAMES[k])} (on the "
+                            "device, --lpr_province none reads without them)")
+        provinces[k] = paths
     roles = ([("detector", "detector", detector)]
              + [(f"reader ({k})", "reader" if k == "kr" else f"reader_{k}", p) for k, p in readers.items()]
              + [(f"province_{k} (the {k} reader's check)", f"province_{k}", p)
@@ -333,8 +339,8 @@ def build_bundle(out: str | Path, detector: str | Path, reader: Optional[str | P
         for i, (check, name) in enumerate(zip(checks, CHARSET_FIELDS[k])):
             if not check.is_field(name):
                 raise AlprError(f"--province_{k}: check {i + 1}, {check.model_path}, is not a {name} check (its "
-                                f"classes, after-tokens or line counts differ); give the {k} checks in the order "
-                                f"{', '.join(CHARSET_FIELDS[k])}")
+                                f"classes, what it follows or its line counts differ); give the {k} checks in the "
+                                f"order {', '.join(CHARSET_FIELDS[k])}")
         for i, (p, name) in enumerate(zip(paths, PROVINCE_NAMES[k])):
             models[f"province_{k}" + (f"_{i + 1}" if i else "")] = dict(describe_model(p), file=name,
                                                                          checks_reader=k)
@@ -376,8 +382,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                    help=f"Chinese plate reader .tflite (default: {DEFAULT_READER['cn']} when it exists)")
     p.add_argument("--province_cn", default=None, help="the Chinese reader's province and top-line letter checks, "
                    f"comma-separated .tflite files (+ .json; default: {', '.join(map(str, DEFAULT_PROVINCE['cn']))})")
-    p.add_argument("--province_kr", default=None, help="the Korean reader's region, top-line digits and Hangul "
-                   "letter checks, "
+    p.add_argument("--province_kr", default=None, help="the Korean reader's region and top-line digits checks, "
                    f"comma-separated .tflite files (+ .json; default: {', '.join(map(str, DEFAULT_PROVINCE['kr']))})")
     p.add_argument("--no_reader", action="store_true", help="detection only: bundle no plate reader")
     p.add_argument("--image", default=None, help="test image to bundle (default data/images/demo.jpg)")
