@@ -44,9 +44,8 @@ flags.DEFINE_boolean("lpr", False, "also measure the plate-read accuracy of dete
 flags.DEFINE_string("lpr_weights", None, "LPRNet TFLite reader, for --lpr")
 flags.DEFINE_string("charset", "kr", "reader charset name or file, for --lpr")
 flags.DEFINE_string("lpr_province", None, "checks of the reads, for --lpr (lprnet.province: province and "
-                    "top-line letter (cn), region, top-line digits and Hangul letter (kr); comma-separated .tflite "
-                    "files, run in "
-                    "order; default: the shipped ones for --charset; 'none': no check)")
+                    "top-line letter (cn), region, top-line digits and optional Hangul letter (kr); comma-separated "
+                    ".tflite files, run in order; default: the shipped ones for --charset; 'none': no check)")
 flags.DEFINE_float("lpr_score", 0.25, "plate detections read with --lpr score at least this")
 flags.DEFINE_float("crop_pad", None, "plate crops grow by this fraction of their size on each side "
                    "(default: the runtime's, core.plate_reading.PLATE_PAD)")

@@ -281,7 +281,7 @@ if __name__ == "__main__":
     flags.DEFINE_boolean("retry", True, "read weak reads of narrow crops again with other line cuts, as detect.py "
                          "does; --notta --noretry: as detect_video.py reads")
     flags.DEFINE_string("province", None, "checks (lprnet.province: province and top-line letter (cn), region and "
-                        "top-line digits and Hangul letter (kr)): "
+                        "top-line digits and optional Hangul letter (kr)): "
                         "comma-separated model .tflite files with their .json beside them, run in order, as "
                         "detect.py uses the shipped ones by default")
     flags.DEFINE_float("province_min_probability", None, "one threshold for every check of --province (default: "

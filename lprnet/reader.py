@@ -115,10 +115,9 @@ def read_crops(
     anything with its ``check``, ``applies``, ``shares`` and ``starts``), or a sequence of them run in order,
     that may replace a field of the read (the province (cn) or region (kr) it starts with, the letter after a
     Chinese two-line plate's province, the two digits after a Korean two-line plate's region, the Hangul letter
-    after a Korean one-line plate's digits), from a view of
-    the crop (its stitch source) by the line count of the input the read came from: one line, or two for a
-    stitch, whose top line is cut at the usual cut even when the read came from a retried cut
-    (``province_view``).
+    after a Korean one-line plate's digits), from a view of the crop (its stitch source) by the line count of the
+    input the read came from: one line, or two for a stitch, whose top line is cut at the usual cut even when the
+    read came from a retried cut (``province_view``).
     """
     out: List[Optional[PlateRead]] = [None] * len(crops)
     out_lines = [1] * len(crops)  # the line count of the input each crop's read came from

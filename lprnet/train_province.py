@@ -29,8 +29,7 @@ crops with a region and two digits after it give views)
 Reads plate crops from label files (``lprnet.dataset``; the line count of each crop says how its view is
 cut, ``lprnet.preprocess.province_view`` with the field's shares and starts, ``lprnet.province.FIELDS``), trains a
 small CNN on the views of the crops' field (province, letter, region, digits or hangul; crops without it are left
-out) under
-the default ``tf.distribute`` strategy (MirroredStrategy when several GPUs are visible), keeps the epoch
+out) under the default ``tf.distribute`` strategy (MirroredStrategy when several GPUs are visible), keeps the epoch
 with the best validation accuracy, and writes into ``--out``: ``province.weights.h5``, ``province-int8.tflite``
 with its ``.json`` (classes, ``--min_probability``, the view's shares and, for digits, letter and hangul, its starts,
 the tokens or pattern the field follows and the line counts it checks), ``history.csv`` and ``curves.png``.
