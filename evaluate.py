@@ -13,8 +13,8 @@ With --lpr --lpr_weights READER.tflite --charset kr|cn, the plates whose labels 
 overlaps it with IoU >= 0.5 and its crop reads exactly as the label. The counts are also printed (and
 written to --json) by the labelled plate's height in pixels, for narrow (maybe two-line) and wide plates.
 The reads use the charset's shipped checks (cn: province, then the top-line letter of two-line plates; kr: region,
-then the top-line digits of two-line plates) unless --lpr_province says otherwise (the optional Hangul check of
-session 42 is one more file to name); --json records the reader, its options and the checks under "lpr_reader".
+then the top-line digits of two-line plates, then the Hangul letter of one-line plates) unless --lpr_province says
+otherwise; --json records the reader, its options and the checks under "lpr_reader".
 """
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ flags.DEFINE_boolean("lpr", False, "also measure the plate-read accuracy of dete
 flags.DEFINE_string("lpr_weights", None, "LPRNet TFLite reader, for --lpr")
 flags.DEFINE_string("charset", "kr", "reader charset name or file, for --lpr")
 flags.DEFINE_string("lpr_province", None, "checks of the reads, for --lpr (lprnet.province: province and "
-                    "top-line letter (cn), region, top-line digits and optional Hangul letter (kr); comma-separated "
+                    "top-line letter (cn), region, top-line digits and Hangul letter (kr); comma-separated "
                     ".tflite files, run in order; default: the shipped ones for --charset; 'none': no check)")
 flags.DEFINE_float("lpr_score", 0.25, "plate detections read with --lpr score at least this")
 flags.DEFINE_float("crop_pad", None, "plate crops grow by this fraction of their size on each side "
@@ -86,7 +86,8 @@ def main(argv):
             "weights": str(FLAGS.lpr_weights), "charset": FLAGS.charset, "tta": FLAGS.lpr_tta,
             "retry": FLAGS.lpr_retry, "lpr_score": FLAGS.lpr_score, "crop_pad": FLAGS.crop_pad,
             "province": [c.model_path for c in checks],
-            "province_min_probability": [c.min_probability for c in checks]}
+            "province_min_probability": [c.min_probability for c in checks],
+            "province_read_confidence_below": [c.read_confidence_below for c in checks]}
     print(report.table())
     print(f"{report.images} images in {report.seconds:.1f} s"
           + (f"; {len(report.skipped)} unreadable, skipped (first: {report.skipped[0][0]})" if report.skipped else "")

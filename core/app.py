@@ -59,7 +59,7 @@ def define_model_flags(flags, lpr_default: bool, tta_default: bool = True) -> No
     flags.DEFINE_boolean("lpr", lpr_default, "read the plates" + (" (--nolpr: detection only)" if lpr_default else ""))
     flags.DEFINE_string("lpr_weights", None, "plate reader .tflite (default: the shipped one for --charset)")
     flags.DEFINE_string("lpr_province", None, "checks of the reads (lprnet.province: province and top-line "
-                        "letter (cn), region, top-line digits and optional Hangul letter (kr); comma-separated "
+                        "letter (cn), region, top-line digits and Hangul letter (kr); comma-separated "
                         ".tflite files with their .json, run in order; default: the shipped ones for --charset; "
                         "'none': no check)")
     flags.DEFINE_enum("charset", "kr", ["kr", "cn"], "plate alphabet and conventions")

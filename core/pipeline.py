@@ -29,13 +29,12 @@ DEFAULT_DETECTOR = {"tflite": CHECKPOINTS / "yolov4-tiny-3l-alpr-544-int8.tflite
                     "tf": CHECKPOINTS / "yolov4-tiny-3l-alpr-544"}
 DEFAULT_READER = {"kr": CHECKPOINTS / "lprnet-kr-int8.tflite", "cn": CHECKPOINTS / "lprnet-cn-int8.tflite"}
 # each reader's checks (lprnet.province), run in this order: the Chinese reads' province, then the letter after it on
-# two-line plates; the Korean reads' region, then the two digits after it on two-line plates
+# two-line plates; the Korean reads' region, then the two digits after it on two-line plates, then the Hangul letter
+# of one-line plates (on reads less sure than 0.97 only: its .json's read_confidence_below, model card session 43)
 DEFAULT_PROVINCE = {"cn": (CHECKPOINTS / "lprnet-cn-province-int8.tflite",
                            CHECKPOINTS / "lprnet-cn-letter-int8.tflite"),
-                    "kr": (CHECKPOINTS / "lprnet-kr-region-int8.tflite", CHECKPOINTS / "lprnet-kr-digits-int8.tflite")}
-# shipped but off by default: the Korean one-line plates' Hangul letter check (model card, session 42: it reads more
-# plates, but costs about 1.13 times a read, over its rule's 1.10); --lpr_province adds it after the defaults
-OPTIONAL_PROVINCE = {"kr": (CHECKPOINTS / "lprnet-kr-hangul-int8.tflite",)}
+                    "kr": (CHECKPOINTS / "lprnet-kr-region-int8.tflite", CHECKPOINTS / "lprnet-kr-digits-int8.tflite",
+                           CHECKPOINTS / "lprnet-kr-hangul-int8.tflite")}
 NO_PROVINCE = "none"
 
 
@@ -81,8 +80,8 @@ def open_checks(charset: str, spec: Union[None, str, Path, Sequence[Union[str, P
 def open_plate_reader(path: str | Path, charset: str, num_threads: Optional[int] = None, decoder: str = DECODERS[0],
                       tta: bool = True, retry_cuts: bool = True,
                       province: Union[None, str, Path, Sequence[Union[str, Path]]] = None) -> Any:
-    """A ``lprnet.reader.PlateReader`` with its charset's checks: the province and top-line letter (cn), the region
-    and top-line digits (kr) (``open_checks``, which takes ``province``)."""
+    """A ``lprnet.reader.PlateReader`` with its charset's checks: the province and top-line letter (cn), the region,
+    top-line digits and Hangul letter (kr) (``open_checks``, which takes ``province``)."""
     from lprnet.reader import PlateReader
 
     return PlateReader(path, charset, num_threads=num_threads, decoder=decoder, tta=tta, retry_cuts=retry_cuts,

@@ -103,7 +103,7 @@ if __name__ == "__main__":
     flags.DEFINE_boolean("retry", True, "read() retries weak reads of narrow crops with other line cuts, as "
                          "detect.py does; --notta --noretry: as detect_video.py reads")
     flags.DEFINE_string("province", None, "checks of each read (lprnet.province: province and top-line "
-                        "letter (cn), region, top-line digits and optional Hangul letter (kr); comma-separated, run in "
+                        "letter (cn), region, top-line digits and Hangul letter (kr); comma-separated, run in "
                         "order), as detect.py does by default; they act only on crops more than 24 rows tall (not "
                         "on 94x24 crops, nor on the random crop used without --images)")
     flags.mark_flag_as_required("model")

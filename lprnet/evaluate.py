@@ -256,7 +256,8 @@ def main(argv: Sequence[str]) -> None:
     result.update({"model": str(f.weights), "kind": kind, "charset": charset.name,
                    "images": str(f.images), "skipped": len(listing.skipped), "decoder": f.decoder,
                    "tta": f.tta, "retry_cuts": f.retry, "province": [c.model_path for c in province],
-                   "province_min_probability": [c.min_probability for c in province]})
+                   "province_min_probability": [c.min_probability for c in province],
+                   "province_read_confidence_below": [c.read_confidence_below for c in province]})
     print(f"[{kind}] {format_report(result)}")
     if f.json:
         with atomic_path(f.json, suffix=".json") as tmp:
@@ -280,8 +281,8 @@ if __name__ == "__main__":
                          "(lprnet.reader.read_crops); --notta: one pass")
     flags.DEFINE_boolean("retry", True, "read weak reads of narrow crops again with other line cuts, as detect.py "
                          "does; --notta --noretry: as detect_video.py reads")
-    flags.DEFINE_string("province", None, "checks (lprnet.province: province and top-line letter (cn), region and "
-                        "top-line digits and optional Hangul letter (kr)): "
+    flags.DEFINE_string("province", None, "checks (lprnet.province: province and top-line letter (cn), region, "
+                        "top-line digits and Hangul letter (kr)): "
                         "comma-separated model .tflite files with their .json beside them, run in order, as "
                         "detect.py uses the shipped ones by default")
     flags.DEFINE_float("province_min_probability", None, "one threshold for every check of --province (default: "

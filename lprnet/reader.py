@@ -168,11 +168,11 @@ def _check_provinces(out: List[Optional[PlateRead]], out_lines: Sequence[int], c
                      sources: Dict[int, np.ndarray], province: Any, charset: Charset) -> None:
     """One of ``read_crops``' checks (province, letter, region, digits, hangul), in place: the field of each read by
     ``province.check``, for the reads that have it and came from an input of a line count it checks
-    (``province.applies``), of crops whose view has more rows to show than LPRNet's input (``PROVINCE_MIN_ROWS``),
-    cut with ``province.shares`` and ``province.starts``."""
+    (``province.applies``; a check may also leave sure reads alone), of crops whose view has more rows to show than
+    LPRNet's input (``PROVINCE_MIN_ROWS``), cut with ``province.shares`` and ``province.starts``."""
     pick, views = [], []
     for i, r in enumerate(out):
-        if r is None or not province.applies(r.text, out_lines[i]):  # an empty read has no field
+        if r is None or not province.applies(r.text, out_lines[i], r.confidence):  # an empty read has no field
             continue
         view = province_view(sources[i] if out_lines[i] == 2 else crops[i], out_lines[i], PROVINCE_MIN_ROWS,
                              province.shares, province.starts)

@@ -144,10 +144,12 @@ def _field(charset: str, field: Optional[str]) -> CheckField:
 
 
 def export_int8(model, calibration: np.ndarray, out_path: Path, min_probability: float,
-                charset: str = "cn", field: Optional[str] = None) -> Path:
+                charset: str = "cn", field: Optional[str] = None,
+                read_confidence_below: Optional[float] = None) -> Path:
     """Full-integer int8 TFLite (int8 input and output) calibrated on uint8 views, and its metadata: the
     field's classes (one-character classes as one string, others as a list), view shares and, where they are
-    not the defaults, where the view starts, the tokens the field follows and the line counts it checks."""
+    not the defaults, where the view starts, the tokens the field follows, the line counts it checks and the
+    read confidence below which it looks at a read."""
     import tensorflow as tf
 
     from core.cli import atomic_path
@@ -170,6 +172,8 @@ def export_int8(model, calibration: np.ndarray, out_path: Path, min_probability:
         meta["after_pattern"] = spec.after_pattern
     if spec.lines != (1, 2):
         meta["lines"] = list(spec.lines)
+    if read_confidence_below is not None:
+        meta["read_confidence_below"] = read_confidence_below
     with atomic_path(metadata_path(out_path), suffix=".json") as tmp:
         tmp.write_text(json.dumps(meta, ensure_ascii=False, indent=1), encoding="utf-8")
     return out_path
@@ -194,9 +198,11 @@ def main(argv: Sequence[str]) -> None:
 
     del argv
     f = flags.FLAGS
+    if f.read_confidence_below is not None and not 0.0 < f.read_confidence_below <= 1.0:
+        raise AlprError(f"--read_confidence_below must lie in (0, 1], got {f.read_confidence_below}")
+    classes = _field(f.charset, f.field).classes  # a field of another charset: refused before any output
     out = Path(f.out)
     out.mkdir(parents=True, exist_ok=True)
-    classes = _field(f.charset, f.field).classes
     x_train, y_train, left = load_views(f.data, f.charset, field=f.field)
     x_val, y_val, _ = load_views(f.val_data, f.charset, field=f.field)
     print(f"{len(y_train)} training views ({left} crops without the field left out), {len(y_val)} validation views")
@@ -230,7 +236,8 @@ def main(argv: Sequence[str]) -> None:
     save_weights_only(model, weights)
     rng = np.random.default_rng(f.seed)
     calib = x_train[rng.permutation(len(x_train))[: f.calibration_count]]
-    tflite = export_int8(model, calib, out / "province-int8.tflite", f.min_probability, f.charset, f.field)
+    tflite = export_int8(model, calib, out / "province-int8.tflite", f.min_probability, f.charset, f.field,
+                         f.read_confidence_below)
     best = max(r["val_accuracy"] for r in rows)
     print(f"best validation {what} accuracy {best:.4f}; wrote {weights}, {tflite} (+ .json), history.csv, curves.png")
 
@@ -254,6 +261,8 @@ if __name__ == "__main__":
     flags.DEFINE_integer("max_steps", 0, "steps per epoch (0: one pass over the training views)")
     flags.DEFINE_string("init_weights", None, "start from these province.weights.h5")
     flags.DEFINE_float("min_probability", DEFAULT_MIN_PROBABILITY, "the runtime's threshold, written to the .json")
+    flags.DEFINE_float("read_confidence_below", None, "written to the .json: the runtime runs the check only on "
+                       "reads less sure than this (the shipped hangul check: 0.97; default: on every read)")
     flags.DEFINE_integer("calibration_count", 300, "training views that calibrate the int8 export")
     flags.DEFINE_integer("seed", 1, "random seed")
     flags.mark_flags_as_required(["data", "val_data", "out"])

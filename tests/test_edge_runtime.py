@@ -129,11 +129,11 @@ def test_pipeline_thread_defaults(monkeypatch):
     pl.Pipeline.open("detector.tflite", reader_file, "kr", num_threads=3)
     # video's options: no weak-read retries, so the reader does not retry other line cuts either
     pl.Pipeline.open("detector.tflite", reader_file, "kr", options=pl.PipelineOptions(retry_weak_reads=False))
-    checks = seen.pop("province")  # the default region and digits checks of Korean reads
+    checks = seen.pop("province")  # the default region, digits and Hangul checks of Korean reads
     assert seen == {"det": [usable_cores(), 3, usable_cores()], "reader": [1, 3, 1],
                     "decoder": ["format"] * 3, "tta": [True] * 3, "retry_cuts": [True, True, False]}
-    from lprnet.charset import KR_REGIONS
+    from lprnet.charset import KR_HANGUL, KR_REGIONS
     from lprnet.province import DIGIT_PAIRS
 
-    assert [[c.classes for c in cs] for cs in checks] == [[KR_REGIONS, DIGIT_PAIRS]] * 3
+    assert [[c.classes for c in cs] for cs in checks] == [[KR_REGIONS, DIGIT_PAIRS, tuple(KR_HANGUL)]] * 3
     assert usable_cores() == len(os.sched_getaffinity(0))

@@ -198,7 +198,8 @@ def test_cli_with_darknet_weights_writes_json(tmp_path):
 
 def test_cli_json_records_how_plates_were_read(tmp_path):
     """--lpr --json names the reader, its options and the checks it read with, in order: by default the
-    charset's shipped ones (kr: region, then digits), none with --lpr_province none."""
+    charset's shipped ones (kr: region, then digits, then Hangul, whose .json sets threshold 0.85 and gate 0.97), none
+    with --lpr_province none."""
     from core.pipeline import DEFAULT_DETECTOR, DEFAULT_PROVINCE, DEFAULT_READER
 
     det, reader, checks = DEFAULT_DETECTOR["tflite"], DEFAULT_READER["kr"], DEFAULT_PROVINCE["kr"]
@@ -215,7 +216,8 @@ def test_cli_json_records_how_plates_were_read(tmp_path):
         lpr = json.loads(out.read_text(encoding="utf-8"))["lpr_reader"]
         assert lpr["province"] == want and lpr["weights"] == str(reader) and lpr["charset"] == "kr"
         assert lpr["tta"] is (not extra) and lpr["retry"] is True and lpr["lpr_score"] == 0.25
-        assert lpr["province_min_probability"] == [0.8] * len(want)
+        assert lpr["province_min_probability"] == [0.8, 0.8, 0.85][:len(want)]
+        assert lpr["province_read_confidence_below"] == [None, None, 0.97][:len(want)]
 
 
 def test_cli_errors_are_one_line(tmp_path):

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from core.errors import AlprError
-from core.pipeline import DEFAULT_PROVINCE, OPTIONAL_PROVINCE, open_checks
+from core.pipeline import DEFAULT_PROVINCE, open_checks
 from lprnet.charset import CN_LETTERS, CN_PROVINCES, KR_HANGUL, KR_REGIONS, load_charset
 from lprnet.preprocess import (
     INPUT_HEIGHT,
@@ -40,8 +40,7 @@ from lprnet.reader import read_crops
 from tests.paths import REPO
 
 SHIPPED, SHIPPED_LETTER = DEFAULT_PROVINCE["cn"]
-SHIPPED_KR, SHIPPED_DIGITS = DEFAULT_PROVINCE["kr"]
-(SHIPPED_HANGUL,) = OPTIONAL_PROVINCE["kr"]  # shipped, off by default
+SHIPPED_KR, SHIPPED_DIGITS, SHIPPED_HANGUL = DEFAULT_PROVINCE["kr"]
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(REPO))
 RED, GREEN, BLUE, MAGENTA = (0, 0, 255), (0, 255, 0), (255, 0, 0), (255, 0, 255)
 
@@ -171,7 +170,7 @@ class _Check:
         self.calls: list = []
         self.new, self.classes, self.shares, self.starts = new, classes, shares, (0.0, 0.0)
 
-    def applies(self, text: str, lines=None) -> bool:
+    def applies(self, text: str, lines=None, confidence=None) -> bool:
         return first_class(text, self.classes) is not None
 
     def check(self, texts, views):
@@ -310,7 +309,8 @@ def test_training_command_smoke(tmp_path: Path, charset: str, field: str | None)
     r = subprocess.run([sys.executable, "-m", "lprnet.train_province", "--charset", charset, "--data", ",".join(files),
                         "--val_data", files[0], "--out", str(out), "--epochs", "1",
                         "--max_steps", "2", "--batch_size", "8", "--calibration_count", "8",
-                        "--min_probability", "0.7"] + (["--field", field] if field else []),
+                        "--min_probability", "0.7"] + (["--field", field] if field else [])
+                       + (["--read_confidence_below", "0.97"] if field == "hangul" else []),
                        capture_output=True, text=True, env=ENV, cwd=REPO, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     assert f"{with_class} training views ({24 - with_class} crops without the field left out)" in r.stdout
@@ -319,6 +319,7 @@ def test_training_command_smoke(tmp_path: Path, charset: str, field: str | None)
     model = ProvinceReader(out / "province-int8.tflite")
     spec = FIELDS[field or ("region" if charset == "kr" else "province")]
     assert model.min_probability == 0.7 and model.classes == spec.classes and model.field == spec
+    assert model.read_confidence_below == (0.97 if field == "hangul" else None)
     if field is None:
         assert model.shares == VIEW_SHARES[charset]
     assert model.suits(load_charset(charset)) and not model.suits(load_charset("cn" if charset == "kr" else "kr"))
@@ -332,7 +333,12 @@ def test_training_refuses_a_field_of_another_charset(tmp_path: Path) -> None:
                         "--data", "x.txt", "--val_data", "x.txt", "--out", str(tmp_path / "o")],
                        capture_output=True, text=True, env=ENV, cwd=REPO, timeout=300)
     assert r.returncode != 0 and "the digits check is not one of charset 'cn'" in r.stderr
-    assert "Traceback" not in r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "o").exists()
+    r = subprocess.run([sys.executable, "-m", "lprnet.train_province", "--charset", "kr", "--field", "hangul",
+                        "--read_confidence_below", "1.5", "--data", "x.txt", "--val_data", "x.txt",
+                        "--out", str(tmp_path / "o")], capture_output=True, text=True, env=ENV, cwd=REPO, timeout=300)
+    assert r.returncode != 0 and "--read_confidence_below must lie in (0, 1], got 1.5" in r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "o").exists()
 
 
 @pytest.mark.skipif(not SHIPPED.is_file(), reason="the shipped province model is missing")
@@ -350,7 +356,7 @@ def test_front_end_flag_reaches_the_reader() -> None:
         open_pipeline(ModelChoice(lpr=True, charset="cn", lpr_province="/nonexistent/p.tflite"))
 
 
-@pytest.mark.skipif(not all(p.is_file() for p in (SHIPPED, SHIPPED_LETTER, SHIPPED_KR, SHIPPED_DIGITS)),
+@pytest.mark.skipif(not all(p.is_file() for p in (SHIPPED, SHIPPED_LETTER, SHIPPED_KR, SHIPPED_DIGITS, SHIPPED_HANGUL)),
                     reason="the shipped checks are missing")
 def test_edge_bundle_carries_the_checks_with_their_readers(tmp_path: Path) -> None:
     from core.pipeline import DEFAULT_DETECTOR, DEFAULT_READER
@@ -360,8 +366,8 @@ def test_edge_bundle_carries_the_checks_with_their_readers(tmp_path: Path) -> No
     if not (det.is_file() and kr.is_file() and cn.is_file()):
         pytest.skip("the shipped detector and readers are not there")
     report = build_bundle(tmp_path / "b.tar.gz", det, kr, reader_cn=cn)
-    # the Chinese reader goes with its province and letter checks, the Korean one with its region and digits
-    # checks, where the device looks for them by default
+    # the Chinese reader goes with its province and letter checks, the Korean one with its region, digits and
+    # Hangul checks, where the device looks for them by default
     assert PROVINCE_NAMES["cn"] == tuple(p.relative_to(REPO).as_posix() for p in DEFAULT_PROVINCE["cn"])
     for key, file in zip(("province_cn", "province_cn_2"), PROVINCE_NAMES["cn"]):
         assert report.models[key]["checks_reader"] == "cn" and report.models[key]["file"] == file
@@ -371,24 +377,26 @@ def test_edge_bundle_carries_the_checks_with_their_readers(tmp_path: Path) -> No
     korean = build_bundle(tmp_path / "k.tar.gz", det, kr)
     assert "province_cn" not in korean.models  # no cn reader, no province check
     assert PROVINCE_NAMES["kr"] == tuple(p.relative_to(REPO).as_posix() for p in DEFAULT_PROVINCE["kr"])
-    assert len(PROVINCE_NAMES["kr"]) == 2
-    for key, file in zip(("province_kr", "province_kr_2"), PROVINCE_NAMES["kr"]):
+    assert len(PROVINCE_NAMES["kr"]) == 3
+    for key, file in zip(("province_kr", "province_kr_2", "province_kr_3"), PROVINCE_NAMES["kr"]):
         assert report.models[key]["checks_reader"] == "kr" and korean.models[key]["file"] == file
         assert file in korean.files and file + ".json" in korean.files
     # a check of the other charset's classes would fail every start of that charset on the device
     with pytest.raises(AlprError, match="outside charset 'kr'"):
-        build_bundle(tmp_path / "y.tar.gz", det, kr, province_kr=f"{SHIPPED},{SHIPPED_DIGITS}")
+        build_bundle(tmp_path / "y.tar.gz", det, kr, province_kr=f"{SHIPPED},{SHIPPED_DIGITS},{SHIPPED_HANGUL}")
     # the device looks for as many checks as the charset ships, each of its field, in order
-    with pytest.raises(AlprError, match="--province_kr names 1 check"):
-        build_bundle(tmp_path / "u.tar.gz", det, kr, province_kr=SHIPPED_KR)
+    with pytest.raises(AlprError, match="--province_kr names 2 check"):
+        build_bundle(tmp_path / "u.tar.gz", det, kr, province_kr=f"{SHIPPED_KR},{SHIPPED_DIGITS}")
     for none in ("none", ","):  # a bundle always carries the checks; the device turns them off
         with pytest.raises(AlprError, match="--province_kr names 0 check.*--lpr_province none"):
             build_bundle(tmp_path / "n.tar.gz", det, kr, province_kr=none)
-    for swapped in (f"{SHIPPED_DIGITS},{SHIPPED_KR}", f"{SHIPPED_KR},{SHIPPED_KR}", f"{SHIPPED_KR},{SHIPPED_HANGUL}"):
-        with pytest.raises(AlprError, match="is not a (region|digits) check"):
+    for swapped in (f"{SHIPPED_DIGITS},{SHIPPED_KR},{SHIPPED_HANGUL}", f"{SHIPPED_KR},{SHIPPED_KR},{SHIPPED_HANGUL}",
+                    f"{SHIPPED_KR},{SHIPPED_HANGUL},{SHIPPED_DIGITS}"):
+        with pytest.raises(AlprError, match="is not a (region|digits|hangul) check"):
             build_bundle(tmp_path / "t.tar.gz", det, kr, province_kr=swapped)
     with pytest.raises(AlprError, match=r"pass --province_kr\)"):
-        build_bundle(tmp_path / "z.tar.gz", det, kr, province_kr=[tmp_path / "missing.tflite", SHIPPED_DIGITS])
+        build_bundle(tmp_path / "z.tar.gz", det, kr,
+                     province_kr=[tmp_path / "missing.tflite", SHIPPED_DIGITS, SHIPPED_HANGUL])
     with pytest.raises(AlprError, match=r"pass --province_cn\)"):
         build_bundle(tmp_path / "x.tar.gz", det, kr, reader_cn=cn,
                      province_cn=[tmp_path / "missing.tflite", SHIPPED_LETTER])
@@ -446,10 +454,9 @@ def test_shipped_region_check() -> None:
     from core.app import ModelChoice, open_pipeline
     from tools.synth.plates import render_plate
 
-    region, digits = open_checks("kr")
+    region, digits, hangul = open_checks("kr")
     assert isinstance(region, ProvinceReader) and region.classes == KR_REGIONS
     assert region.is_field("region") and digits.is_field("digits") and not digits.is_field("region")
-    (hangul,) = open_checks("kr", SHIPPED_HANGUL)  # shipped, off by default
     assert hangul.is_field("hangul") and not hangul.is_field("digits")
     assert [c.is_field(f) for c, f in zip(open_checks("cn"), CHARSET_FIELDS["cn"])] == [True, True]
     assert digits.classes == DIGIT_PAIRS and digits.model_path == str(SHIPPED_DIGITS)
@@ -457,7 +464,7 @@ def test_shipped_region_check() -> None:
     assert not region.suits(load_charset("cn"))
     assert region.applies("서울12가3456") and not region.applies("12가3456") and not region.applies("")
     assert [c.model_path for c in open_pipeline(ModelChoice(lpr=True, charset="kr")).reader.province] == [
-        str(SHIPPED_KR), str(SHIPPED_DIGITS)]
+        str(SHIPPED_KR), str(SHIPPED_DIGITS), str(SHIPPED_HANGUL)]
     rng = np.random.default_rng(40_001)
     views, truth = [], []
     while len(views) < 150:
@@ -586,7 +593,7 @@ class _DigitsCheck(_Check):
         super().__init__(new, DIGIT_PAIRS, FIELDS["digits"].shares)
         self.starts = FIELDS["digits"].starts
 
-    def applies(self, text: str, lines=None) -> bool:
+    def applies(self, text: str, lines=None, confidence=None) -> bool:
         return lines == 2 and find_field(text, DIGIT_PAIRS, KR_REGIONS) is not None
 
     def check(self, texts, views):
@@ -699,7 +706,7 @@ def test_reader_tools_record_the_checks_in_order(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr[-2000:]
     result = json.loads(out.read_text(encoding="utf-8"))
     assert result["province"] == [str(SHIPPED_KR), str(SHIPPED_DIGITS)] and result["count"] == 4
-    assert result["province_min_probability"] == [0.8, 0.8]
+    assert result["province_min_probability"] == [0.8, 0.8] and result["province_read_confidence_below"] == [None] * 2
     r = subprocess.run([sys.executable, "-m", "lprnet.benchmark", "--model", str(reader), "--charset", "kr",
                         "--images", str(crops / "labels.txt"), "--runs", "2", "--province", both],
                        capture_output=True, text=True, env=ENV, cwd=REPO, timeout=300)
@@ -821,14 +828,16 @@ def test_metadata_after_pattern(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not SHIPPED_HANGUL.is_file(), reason="the shipped hangul model is missing")
 def test_shipped_hangul_check() -> None:
-    """The Korean reads' optional third check (shipped, off by default) is the hangul model: its .json names the field
-    (``FIELDS["hangul"]``, its pattern included); on 150 rendered one-line plates (a seed no set of the model card
-    uses) its top class is the renderer's letter in at least 0.94 of the views (0.980 of the 4,463 one-line views
-    of three fresh renders, int8, model card; 3 standard errors at n = 150 are 0.034)."""
+    """The Korean reads' third check is the hangul model: its .json names the field (``FIELDS["hangul"]``, its
+    pattern included) and session 43's threshold 0.85 and gate 0.97 (runs/s43/RULE_gate.md); on 150 rendered
+    one-line plates (a seed no set of the model card uses) its top class is the renderer's letter in at least 0.94 of
+    the views (0.980 of the 4,463 one-line views of three fresh renders, int8, model card; 3 standard errors at
+    n = 150 are 0.034)."""
     from tools.synth.plates import render_plate
 
     hangul = ProvinceReader(SHIPPED_HANGUL)
-    assert hangul.field == FIELDS["hangul"] and hangul.min_probability == 0.8
+    assert hangul.field == FIELDS["hangul"] and hangul.min_probability == 0.85
+    assert hangul.read_confidence_below == 0.97
     assert hangul.suits(load_charset("kr")) and not hangul.suits(load_charset("cn"))
     assert hangul.applies("서울12가3456", 1) and not hangul.applies("서울12가3456", 2)
     rng = np.random.default_rng(42_002)
@@ -866,3 +875,53 @@ def test_a_check_whose_pattern_differs_is_another_field(tmp_path: Path) -> None:
     meta = json.loads(metadata_path(SHIPPED_HANGUL).read_text(encoding="utf-8"))
     metadata_path(model).write_text(json.dumps(dict(meta, after_pattern="[0-9]{2,3}")), encoding="utf-8")
     assert ProvinceReader(SHIPPED_HANGUL).is_field("hangul") and not ProvinceReader(model).is_field("hangul")
+
+
+@pytest.mark.skipif(not SHIPPED_HANGUL.is_file(), reason="the shipped hangul model is missing")
+def test_a_gated_check_leaves_sure_reads_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``read_confidence_below`` in a check's .json: ``applies`` refuses reads at least that sure, and
+    ``read_crops`` neither cuts their view nor calls the model. A read from logits of +-10 is all but sure (each
+    of its 18 frames' top class has probability 1 / (1 + 67 e^-20), so its confidence is above 0.99999): a gate
+    of 0.97 leaves it alone, a gate of 1.0 does not."""
+    meta = json.loads(metadata_path(SHIPPED_HANGUL).read_text(encoding="utf-8"))
+    model = tmp_path / "h.tflite"
+    shutil.copy(SHIPPED_HANGUL, model)
+    cs = load_charset("kr")
+    z = _constant_logits("12가3456", cs)
+
+    def fn(x: np.ndarray) -> np.ndarray:
+        return np.repeat(z[None], len(x), axis=0)
+
+    plate = _one_line_plate(1)
+    texts = {}
+    for gate in (0.97, 1.0):
+        metadata_path(model).write_text(json.dumps(dict(meta, read_confidence_below=gate)), encoding="utf-8")
+        hangul = ProvinceReader(model)
+        assert hangul.read_confidence_below == gate
+        assert hangul.applies("12가3456", 1, gate - 0.01) and not hangul.applies("12가3456", 1, gate)
+        assert hangul.applies("12가3456", 1) and not hangul.applies("12가3456", 2, 0.5)
+        calls = []
+
+        def probs(views: np.ndarray, calls: list = calls) -> np.ndarray:
+            calls.append(len(views))
+            p = np.zeros((len(views), len(KR_HANGUL)), np.float32)
+            p[:, KR_HANGUL.index("마")] = 0.95
+            return p
+
+        monkeypatch.setattr(hangul, "probabilities", probs)
+        (read,) = read_crops([plate], fn, cs, tta=False, retry_cuts=False, province=hangul)
+        assert read.confidence > 0.999
+        texts[gate] = (read.text, calls)
+    assert texts == {0.97: ("12가3456", []), 1.0: ("12마3456", [1])}
+    assert ProvinceReader(SHIPPED).read_confidence_below is None  # a check naming no gate looks at every read
+
+
+@pytest.mark.skipif(not SHIPPED_HANGUL.is_file(), reason="the shipped hangul model is missing")
+def test_bad_gates_are_one_line_errors(tmp_path: Path) -> None:
+    meta = json.loads(metadata_path(SHIPPED_HANGUL).read_text(encoding="utf-8"))
+    model = tmp_path / "h.tflite"
+    shutil.copy(SHIPPED_HANGUL, model)
+    for bad in (0, 0.0, -0.5, 1.01, "0.9", True, None, [0.9]):
+        metadata_path(model).write_text(json.dumps(dict(meta, read_confidence_below=bad)), encoding="utf-8")
+        with pytest.raises(AlprError, match="read_confidence_below"):
+            ProvinceReader(model)

@@ -382,7 +382,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                    help=f"Chinese plate reader .tflite (default: {DEFAULT_READER['cn']} when it exists)")
     p.add_argument("--province_cn", default=None, help="the Chinese reader's province and top-line letter checks, "
                    f"comma-separated .tflite files (+ .json; default: {', '.join(map(str, DEFAULT_PROVINCE['cn']))})")
-    p.add_argument("--province_kr", default=None, help="the Korean reader's region and top-line digits checks, "
+    p.add_argument("--province_kr", default=None, help="the Korean reader's region, top-line digits and Hangul "
+                   "letter checks, "
                    f"comma-separated .tflite files (+ .json; default: {', '.join(map(str, DEFAULT_PROVINCE['kr']))})")
     p.add_argument("--no_reader", action="store_true", help="detection only: bundle no plate reader")
     p.add_argument("--image", default=None, help="test image to bundle (default data/images/demo.jpg)")
