@@ -81,10 +81,12 @@ def main(argv: Sequence[str]) -> None:
     result["decoder"] = f.decoder  # type: ignore[assignment]
     result["tta"] = f.tta  # type: ignore[assignment]
     result["retry_cuts"] = f.retry  # type: ignore[assignment]
-    from core.pipeline import check_paths
+    from core.pipeline import open_checks
 
-    checks = check_paths(f.province, load_charset(f.charset).name) if f.province else ()
-    result["province"] = [str(p) for p in checks]  # type: ignore[assignment]
+    checks = open_checks(load_charset(f.charset).name, f.province, 1) if f.province else ()
+    result["province"] = [c.model_path for c in checks]  # type: ignore[assignment]
+    # a check's gate decides how many reads pay for it
+    result["province_read_confidence_below"] = [c.read_confidence_below for c in checks]  # type: ignore[assignment]
     print(json.dumps(result, indent=2))
 
 
@@ -105,6 +107,7 @@ if __name__ == "__main__":
     flags.DEFINE_string("province", None, "checks of each read (lprnet.province: province and top-line "
                         "letter (cn), region, top-line digits and Hangul letter (kr); comma-separated, run in "
                         "order), as detect.py does by default; they act only on crops more than 24 rows tall (not "
-                        "on 94x24 crops, nor on the random crop used without --images)")
+                        "on 94x24 crops, nor on the random crop used without --images), and a gated check only on "
+                        "reads less sure than its read_confidence_below")
     flags.mark_flag_as_required("model")
     app.run(guarded(main))

@@ -185,7 +185,8 @@ def _parse_shares(value: Any, what: str = "shares", low_open: bool = True) -> Tu
 
 
 def _parse_gate(value: Any) -> float:
-    """A number in (0, 1]: the check looks only at reads less sure than it."""
+    """A number in (0, 1]: the check looks only at reads less sure than it (1.0 still skips a read exactly 1.0 sure;
+    no key, or null, gates nothing)."""
     gate = _number(value, "read_confidence_below")
     if not 0.0 < gate <= 1.0:
         raise ValueError(f"read_confidence_below must lie in (0, 1], got {gate}")
@@ -228,7 +229,7 @@ class ProvinceReader:
             if after and after_pattern:
                 raise ValueError("after and after_pattern exclude each other")
             lines = _parse_lines(meta["lines"]) if "lines" in meta else (1, 2)
-            gate = _parse_gate(meta["read_confidence_below"]) if "read_confidence_below" in meta else None
+            gate = None if meta.get("read_confidence_below") is None else _parse_gate(meta["read_confidence_below"])
         except FileNotFoundError:
             raise AlprError(f"province model {model_path} has no metadata file {meta_path.name} beside it") from None
         except (OSError, ValueError, KeyError, TypeError, OverflowError) as exc:

@@ -39,7 +39,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -58,6 +58,9 @@ from lprnet.province import CHARSET_FIELDS, FIELD_CHARSET, FIELDS, CheckField, f
 DEFAULT_FIELD = {c: names[0] for c, names in CHARSET_FIELDS.items()}  # each charset's first check
 # chosen on the cn validation crops (model card, session 39)
 DEFAULT_MIN_PROBABILITY = 0.8
+# the threshold and gate (read_confidence_below) a field's .json gets unless the command names them: the shipped
+# Hangul check's (session 43, runs/s43/RULE_gate.md); the other fields get DEFAULT_MIN_PROBABILITY and no gate
+FIELD_SETTINGS: Dict[str, Tuple[float, Optional[float]]] = {"hangul": (0.85, 0.97)}
 
 
 def build_model(num_classes: int):
@@ -198,8 +201,12 @@ def main(argv: Sequence[str]) -> None:
 
     del argv
     f = flags.FLAGS
-    if f.read_confidence_below is not None and not 0.0 < f.read_confidence_below <= 1.0:
-        raise AlprError(f"--read_confidence_below must lie in (0, 1], got {f.read_confidence_below}")
+    name = f.field or DEFAULT_FIELD[f.charset]
+    field_threshold, field_gate = FIELD_SETTINGS.get(name, (DEFAULT_MIN_PROBABILITY, None))
+    threshold = f.min_probability if f["min_probability"].present else field_threshold
+    gate = f.read_confidence_below if f["read_confidence_below"].present else field_gate
+    if gate is not None and not 0.0 < gate <= 1.0:
+        raise AlprError(f"--read_confidence_below must lie in (0, 1], got {gate}")
     classes = _field(f.charset, f.field).classes  # a field of another charset: refused before any output
     out = Path(f.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -236,8 +243,7 @@ def main(argv: Sequence[str]) -> None:
     save_weights_only(model, weights)
     rng = np.random.default_rng(f.seed)
     calib = x_train[rng.permutation(len(x_train))[: f.calibration_count]]
-    tflite = export_int8(model, calib, out / "province-int8.tflite", f.min_probability, f.charset, f.field,
-                         f.read_confidence_below)
+    tflite = export_int8(model, calib, out / "province-int8.tflite", threshold, f.charset, f.field, gate)
     best = max(r["val_accuracy"] for r in rows)
     print(f"best validation {what} accuracy {best:.4f}; wrote {weights}, {tflite} (+ .json), history.csv, curves.png")
 
@@ -260,9 +266,10 @@ if __name__ == "__main__":
     flags.DEFINE_float("learning_rate", 2e-3, "peak learning rate (Adam, warm-up then cosine decay)")
     flags.DEFINE_integer("max_steps", 0, "steps per epoch (0: one pass over the training views)")
     flags.DEFINE_string("init_weights", None, "start from these province.weights.h5")
-    flags.DEFINE_float("min_probability", DEFAULT_MIN_PROBABILITY, "the runtime's threshold, written to the .json")
+    flags.DEFINE_float("min_probability", DEFAULT_MIN_PROBABILITY, "the runtime's threshold, written to the .json "
+                       "(default 0.8; hangul: 0.85)")
     flags.DEFINE_float("read_confidence_below", None, "written to the .json: the runtime runs the check only on "
-                       "reads less sure than this (the shipped hangul check: 0.97; default: on every read)")
+                       "reads less sure than this (default: hangul 0.97, the other fields on every read)")
     flags.DEFINE_integer("calibration_count", 300, "training views that calibrate the int8 export")
     flags.DEFINE_integer("seed", 1, "random seed")
     flags.mark_flags_as_required(["data", "val_data", "out"])

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
+import lprnet.reader
 from core.errors import AlprError
 from core.pipeline import DEFAULT_PROVINCE, open_checks
 from lprnet.charset import CN_LETTERS, CN_PROVINCES, KR_HANGUL, KR_REGIONS, load_charset
@@ -309,8 +310,7 @@ def test_training_command_smoke(tmp_path: Path, charset: str, field: str | None)
     r = subprocess.run([sys.executable, "-m", "lprnet.train_province", "--charset", charset, "--data", ",".join(files),
                         "--val_data", files[0], "--out", str(out), "--epochs", "1",
                         "--max_steps", "2", "--batch_size", "8", "--calibration_count", "8",
-                        "--min_probability", "0.7"] + (["--field", field] if field else [])
-                       + (["--read_confidence_below", "0.97"] if field == "hangul" else []),
+                        "--min_probability", "0.7"] + (["--field", field] if field else []),
                        capture_output=True, text=True, env=ENV, cwd=REPO, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     assert f"{with_class} training views ({24 - with_class} crops without the field left out)" in r.stdout
@@ -319,6 +319,7 @@ def test_training_command_smoke(tmp_path: Path, charset: str, field: str | None)
     model = ProvinceReader(out / "province-int8.tflite")
     spec = FIELDS[field or ("region" if charset == "kr" else "province")]
     assert model.min_probability == 0.7 and model.classes == spec.classes and model.field == spec
+    # the gate: the shipped Hangul check's unless the command names one (an explicit threshold wins over 0.85)
     assert model.read_confidence_below == (0.97 if field == "hangul" else None)
     if field is None:
         assert model.shares == VIEW_SHARES[charset]
@@ -381,6 +382,9 @@ def test_edge_bundle_carries_the_checks_with_their_readers(tmp_path: Path) -> No
     for key, file in zip(("province_kr", "province_kr_2", "province_kr_3"), PROVINCE_NAMES["kr"]):
         assert report.models[key]["checks_reader"] == "kr" and korean.models[key]["file"] == file
         assert file in korean.files and file + ".json" in korean.files
+    # the manifest records each check's threshold and gate, as its .json sets them
+    assert [(korean.models[k]["min_probability"], korean.models[k]["read_confidence_below"])
+            for k in ("province_kr", "province_kr_2", "province_kr_3")] == [(0.8, None), (0.8, None), (0.85, 0.97)]
     # a check of the other charset's classes would fail every start of that charset on the device
     with pytest.raises(AlprError, match="outside charset 'kr'"):
         build_bundle(tmp_path / "y.tar.gz", det, kr, province_kr=f"{SHIPPED},{SHIPPED_DIGITS},{SHIPPED_HANGUL}")
@@ -679,10 +683,12 @@ def test_shipped_digits_check() -> None:
     assert float(np.mean(probs.argmax(axis=1) == np.array(truth))) >= 0.86
 
 
-@pytest.mark.skipif(not (SHIPPED_KR.is_file() and SHIPPED_DIGITS.is_file()), reason="the shipped checks are missing")
+@pytest.mark.skipif(not all(p.is_file() for p in (SHIPPED_KR, SHIPPED_DIGITS, SHIPPED_HANGUL)),
+                    reason="the shipped checks are missing")
 def test_reader_tools_record_the_checks_in_order(tmp_path: Path) -> None:
     """``lprnet.evaluate --json`` and ``lprnet.benchmark`` take a comma-separated ``--province`` and record the
-    checks as a list, in the order given (and the threshold of each)."""
+    checks as a list, in the order given (and the threshold and gate of each: the shipped region and digits checks
+    0.8 and none, the Hangul check 0.85 and 0.97, as their .json files say)."""
     from core.pipeline import DEFAULT_READER
     from tools.synth.plates import render_plate
 
@@ -698,21 +704,23 @@ def test_reader_tools_record_the_checks_in_order(tmp_path: Path) -> None:
         cv2.imwrite(str(crops / f"{i}.jpg"), crop)
         lines.append(f"{i}.jpg\t{text}\t{kind.name}\t0\t{kind.lines}\t0")
     (crops / "labels.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    both = f"{SHIPPED_KR},{SHIPPED_DIGITS}"
+    both = f"{SHIPPED_KR},{SHIPPED_DIGITS},{SHIPPED_HANGUL}"
     out = tmp_path / "eval.json"
     r = subprocess.run([sys.executable, "-m", "lprnet.evaluate", "--weights", str(reader), "--charset", "kr",
                         "--images", str(crops / "labels.txt"), "--province", both, "--json", str(out)],
                        capture_output=True, text=True, env=ENV, cwd=REPO, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     result = json.loads(out.read_text(encoding="utf-8"))
-    assert result["province"] == [str(SHIPPED_KR), str(SHIPPED_DIGITS)] and result["count"] == 4
-    assert result["province_min_probability"] == [0.8, 0.8] and result["province_read_confidence_below"] == [None] * 2
+    assert result["province"] == [str(SHIPPED_KR), str(SHIPPED_DIGITS), str(SHIPPED_HANGUL)] and result["count"] == 4
+    assert result["province_min_probability"] == [0.8, 0.8, 0.85]
+    assert result["province_read_confidence_below"] == [None, None, 0.97]
     r = subprocess.run([sys.executable, "-m", "lprnet.benchmark", "--model", str(reader), "--charset", "kr",
                         "--images", str(crops / "labels.txt"), "--runs", "2", "--province", both],
                        capture_output=True, text=True, env=ENV, cwd=REPO, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     bench = json.loads(r.stdout[r.stdout.index("{"):])
-    assert bench["province"] == [str(SHIPPED_KR), str(SHIPPED_DIGITS)]
+    assert bench["province"] == [str(SHIPPED_KR), str(SHIPPED_DIGITS), str(SHIPPED_HANGUL)]
+    assert bench["province_read_confidence_below"] == [None, None, 0.97]
 
 
 def test_letter_field_follows_the_province() -> None:
@@ -900,7 +908,8 @@ def test_a_gated_check_leaves_sure_reads_alone(tmp_path: Path, monkeypatch: pyte
         assert hangul.read_confidence_below == gate
         assert hangul.applies("12가3456", 1, gate - 0.01) and not hangul.applies("12가3456", 1, gate)
         assert hangul.applies("12가3456", 1) and not hangul.applies("12가3456", 2, 0.5)
-        calls = []
+        assert not hangul.applies("12가3456", None, gate)  # the gate holds whether or not lines are given
+        calls, cuts = [], []
 
         def probs(views: np.ndarray, calls: list = calls) -> np.ndarray:
             calls.append(len(views))
@@ -908,11 +917,16 @@ def test_a_gated_check_leaves_sure_reads_alone(tmp_path: Path, monkeypatch: pyte
             p[:, KR_HANGUL.index("마")] = 0.95
             return p
 
+        def view(*args, cuts: list = cuts, **kwargs) -> np.ndarray:
+            cuts.append(1)
+            return province_view(*args, **kwargs)
+
         monkeypatch.setattr(hangul, "probabilities", probs)
+        monkeypatch.setattr(lprnet.reader, "province_view", view)
         (read,) = read_crops([plate], fn, cs, tta=False, retry_cuts=False, province=hangul)
         assert read.confidence > 0.999
-        texts[gate] = (read.text, calls)
-    assert texts == {0.97: ("12가3456", []), 1.0: ("12마3456", [1])}
+        texts[gate] = (read.text, calls, len(cuts))
+    assert texts == {0.97: ("12가3456", [], 0), 1.0: ("12마3456", [1], 1)}  # a sure read: no view cut, no model call
     assert ProvinceReader(SHIPPED).read_confidence_below is None  # a check naming no gate looks at every read
 
 
@@ -921,7 +935,11 @@ def test_bad_gates_are_one_line_errors(tmp_path: Path) -> None:
     meta = json.loads(metadata_path(SHIPPED_HANGUL).read_text(encoding="utf-8"))
     model = tmp_path / "h.tflite"
     shutil.copy(SHIPPED_HANGUL, model)
-    for bad in (0, 0.0, -0.5, 1.01, "0.9", True, None, [0.9]):
+    """A gate outside (0, 1], or not a number, is a one-line error naming the key; null, as no key, gates nothing."""
+    for bad in (0, 0.0, -0.5, 1.01, "0.9", True, [0.9]):
         metadata_path(model).write_text(json.dumps(dict(meta, read_confidence_below=bad)), encoding="utf-8")
-        with pytest.raises(AlprError, match="read_confidence_below"):
+        with pytest.raises(AlprError, match="read_confidence_below") as exc:
             ProvinceReader(model)
+        assert "\n" not in str(exc.value)
+    metadata_path(model).write_text(json.dumps(dict(meta, read_confidence_below=None)), encoding="utf-8")
+    assert ProvinceReader(model).read_confidence_below is None
