@@ -61,6 +61,7 @@ def main(argv):
     from core.errors import AlprError
     from core.evaluation import evaluate_dataset, open_backend, plot_pr_curves, size_table, write_json
     from core.model_info import read_class_names
+    from lprnet.province import check_record
 
     if len(argv) > 1:
         raise AlprError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -85,9 +86,7 @@ def main(argv):
         report.extra["lpr_reader"] = {
             "weights": str(FLAGS.lpr_weights), "charset": FLAGS.charset, "tta": FLAGS.lpr_tta,
             "retry": FLAGS.lpr_retry, "lpr_score": FLAGS.lpr_score, "crop_pad": FLAGS.crop_pad,
-            "province": [c.model_path for c in checks],
-            "province_min_probability": [c.min_probability for c in checks],
-            "province_read_confidence_below": [c.read_confidence_below for c in checks]}
+            **check_record(checks)}
     print(report.table())
     print(f"{report.images} images in {report.seconds:.1f} s"
           + (f"; {len(report.skipped)} unreadable, skipped (first: {report.skipped[0][0]})" if report.skipped else "")

@@ -59,7 +59,10 @@ def benchmark(
         t0 = time.perf_counter()
         reader.read([c])
         read.append(time.perf_counter() - t0)
-    return {"interpreter": _stats(invoke), "read": _stats(read)}
+    from lprnet.province import check_record
+
+    # the checks as read() ran them: a check's gate decides how many reads pay for it
+    return {"interpreter": _stats(invoke), "read": _stats(read), **check_record(reader.province)}
 
 
 def main(argv: Sequence[str]) -> None:
@@ -81,12 +84,6 @@ def main(argv: Sequence[str]) -> None:
     result["decoder"] = f.decoder  # type: ignore[assignment]
     result["tta"] = f.tta  # type: ignore[assignment]
     result["retry_cuts"] = f.retry  # type: ignore[assignment]
-    from core.pipeline import open_checks
-
-    checks = open_checks(load_charset(f.charset).name, f.province, 1) if f.province else ()
-    result["province"] = [c.model_path for c in checks]  # type: ignore[assignment]
-    # a check's gate decides how many reads pay for it
-    result["province_read_confidence_below"] = [c.read_confidence_below for c in checks]  # type: ignore[assignment]
     print(json.dumps(result, indent=2))
 
 

@@ -22,6 +22,7 @@ from core.errors import AlprError
 from lprnet.charset import Charset
 from lprnet.ctc import DECODERS
 from lprnet.preprocess import normalize, resize_crop
+from lprnet.province import check_record
 
 LogitsFn = Callable[[np.ndarray], np.ndarray]
 # The smallest character height in pixels that commercial ANPR systems ask of the camera (AxxonSoft's
@@ -255,9 +256,7 @@ def main(argv: Sequence[str]) -> None:
                       province=province)
     result.update({"model": str(f.weights), "kind": kind, "charset": charset.name,
                    "images": str(f.images), "skipped": len(listing.skipped), "decoder": f.decoder,
-                   "tta": f.tta, "retry_cuts": f.retry, "province": [c.model_path for c in province],
-                   "province_min_probability": [c.min_probability for c in province],
-                   "province_read_confidence_below": [c.read_confidence_below for c in province]})
+                   "tta": f.tta, "retry_cuts": f.retry, **check_record(province)})
     print(f"[{kind}] {format_report(result)}")
     if f.json:
         with atomic_path(f.json, suffix=".json") as tmp:

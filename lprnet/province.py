@@ -184,7 +184,15 @@ def _parse_shares(value: Any, what: str = "shares", low_open: bool = True) -> Tu
     return one, top
 
 
-def _parse_gate(value: Any) -> float:
+def check_record(checks: Sequence[ProvinceReader]) -> Dict[str, List[Any]]:
+    """What the reader tools' JSON records of the checks a read used, in order: each one's model, threshold and
+    gate."""
+    return {"province": [c.model_path for c in checks],
+            "province_min_probability": [c.min_probability for c in checks],
+            "province_read_confidence_below": [c.read_confidence_below for c in checks]}
+
+
+def parse_gate(value: Any) -> float:
     """A number in (0, 1]: the check looks only at reads less sure than it (1.0 still skips a read exactly 1.0 sure;
     no key, or null, gates nothing)."""
     gate = _number(value, "read_confidence_below")
@@ -229,7 +237,7 @@ class ProvinceReader:
             if after and after_pattern:
                 raise ValueError("after and after_pattern exclude each other")
             lines = _parse_lines(meta["lines"]) if "lines" in meta else (1, 2)
-            gate = None if meta.get("read_confidence_below") is None else _parse_gate(meta["read_confidence_below"])
+            gate = None if meta.get("read_confidence_below") is None else parse_gate(meta["read_confidence_below"])
         except FileNotFoundError:
             raise AlprError(f"province model {model_path} has no metadata file {meta_path.name} beside it") from None
         except (OSError, ValueError, KeyError, TypeError, OverflowError) as exc:

@@ -111,10 +111,9 @@ def read_crops(
     whose read is weak (``is_weak``) is read again as two-line plates cut a little higher and lower
     (``lprnet.preprocess.shifted_stitches``), and the better read is kept. Two-line stitches are
     straightened first for the charsets that ``lprnet.preprocess.straightens``. Empty crops give ``EMPTY_READ``.
-    ``batch_size`` 0: one call for everything. ``province``: a ``lprnet.province.ProvinceReader`` (or
-    anything with its ``check``, ``applies(text, lines, confidence)``, ``shares`` and ``starts``), or a sequence of
-    them run in order,
-    that may replace a field of the read (the province (cn) or region (kr) it starts with, the letter after a
+    ``batch_size`` 0: one call for everything. ``province``: a ``lprnet.province.ProvinceReader`` (or anything with
+    its ``check``, ``applies(text, lines, confidence)``, ``shares`` and ``starts``), or a sequence of them run in
+    order, that may replace a field of the read (the province (cn) or region (kr) it starts with, the letter after a
     Chinese two-line plate's province, the two digits after a Korean two-line plate's region, the Hangul letter
     after a Korean one-line plate's digits), from a view of the crop (its stitch source) by the line count of the
     input the read came from: one line, or two for a stitch, whose top line is cut at the usual cut even when the

@@ -53,7 +53,7 @@ from lprnet.preprocess import (
     normalize,
     province_view,
 )
-from lprnet.province import CHARSET_FIELDS, FIELD_CHARSET, FIELDS, CheckField, find_field
+from lprnet.province import CHARSET_FIELDS, FIELD_CHARSET, FIELDS, CheckField, find_field, parse_gate
 
 DEFAULT_FIELD = {c: names[0] for c, names in CHARSET_FIELDS.items()}  # each charset's first check
 # chosen on the cn validation crops (model card, session 39)
@@ -205,8 +205,11 @@ def main(argv: Sequence[str]) -> None:
     field_threshold, field_gate = FIELD_SETTINGS.get(name, (DEFAULT_MIN_PROBABILITY, None))
     threshold = f.min_probability if f["min_probability"].present else field_threshold
     gate = f.read_confidence_below if f["read_confidence_below"].present else field_gate
-    if gate is not None and not 0.0 < gate <= 1.0:
-        raise AlprError(f"--read_confidence_below must lie in (0, 1], got {gate}")
+    if gate is not None:
+        try:
+            parse_gate(gate)
+        except ValueError as exc:
+            raise AlprError(f"--{exc}") from None
     classes = _field(f.charset, f.field).classes  # a field of another charset: refused before any output
     out = Path(f.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -237,15 +240,14 @@ def main(argv: Sequence[str]) -> None:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    what = f.field or DEFAULT_FIELD[f.charset]
-    _plot(rows, out / "curves.png", what)
+    _plot(rows, out / "curves.png", name)
     model.load_weights(str(weights))
     save_weights_only(model, weights)
     rng = np.random.default_rng(f.seed)
     calib = x_train[rng.permutation(len(x_train))[: f.calibration_count]]
     tflite = export_int8(model, calib, out / "province-int8.tflite", threshold, f.charset, f.field, gate)
     best = max(r["val_accuracy"] for r in rows)
-    print(f"best validation {what} accuracy {best:.4f}; wrote {weights}, {tflite} (+ .json), history.csv, curves.png")
+    print(f"best validation {name} accuracy {best:.4f}; wrote {weights}, {tflite} (+ .json), history.csv, curves.png")
 
 
 if __name__ == "__main__":
