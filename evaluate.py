@@ -52,6 +52,8 @@ flags.DEFINE_float("crop_pad", None, "plate crops grow by this fraction of their
 flags.DEFINE_boolean("lpr_retry", True, "read weak reads again from a taller crop, and narrow ones with other "
                      "line cuts, as detect.py does")
 flags.DEFINE_boolean("lpr_tta", True, "read each plate also zoomed in and out, as the runtime does")
+flags.DEFINE_string("lpr_home_region", None, "the province (cn) or region (kr) the reads lean to, for --lpr, as "
+                    "detect.py --home_region (lprnet.home; default: none)")
 flags.mark_flags_as_required(["weights", "dataset"])
 
 
@@ -61,11 +63,14 @@ def main(argv):
     from core.errors import AlprError
     from core.evaluation import evaluate_dataset, open_backend, plot_pr_curves, size_table, write_json
     from core.model_info import read_class_names
+    from lprnet.home import home_record
     from lprnet.province import check_record
 
     if len(argv) > 1:
         raise AlprError(f"unexpected arguments: {' '.join(argv[1:])}")
     reader = None
+    if FLAGS.lpr_home_region and not FLAGS.lpr:
+        raise AlprError("--lpr_home_region leans the plate reads: it needs --lpr")
     if FLAGS.lpr:
         if not FLAGS.lpr_weights:
             raise AlprError("--lpr needs --lpr_weights (an LPRNet .tflite reader)")
@@ -74,7 +79,8 @@ def main(argv):
         from core.pipeline import open_plate_reader
 
         reader = open_plate_reader(FLAGS.lpr_weights, FLAGS.charset, FLAGS.threads, tta=FLAGS.lpr_tta,
-                                   retry_cuts=FLAGS.lpr_retry, province=FLAGS.lpr_province)
+                                   retry_cuts=FLAGS.lpr_retry, province=FLAGS.lpr_province,
+                                   home_region=FLAGS.lpr_home_region)
     names = read_class_names(FLAGS.classes)
     backend = open_backend(FLAGS.weights, FLAGS.framework, names, FLAGS.size, FLAGS.cfg, FLAGS.threads)
     report = evaluate_dataset(backend, FLAGS.dataset, names, FLAGS.score, FLAGS.iou, FLAGS.max_images,
@@ -86,7 +92,7 @@ def main(argv):
         report.extra["lpr_reader"] = {
             "weights": str(FLAGS.lpr_weights), "charset": FLAGS.charset, "tta": FLAGS.lpr_tta,
             "retry": FLAGS.lpr_retry, "lpr_score": FLAGS.lpr_score, "crop_pad": FLAGS.crop_pad,
-            **check_record(checks)}
+            **check_record(checks), **home_record(reader.home)}
     print(report.table())
     print(f"{report.images} images in {report.seconds:.1f} s"
           + (f"; {len(report.skipped)} unreadable, skipped (first: {report.skipped[0][0]})" if report.skipped else "")

@@ -22,7 +22,9 @@ from core.errors import AlprError
 from core.pipeline import DEFAULT_DETECTOR, DEFAULT_READER, Pipeline, PipelineOptions
 from core.results import FrameResult
 from core.tracking import EventFilter
+from lprnet.charset import load_charset
 from lprnet.ctc import DECODERS
+from lprnet.home import parse_home
 
 STDOUT: TextIO = sys.stdout
 
@@ -42,6 +44,7 @@ class ModelChoice:
     num_threads: Optional[int] = None
     decoder: str = DECODERS[0]
     lpr_tta: bool = True
+    home_region: Optional[str] = None  # the province (cn) or region (kr) the reads lean to; None: none
 
 
 def define_model_flags(flags, lpr_default: bool, tta_default: bool = True) -> None:
@@ -70,6 +73,9 @@ def define_model_flags(flags, lpr_default: bool, tta_default: bool = True) -> No
                       "search, the most probable label that fits the plate format), greedy (fastest) or beam")
     flags.DEFINE_boolean("lpr_tta", tta_default, "read each plate also zoomed in and out and average the three "
                          "passes (more accurate, three times the reader's model time)")
+    flags.DEFINE_string("home_region", None, "the province (--charset cn, e.g. 皖) or region (kr, e.g. 서울) most "
+                        "plates here come from, with --lpr: reads unsure of theirs lean to it (lprnet.home; a few "
+                        "unsure plates from elsewhere are pulled to it too) (default: none)")
 
 
 def model_choice(values) -> ModelChoice:
@@ -77,7 +83,7 @@ def model_choice(values) -> ModelChoice:
     return ModelChoice(framework=values.framework, weights=values.weights, classes=values.classes, size=values.size,
                        lpr=values.lpr, lpr_weights=values.lpr_weights, lpr_province=values.lpr_province,
                        charset=values.charset, score=values.score, iou=values.iou, num_threads=values.num_threads,
-                       decoder=values.decoder, lpr_tta=values.lpr_tta)
+                       decoder=values.decoder, lpr_tta=values.lpr_tta, home_region=values.home_region)
 
 
 def open_pipeline(choice: ModelChoice, retry_weak_reads: bool = True) -> Pipeline:
@@ -98,14 +104,18 @@ def open_pipeline(choice: ModelChoice, retry_weak_reads: bool = True) -> Pipelin
     if choice.framework == "tf" and weights.is_file():
         raise AlprError(f"{weights} is a file: --framework tf wants a SavedModel folder from save_model.py")
     reader_path = None
+    if choice.home_region and not choice.lpr:
+        raise AlprError("--home_region leans the plate reads: it needs --lpr")
     if choice.lpr:
         if choice.charset not in DEFAULT_READER:
             raise AlprError(f"unknown --charset {choice.charset!r}: use kr or cn")
+        parse_home(choice.home_region, load_charset(choice.charset))  # a bad value fails before any model loads
         reader_path = Path(choice.lpr_weights) if choice.lpr_weights else DEFAULT_READER[choice.charset]
     options = PipelineOptions(score_threshold=choice.score, iou_threshold=choice.iou, region=choice.charset,
                               retry_weak_reads=retry_weak_reads)
     pipeline = Pipeline.open(weights, reader_path, choice.charset, choice.num_threads, choice.classes, options,
-                             decoder=choice.decoder, tta=choice.lpr_tta, province=choice.lpr_province)
+                             decoder=choice.decoder, tta=choice.lpr_tta, province=choice.lpr_province,
+                             home_region=choice.home_region)
     if choice.size and tuple(pipeline.detector.input_size) != (choice.size, choice.size):
         w, h = pipeline.detector.input_size
         raise AlprError(f"--size {choice.size} does not match the model's input {w}x{h}: convert the model at "

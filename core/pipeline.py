@@ -55,9 +55,11 @@ def check_paths(spec: Union[None, str, Path, Sequence[Union[str, Path]]], charse
 
 
 def open_checks(charset: str, spec: Union[None, str, Path, Sequence[Union[str, Path]]] = None,
-                num_threads: Optional[int] = None, min_probability: Optional[float] = None) -> Tuple[Any, ...]:
+                num_threads: Optional[int] = None, min_probability: Optional[float] = None,
+                home: Optional[Any] = None) -> Tuple[Any, ...]:
     """The ``lprnet.province.ProvinceReader`` checks for ``charset`` (a name, or a charset file, known by its
-    stem), in order, as ``check_paths`` reads ``spec``. ``min_probability``: each model's own threshold when None."""
+    stem), in order, as ``check_paths`` reads ``spec``. ``min_probability``: each model's own threshold when None.
+    ``home``: a ``lprnet.home.HomeRegion`` the checks lean to."""
     from lprnet.charset import load_charset
 
     cs = load_charset(charset)
@@ -70,7 +72,7 @@ def open_checks(charset: str, spec: Union[None, str, Path, Sequence[Union[str, P
 
     checks = []
     for path in paths:
-        check = ProvinceReader(path, num_threads=num_threads or 1, min_probability=min_probability)
+        check = ProvinceReader(path, num_threads=num_threads or 1, min_probability=min_probability, home=home)
         if not check.suits(cs):
             raise AlprError(f"check model {path} has classes or after-tokens outside charset {cs.name!r}")
         checks.append(check)
@@ -79,13 +81,18 @@ def open_checks(charset: str, spec: Union[None, str, Path, Sequence[Union[str, P
 
 def open_plate_reader(path: str | Path, charset: str, num_threads: Optional[int] = None, decoder: str = DECODERS[0],
                       tta: bool = True, retry_cuts: bool = True,
-                      province: Union[None, str, Path, Sequence[Union[str, Path]]] = None) -> Any:
+                      province: Union[None, str, Path, Sequence[Union[str, Path]]] = None,
+                      home_region: Optional[str] = None) -> Any:
     """A ``lprnet.reader.PlateReader`` with its charset's checks: the province and top-line letter (cn), the region,
-    top-line digits and Hangul letter (kr) (``open_checks``, which takes ``province``)."""
+    top-line digits and Hangul letter (kr) (``open_checks``, which takes ``province``); reader and checks lean to
+    ``home_region`` (``lprnet.home.parse_home``: a province (cn) or region (kr); None: none)."""
+    from lprnet.charset import load_charset
+    from lprnet.home import parse_home
     from lprnet.reader import PlateReader
 
+    home = parse_home(home_region, load_charset(charset))
     return PlateReader(path, charset, num_threads=num_threads, decoder=decoder, tta=tta, retry_cuts=retry_cuts,
-                       province=open_checks(charset, province, num_threads))
+                       province=open_checks(charset, province, num_threads, home=home), home=home)
 
 
 @dataclass(frozen=True)
@@ -113,8 +120,10 @@ class Pipeline:
     def open(cls, detector_path: str | Path, reader_path: Optional[str | Path] = None, charset: str = "kr",
              num_threads: Optional[int] = None, class_names: Optional[str | Path] = None,
              options: Optional[PipelineOptions] = None, decoder: str = DECODERS[0],
-             tta: bool = True, province: Union[None, str, Path, Sequence[Union[str, Path]]] = None) -> Pipeline:
-        """``province``: the reader's checks, as ``open_checks`` takes them."""
+             tta: bool = True, province: Union[None, str, Path, Sequence[Union[str, Path]]] = None,
+             home_region: Optional[str] = None) -> Pipeline:
+        """``province``: the reader's checks, as ``open_checks`` takes them; ``home_region``: the province or
+        region the reads lean to (``open_plate_reader``)."""
         # The runtime's own default is one thread; the detector is most of a frame's work and uses every
         # core (544 int8 on 2 cores: 12.7 vs 18.0 ms), while a batch of a few plates is fastest on one.
         detector = Detector.open(detector_path, num_threads=num_threads or usable_cores(), class_names=class_names)
@@ -125,7 +134,7 @@ class Pipeline:
                 raise AlprError(f"plate reader model not found: {reader_path}")
             # the reader's own retry of weak two-line reads (other line cuts) goes with the taller-crop one
             reader = open_plate_reader(reader_path, charset, num_threads or 1, decoder, tta, opts.retry_weak_reads,
-                                       province)
+                                       province, home_region)
         return cls(detector, reader, opts)
 
     def read_plates(self, image: np.ndarray, plates: Sequence[Detection]) -> List[PlateInfo]:

@@ -149,16 +149,18 @@ def evaluate(
     tta: bool = True,
     retry_cuts: bool = True,
     province: Optional[Any] = None,
+    home: Optional[Any] = None,
 ) -> Dict[str, object]:
     """Read every crop (BGR, any size) as the runtime does (lprnet.reader.read_crops), time batch-1
     model calls, and score; with ``kinds`` (one plate kind per crop, "" when unknown) also the
     sequence accuracy of each kind, with ``char_px`` (each crop's smallest character height, 0 when
     unknown) the accuracy by that height (``accuracy_by_char_px``). ``tta``, ``retry_cuts``: as in
-    ``read_crops``; ``province``: ``lprnet.province.ProvinceReader`` checks of each read, one or several in order."""
+    ``read_crops``; ``province``: ``lprnet.province.ProvinceReader`` checks of each read, one or several in order;
+    ``home``: the ``lprnet.home.HomeRegion`` the reads lean to (give the checks the same one)."""
     from lprnet.reader import read_crops
 
     reads = read_crops(crops, logits_fn, charset, decoder, batch_size=batch_size, tta=tta, retry_cuts=retry_cuts,
-                       province=province)
+                       province=province, home=home)
     preds = [r.text for r in reads]
     x = normalize(np.stack([resize_crop(c) for c in crops[:latency_samples]]))
     times = []
@@ -237,10 +239,12 @@ def main(argv: Sequence[str]) -> None:
     from core.cli import atomic_path
     from lprnet.charset import load_charset
     from lprnet.dataset import list_samples, load_originals
+    from lprnet.home import home_record, parse_home
 
     del argv
     f = flags.FLAGS
     charset = load_charset(f.charset)
+    home = parse_home(f.home_region, charset)
     listing = list_samples(f.images, charset)
     images, texts = load_originals(listing, progress=True)
     if listing.skipped:
@@ -250,13 +254,13 @@ def main(argv: Sequence[str]) -> None:
     if f.province:  # opt-in here: no --province, no check (detect.py's default: the shipped ones of the charset)
         from core.pipeline import open_checks
 
-        province = open_checks(f.charset, f.province, f.threads, f.province_min_probability)
+        province = open_checks(f.charset, f.province, f.threads, f.province_min_probability, home=home)
     result = evaluate(logits_fn, images, texts, charset, f.decoder, kinds=[s.kind for s in listing.samples],
                       char_px=[s.char_px for s in listing.samples], tta=f.tta, retry_cuts=f.retry,
-                      province=province)
+                      province=province, home=home)
     result.update({"model": str(f.weights), "kind": kind, "charset": charset.name,
                    "images": str(f.images), "skipped": len(listing.skipped), "decoder": f.decoder,
-                   "tta": f.tta, "retry_cuts": f.retry, **check_record(province)})
+                   "tta": f.tta, "retry_cuts": f.retry, **check_record(province), **home_record(home)})
     print(f"[{kind}] {format_report(result)}")
     if f.json:
         with atomic_path(f.json, suffix=".json") as tmp:
@@ -286,5 +290,7 @@ if __name__ == "__main__":
                         "detect.py uses the shipped ones by default")
     flags.DEFINE_float("province_min_probability", None, "one threshold for every check of --province (default: "
                        "each model's own)")
+    flags.DEFINE_string("home_region", None, "the province (cn) or region (kr) the reads (and the checks of "
+                        "--province) lean to, as detect.py --home_region (lprnet.home; default: none)")
     flags.mark_flags_as_required(["weights", "images"])
     app.run(guarded(main))

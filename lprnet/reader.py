@@ -22,6 +22,7 @@ from core.errors import AlprError
 from core.tflite_runtime import load_interpreter
 from lprnet.charset import Charset, load_charset
 from lprnet.ctc import DECODERS, decode
+from lprnet.home import HomeRegion
 from lprnet.preprocess import (
     IDENTITY_THETA,
     INPUT_HEIGHT,
@@ -101,6 +102,7 @@ def read_crops(
     tta: bool = True,
     retry_cuts: bool = True,
     province: Optional[Any] = None,
+    home: Optional[HomeRegion] = None,
 ) -> List[PlateRead]:
     """BGR crops (any size) -> one PlateRead each, with any model behind ``logits_fn``
     (float32 [N,24,94,3] -> logits [N,18,classes]).
@@ -117,7 +119,8 @@ def read_crops(
     Chinese two-line plate's province, the two digits after a Korean two-line plate's region, the Hangul letter
     after a Korean one-line plate's digits), from a view of the crop (its stitch source) by the line count of the
     input the read came from: one line, or two for a stitch, whose top line is cut at the usual cut even when the
-    read came from a retried cut (``province_view``).
+    read came from a retried cut (``province_view``). ``home``: a ``lprnet.home.HomeRegion`` the reads lean to
+    (``lean_logits``, after the passes are averaged, before decoding); the checks lean by their own ``home``.
     """
     out: List[Optional[PlateRead]] = [None] * len(crops)
     out_lines = [1] * len(crops)  # the line count of the input each crop's read came from
@@ -130,6 +133,8 @@ def read_crops(
         if not len(images):
             return
         logits = zoomed_logits(normalize(images), logits_fn, TTA_ZOOMS if tta else (), batch_size)
+        if home is not None:
+            logits = home.lean_logits(logits, charset)
         results = decode(logits, decoder, blank=charset.blank, beam_width=beam_width, is_probs=False,
                          accept=lambda ids: charset.is_valid_format(charset.decode(ids)))
         for owner, n_lines, res in zip(owners, lines, results):
@@ -207,6 +212,21 @@ def _dequantize(x: np.ndarray, detail: dict) -> np.ndarray:
     return (x.astype(np.float32) - zero) * scale
 
 
+# The most inputs one interpreter call takes (PlateReader.logits, ProvinceReader.probabilities): LiteRT crashed the
+# process (a segmentation fault) on the int8 Korean and Chinese readers' ``read`` signature with a batch of about
+# 2,400 inputs (PlateReader.read on 1,600-2,000 crops with the test-time zoom; session 44). Reads do not depend on
+# the batch, and a frame's plates are far fewer.
+MAX_BATCH = 256
+
+
+def in_batches(fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray, size: int = MAX_BATCH) -> np.ndarray:
+    """``fn`` over ``x`` in consecutive slices of at most ``size`` along the first axis, outputs concatenated in
+    order (one call when ``x`` is no longer)."""
+    if len(x) <= size:
+        return fn(x)
+    return np.concatenate([fn(x[i : i + size]) for i in range(0, len(x), size)])
+
+
 class BatchGraph:
     """A one-input, one-output TFLite graph called on float32 batches of any size: the input is resized when
     the batch size changes, quantized on the way in, and the output dequantized on the way out."""
@@ -251,7 +271,9 @@ class PlateReader:
     ``retry_cuts``: see ``read_crops``; ``core.pipeline.Pipeline.open`` sets ``retry_cuts`` with the
     pipeline's taller-crop retry (``PipelineOptions.retry_weak_reads``), a reader built by hand does not.
     ``province``: ``lprnet.province.ProvinceReader`` checks of each read's province, letter, region, digits or
-    Hangul letter, one or a sequence run in order (``read_crops``); kept as a tuple."""
+    Hangul letter, one or a sequence run in order (``read_crops``); kept as a tuple. ``home``: a
+    ``lprnet.home.HomeRegion`` the reads lean to (give the checks the same one: ``core.pipeline.open_plate_reader``
+    does)."""
 
     def __init__(
         self,
@@ -263,9 +285,13 @@ class PlateReader:
         tta: bool = True,
         retry_cuts: bool = True,
         province: Optional[Any] = None,
+        home: Optional[HomeRegion] = None,
     ) -> None:
         self.charset = charset if isinstance(charset, Charset) else load_charset(charset)
         self.province = as_checks(province)
+        if home is not None:
+            home.check_charset(self.charset)
+        self.home = home
         self.decoder = decoder
         self.beam_width = beam_width
         self.tta = tta
@@ -338,7 +364,10 @@ class PlateReader:
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
         """Pre-processed float32 [N,24,94,3] -> float32 logits [N,18,classes]: one interpreter call, or for
-        a two-stage model ``locate``, the warp, ``read``."""
+        a two-stage model ``locate``, the warp, ``read``; in calls of at most ``MAX_BATCH`` (``in_batches``)."""
+        return in_batches(self._logits, batch)
+
+    def _logits(self, batch: np.ndarray) -> np.ndarray:
         if self._stages is not None:
             warped = affine_warp(batch, self.theta(batch))
             out = self._stages[1](**{IMAGE_INPUT: _quantize(warped, self._in)})[self._logits_name]
@@ -352,4 +381,4 @@ class PlateReader:
         ``PlateRead("", 0.0, False)`` instead of failing the whole batch.
         """
         return read_crops(crops, self.logits, self.charset, self.decoder, self.beam_width, tta=self.tta,
-                          retry_cuts=self.retry_cuts, province=self.province)
+                          retry_cuts=self.retry_cuts, province=self.province, home=self.home)

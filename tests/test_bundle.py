@@ -140,7 +140,8 @@ def test_edge_closure_is_the_tf_free_runtime() -> None:
 
     mods = set(edge_modules())
     assert {"core.app", "core.detector", "core.pipeline", "core.video", "core.tracking", "core.drawing",
-            "core.tflite_runtime", "lprnet.reader", "lprnet.charset", "lprnet.ctc", "lprnet.preprocess"} <= mods
+            "core.tflite_runtime", "lprnet.reader", "lprnet.charset", "lprnet.ctc", "lprnet.preprocess",
+            "lprnet.home"} <= mods
     assert not any(m.startswith("core.keras") for m in mods)
     assert not mods & {"lprnet.model", "lprnet.train", "lprnet.export", "lprnet.import_torch", "lprnet.evaluate",
                        "lprnet.benchmark", "lprnet.torch_reference", "core.evaluation"}

@@ -118,6 +118,7 @@ def test_detect_one_line_errors(yolo_fastest, tmp_path) -> None:
         (["--weights", str(tflite), "--size", "416"], "does not match the model's input 320x320"),
         (["--weights", str(tflite), "--classes", str(REPO / "data" / "classes" / "custom.names")], "3 names"),
         (["--weights", str(tflite), "--lpr", "--lpr_weights", str(tmp_path / "nope.tflite")], "not found"),
+        (["--weights", str(tflite), "--lpr", "--home_region", "皖"], "not a region of charset 'kr'"),
     ]
     not_tflite = tmp_path / "x.tflite"
     not_tflite.write_bytes(b"hello world, not a flatbuffer")

@@ -116,8 +116,10 @@ def test_pipeline_thread_defaults(monkeypatch):
         lambda cls, path, num_threads=None, class_names=None: seen.setdefault("det", []).append(num_threads)))
 
     class FakeReader:
-        def __init__(self, path, charset, num_threads=None, decoder=None, tta=None, retry_cuts=None, province=None):
+        def __init__(self, path, charset, num_threads=None, decoder=None, tta=None, retry_cuts=None, province=None,
+                     home=None):
             seen.setdefault("province", []).append(province)
+            seen.setdefault("home", []).append(home)
             seen.setdefault("reader", []).append(num_threads)
             seen.setdefault("decoder", []).append(decoder)
             seen.setdefault("tta", []).append(tta)
@@ -130,6 +132,7 @@ def test_pipeline_thread_defaults(monkeypatch):
     # video's options: no weak-read retries, so the reader does not retry other line cuts either
     pl.Pipeline.open("detector.tflite", reader_file, "kr", options=pl.PipelineOptions(retry_weak_reads=False))
     checks = seen.pop("province")  # the default region, digits and Hangul checks of Korean reads
+    assert seen.pop("home") == [None] * 3  # no home region unless asked for
     assert seen == {"det": [usable_cores(), 3, usable_cores()], "reader": [1, 3, 1],
                     "decoder": ["format"] * 3, "tta": [True] * 3, "retry_cuts": [True, True, False]}
     from lprnet.charset import KR_HANGUL, KR_REGIONS

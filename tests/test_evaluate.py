@@ -199,14 +199,15 @@ def test_cli_with_darknet_weights_writes_json(tmp_path):
 def test_cli_json_records_how_plates_were_read(tmp_path):
     """--lpr --json names the reader, its options and the checks it read with, in order: by default the
     charset's shipped ones (kr: region, then digits, then Hangul, whose .json sets threshold 0.85 and gate 0.97), none
-    with --lpr_province none."""
+    with --lpr_province none; the home region, none unless --lpr_home_region names one."""
     from core.pipeline import DEFAULT_DETECTOR, DEFAULT_PROVINCE, DEFAULT_READER
 
     det, reader, checks = DEFAULT_DETECTOR["tflite"], DEFAULT_READER["kr"], DEFAULT_PROVINCE["kr"]
     if not (det.is_file() and reader.is_file() and all(c.is_file() for c in checks)):
         pytest.skip("the shipped detector, Korean reader and checks are not there")
     folder = _folder(tmp_path)
-    for extra, want in (([], [str(c) for c in checks]), (["--lpr_province", "none", "--nolpr_tta"], [])):
+    for extra, want in (([], [str(c) for c in checks]),
+                        (["--lpr_province", "none", "--nolpr_tta", "--lpr_home_region", "서울"], [])):
         out = tmp_path / "res.json"
         proc = subprocess.run(
             [sys.executable, "evaluate.py", "--weights", str(det), "--framework", "tflite", "--dataset", str(folder),
@@ -218,6 +219,8 @@ def test_cli_json_records_how_plates_were_read(tmp_path):
         assert lpr["tta"] is (not extra) and lpr["retry"] is True and lpr["lpr_score"] == 0.25
         assert lpr["province_min_probability"] == [0.8, 0.8, 0.85][:len(want)]
         assert lpr["province_read_confidence_below"] == [None, None, 0.97][:len(want)]
+        assert (lpr["home_region"], lpr["home_weight"]) == ((None, None) if not extra else ("서울", 10.0))
+        assert lpr["province_home"] == [None] * len(want)
 
 
 def test_cli_errors_are_one_line(tmp_path):

@@ -18,7 +18,7 @@ from lprnet.preprocess import preprocess_batch
 from tests.paths import REPO
 
 EDGE_MODULES = ["lprnet.charset", "lprnet.ctc", "lprnet.preprocess", "lprnet.dataset", "lprnet.reader",
-                "lprnet.benchmark", "lprnet.evaluate"]
+                "lprnet.benchmark", "lprnet.evaluate", "lprnet.home"]
 
 
 def test_edge_modules_import_without_tensorflow() -> None:
