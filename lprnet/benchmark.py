@@ -1,11 +1,12 @@
 """Per-plate latency of a TFLite reader (edge runtime, TF-free): batch of 1, the whole read() path.
 
 python -m lprnet.benchmark --model reader.tflite --charset cn [--images DIR] [--runs 300] [--threads 2]
-    [--decoder format|greedy|beam] [--notta] [--province CHECK.tflite[,CHECK2.tflite]]
+    [--decoder format|greedy|beam] [--notta] [--province CHECK.tflite[,CHECK2.tflite]] [--home_region 皖]
 
 Reports the median and 90th percentile of (a) the interpreter alone and (b) PlateReader.read on one
 crop (resize + normalise + invoke + CTC decode with ``decoder``, the runtime's by default; with the
-runtime's test-time zoom unless ``--notta``, and the checks with ``--province``), after warm-up runs.
+runtime's test-time zoom unless ``--notta``, the checks with ``--province``, leaning to ``--home_region``), after
+warm-up runs.
 """
 from __future__ import annotations
 
@@ -34,12 +35,16 @@ def benchmark(
     tta: bool = True,
     retry_cuts: bool = True,
     province: Optional[str] = None,
+    home_region: Optional[str] = None,
 ) -> Dict[str, Dict[str, float]]:
     """Latency of the interpreter and of a full one-plate read, batch of 1; ``province``: check models
-    (``lprnet.province``, comma-separated, run in order) checking each read; opt-in here, no check without it."""
+    (``lprnet.province``, comma-separated, run in order) checking each read; opt-in here, no check without it;
+    ``home_region``: the province or region the reads lean to (``lprnet.home``)."""
     from core.pipeline import NO_PROVINCE, open_plate_reader
+    from lprnet.home import home_record
 
-    reader = open_plate_reader(model_path, charset, num_threads, decoder, tta, retry_cuts, province or NO_PROVINCE)
+    reader = open_plate_reader(model_path, charset, num_threads, decoder, tta, retry_cuts, province or NO_PROVINCE,
+                               home_region)
     if not crops:
         rng = np.random.default_rng(0)
         crops = [rng.integers(0, 256, size=(24, 94, 3), dtype=np.uint8)]
@@ -62,7 +67,8 @@ def benchmark(
     from lprnet.province import check_record
 
     # the checks as read() ran them: a check's gate decides how many reads pay for it
-    return {"interpreter": _stats(invoke), "read": _stats(read), **check_record(reader.province)}
+    return {"interpreter": _stats(invoke), "read": _stats(read), **check_record(reader.province),
+            **home_record(reader.home)}
 
 
 def main(argv: Sequence[str]) -> None:
@@ -78,13 +84,13 @@ def main(argv: Sequence[str]) -> None:
         listing = list_samples(f.images, load_charset(f.charset))
         crops = [read_image(s.path) for s in listing.samples[:64]]
     result = benchmark(f.model, f.charset, crops, f.runs, num_threads=f.threads, decoder=f.decoder, tta=f.tta,
-                       retry_cuts=f.retry, province=f.province)
+                       retry_cuts=f.retry, province=f.province, home_region=f.home_region)
     result["model"] = f.model  # type: ignore[assignment]
     result["threads"] = f.threads  # type: ignore[assignment]
     result["decoder"] = f.decoder  # type: ignore[assignment]
     result["tta"] = f.tta  # type: ignore[assignment]
     result["retry_cuts"] = f.retry  # type: ignore[assignment]
-    print(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2, ensure_ascii=False))
 
 
 if __name__ == "__main__":
@@ -106,5 +112,7 @@ if __name__ == "__main__":
                         "order), as detect.py does by default; they act only on crops more than 24 rows tall (not "
                         "on 94x24 crops, nor on the random crop used without --images), and a gated check only on "
                         "reads less sure than its read_confidence_below")
+    flags.DEFINE_string("home_region", None, "the province (cn) or region (kr) the reads lean to, as detect.py "
+                        "--home_region (lprnet.home; default: none)")
     flags.mark_flag_as_required("model")
     app.run(guarded(main))

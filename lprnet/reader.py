@@ -213,9 +213,9 @@ def _dequantize(x: np.ndarray, detail: dict) -> np.ndarray:
 
 
 # The most inputs one interpreter call takes (PlateReader.logits, ProvinceReader.probabilities): LiteRT crashed the
-# process (a segmentation fault) on the int8 Korean and Chinese readers' ``read`` signature with a batch of about
-# 2,400 inputs (PlateReader.read on 1,600-2,000 crops with the test-time zoom; session 44). Reads do not depend on
-# the batch, and a frame's plates are far fewer.
+# process (a segmentation fault) in the int8 readers' ``read`` signature on one call of about 9,500 inputs or more
+# (session 44: PlateReader.read on 2,000 crops with the test-time zoom made one call of 11,358; 1,600 crops, 9,042
+# inputs, still read). Reads do not depend on the batch, and a frame's plates are far fewer.
 MAX_BATCH = 256
 
 

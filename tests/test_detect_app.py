@@ -123,6 +123,9 @@ def test_detect_one_line_errors(yolo_fastest, tmp_path) -> None:
     not_tflite = tmp_path / "x.tflite"
     not_tflite.write_bytes(b"hello world, not a flatbuffer")
     cases.append((["--weights", str(not_tflite)], "not a TFLite model"))
+    # the home region is checked before any model loads (a broken detector would be the error otherwise)
+    cases.append((["--weights", str(not_tflite), "--lpr", "--home_region", "皖"], "not a region of charset 'kr'"))
+    cases.append((["--weights", str(tflite), "--home_region", "서울"], "it needs --lpr"))
     for args, needle in cases:
         r = run("detect.py", *args, "--images", str(shared_path("data", "scenes", "car3.jpg")),
                 "--output", str(tmp_path / "o"), "--dont_show")

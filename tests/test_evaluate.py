@@ -228,6 +228,12 @@ def test_cli_errors_are_one_line(tmp_path):
                            "--dataset", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == f"error: model not found: {tmp_path / 'x.tflite'}"
+    # a home region leans plate reads: without --lpr it is an error, before the model is looked for
+    proc = subprocess.run([sys.executable, "evaluate.py", "--weights", str(tmp_path / "x.tflite"),
+                           "--dataset", str(tmp_path), "--lpr_home_region", "서울"], cwd=REPO, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == "error: --lpr_home_region leans the plate reads: it needs --lpr"
 
 
 class FixedReader:

@@ -252,7 +252,7 @@ def test_in_batches_keeps_order_and_bounds_calls() -> None:
 
 @pytest.mark.skipif(not DEFAULT_READER["cn"].is_file(), reason="the shipped Chinese reader is missing")
 def test_reader_calls_the_interpreter_in_bounded_batches() -> None:
-    """LiteRT crashed the process on a read signature call of about 2,400 inputs (session 44): a reader's model
+    """LiteRT crashed the process on a read signature call of about 9,500 inputs (session 44): a reader's model
     calls take at most ``MAX_BATCH`` inputs whatever ``read`` is given, and reading in slices changes no read."""
     from lprnet.reader import MAX_BATCH
 
@@ -270,3 +270,48 @@ def test_reader_calls_the_interpreter_in_bounded_batches() -> None:
     assert sizes == [MAX_BATCH, 30]
     np.testing.assert_array_equal(whole[:40], inner(x[:40]))
     np.testing.assert_array_equal(whole[-30:], inner(x[-30:]))
+
+
+@pytest.mark.skipif(not DEFAULT_READER["cn"].is_file(), reason="the shipped Chinese reader is missing")
+def test_benchmark_reads_with_the_home_and_records_it() -> None:
+    from lprnet.benchmark import benchmark
+
+    checks = ",".join(str(p) for p in DEFAULT_PROVINCE["cn"])
+    result = benchmark(str(DEFAULT_READER["cn"]), "cn", runs=2, warmup=1, num_threads=1, province=checks,
+                       home_region="皖")
+    assert (result["home_region"], result["home_weight"]) == ("皖", HOME_WEIGHT)
+    assert result["province_home"] == ["皖", None]  # the province check has 皖 among its classes, the letter one not
+    assert benchmark(str(DEFAULT_READER["cn"]), "cn", runs=2, warmup=1, num_threads=1)["home_region"] is None
+    with pytest.raises(AlprError, match="not a province"):
+        benchmark(str(DEFAULT_READER["cn"]), "cn", runs=2, warmup=1, home_region="서울")
+
+
+@pytest.mark.skipif(not (DEFAULT_READER["cn"].is_file() and DEFAULT_PROVINCE["cn"][0].is_file()),
+                    reason="the shipped Chinese reader and its checks are missing")
+def test_front_ends_open_the_reader_with_the_home() -> None:
+    """What detect.py and detect_video.py open (core.app.open_pipeline from their flags) reads with the home, and
+    so do its checks."""
+    from core.app import ModelChoice, open_pipeline
+
+    pipeline = open_pipeline(ModelChoice(lpr=True, charset="cn", home_region="皖"))
+    assert pipeline.reader.home == HomeRegion("皖")
+    assert [c.home for c in pipeline.reader.province] == [HomeRegion("皖")] * len(DEFAULT_PROVINCE["cn"])
+    assert open_pipeline(ModelChoice(lpr=True, charset="cn")).reader.home is None
+
+
+@pytest.mark.skipif(not DEFAULT_PROVINCE["cn"][0].is_file(), reason="the shipped province check is missing")
+def test_check_calls_the_interpreter_in_bounded_batches() -> None:
+    from lprnet.reader import MAX_BATCH
+
+    check = ProvinceReader(DEFAULT_PROVINCE["cn"][0])
+    inner, sizes = check._graph, []
+
+    def recording(x: np.ndarray) -> np.ndarray:
+        sizes.append(len(x))
+        return inner(x)
+
+    check._graph = recording
+    views = np.random.default_rng(3).integers(0, 256, (MAX_BATCH + 9, 40, 48, 3), dtype=np.uint8)
+    probs = check.probabilities(views)
+    assert sizes == [MAX_BATCH, 9] and probs.shape == (MAX_BATCH + 9, len(check.classes))
+    np.testing.assert_allclose(probs[-9:], check.probabilities(views[-9:]), rtol=0, atol=1e-6)
