@@ -63,9 +63,12 @@ class HomeRegion:
         return out / np.maximum(out.sum(axis=1, keepdims=True), np.float32(1e-30))
 
 
+_HOMES = frozenset(CN_PROVINCES) | frozenset(KR_REGIONS)  # whole tokens: CN_PROVINCES is one string
+
+
 def home_tokens(charset: Charset) -> Tuple[str, ...]:
     """The tokens of ``charset`` a home region may name: the Chinese provinces and Korean regions it spells."""
-    return tuple(t for t in charset.tokens if t in CN_PROVINCES or t in KR_REGIONS)
+    return tuple(t for t in charset.tokens if t in _HOMES)
 
 
 def _not_a_home(token: str, charset: Charset) -> str:

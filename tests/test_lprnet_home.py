@@ -70,6 +70,10 @@ def test_parse_home() -> None:
     digits_only = Charset("digits", tuple("0123456789") + tuple(f"x{i}" for i in range(CN.num_classes - 11)) + ("-",))
     with pytest.raises(AlprError, match="charset 'digits' has no province or region"):
         parse_home("皖", digits_only)
+    joined = Charset("joined", ("京沪",) + CN.tokens[1:])  # a token made of two provinces is neither of them
+    assert "京沪" not in home_tokens(joined) and len(home_tokens(joined)) == len(CN_PROVINCES) - 1
+    with pytest.raises(AlprError, match="not a province or region of charset 'joined'"):
+        parse_home("京沪", joined)
     assert home_record(None) == {"home_region": None, "home_weight": None}
     assert home_record(HomeRegion("皖", 3.0)) == {"home_region": "皖", "home_weight": 3.0}
 
