@@ -7,6 +7,7 @@ crops; an event's confidence is the mean over the frames that voted for its text
 
     python -m tools.event_filter_check                                   # shipped readers, ../shared crops
     python -m tools.event_filter_check --charset cn --images DIR --weights lprnet-cn-int8.tflite
+    python -m tools.event_filter_check --charset cn --home_region 皖        # reads leaning to a home province
 
 Crops are named by their plate text (``lprnet.dataset``), as in ``../shared/data/cn_plates_dev``.
 """
@@ -32,24 +33,29 @@ def define_flags() -> None:
     flags.DEFINE_string("images", None, "crop folder or label file (default: ../shared/data/<charset>_plates_dev)")
     flags.DEFINE_string("weights", None, "reader .tflite (default: checkpoints/lprnet-<charset>-int8.tflite)")
     flags.DEFINE_list("thresholds", ["0", "0.05", "0.1", "0.2", "0.3", "0.5", "0.7"], "confidence thresholds")
+    flags.DEFINE_string("home_region", None, "the province (cn) or region (kr) the reads lean to, as "
+                        "detect_video.py --home_region (needs --charset; default: none)")
 
 
 # (read, right) per crop
 Row = Tuple[Read, bool]
 
 
-def read_rows(charset_name: str, images: str, weights: str) -> List[Row]:
+def read_rows(charset_name: str, images: str, weights: str, home_region: Optional[str] = None) -> List[Row]:
     """Read every crop with the reader as video does (one pass, no test-time zoom: ``detect_video.py``'s
-    default) and compare with the crop's text."""
+    default), leaning to ``home_region`` if given, and compare with the crop's text."""
     from lprnet.charset import load_charset
     from lprnet.dataset import list_samples, load_crops
     from lprnet.evaluate import load_backend
+    from lprnet.home import parse_home
     from lprnet.reader import read_crops
 
     charset = load_charset(charset_name)
+    home = parse_home(home_region, charset)
     crops, texts = load_crops(list_samples(images, charset))
     logits_fn, _ = load_backend(weights, charset)
-    reads = read_crops(crops, logits_fn, charset, batch_size=64, tta=False, retry_cuts=False)  # as video reads
+    reads = read_crops(crops, logits_fn, charset, batch_size=64, tta=False, retry_cuts=False,  # as video reads
+                       home=home)
     return [(Read(r.text, float(r.confidence), bool(r.valid)), r.text == t) for r, t in zip(reads, texts)]
 
 
@@ -80,15 +86,16 @@ def main(argv: Sequence[str]) -> None:
         if not usable_min_confidence(thresholds[-1]):  # here, or EventFilter's message would name its own flag
             raise AlprError(f"--thresholds: {t!r} is not in [0, 1]")
     charsets = [FLAGS.charset] if FLAGS.charset else ["kr", "cn"]
-    if (FLAGS.images or FLAGS.weights) and len(charsets) > 1:
-        raise AlprError("--images and --weights need --charset")
+    if (FLAGS.images or FLAGS.weights or FLAGS.home_region) and len(charsets) > 1:
+        raise AlprError("--images, --weights and --home_region need --charset")
     for name in charsets:
         images: Optional[str] = FLAGS.images or str(SHARED / "data" / f"{name}_plates_dev")
         if not Path(images).exists():
             raise AlprError(f"no crops at {images} (pass --images)")
         weights = FLAGS.weights or str(REPO / "checkpoints" / f"lprnet-{name}-int8.tflite")
-        rows = read_rows(name, images, weights)
-        print(f"{name}: {len(rows)} crops from {images}, reader {weights}")
+        rows = read_rows(name, images, weights, FLAGS.home_region)
+        home = f", leaning to {FLAGS.home_region}" if FLAGS.home_region else ""
+        print(f"{name}: {len(rows)} crops from {images}, reader {weights}{home}")
         print("\n".join(table(rows, thresholds)))
 
 
