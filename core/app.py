@@ -22,9 +22,7 @@ from core.errors import AlprError
 from core.pipeline import DEFAULT_DETECTOR, DEFAULT_READER, Pipeline, PipelineOptions
 from core.results import FrameResult
 from core.tracking import EventFilter
-from lprnet.charset import load_charset
 from lprnet.ctc import DECODERS
-from lprnet.home import parse_home
 
 STDOUT: TextIO = sys.stdout
 
@@ -109,7 +107,6 @@ def open_pipeline(choice: ModelChoice, retry_weak_reads: bool = True) -> Pipelin
     if choice.lpr:
         if choice.charset not in DEFAULT_READER:
             raise AlprError(f"unknown --charset {choice.charset!r}: use kr or cn")
-        parse_home(choice.home_region, load_charset(choice.charset))  # a bad value fails before any model loads
         reader_path = Path(choice.lpr_weights) if choice.lpr_weights else DEFAULT_READER[choice.charset]
     options = PipelineOptions(score_threshold=choice.score, iou_threshold=choice.iou, region=choice.charset,
                               retry_weak_reads=retry_weak_reads)

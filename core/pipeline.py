@@ -124,6 +124,11 @@ class Pipeline:
              home_region: Optional[str] = None) -> Pipeline:
         """``province``: the reader's checks, as ``open_checks`` takes them; ``home_region``: the province or
         region the reads lean to (``open_plate_reader``)."""
+        if reader_path is not None and home_region:  # a bad home fails before any model loads
+            from lprnet.charset import load_charset
+            from lprnet.home import parse_home
+
+            parse_home(home_region, load_charset(charset))
         # The runtime's own default is one thread; the detector is most of a frame's work and uses every
         # core (544 int8 on 2 cores: 12.7 vs 18.0 ms), while a batch of a few plates is fastest on one.
         detector = Detector.open(detector_path, num_threads=num_threads or usable_cores(), class_names=class_names)
