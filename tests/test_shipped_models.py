@@ -26,11 +26,16 @@ NAMES = ("car", "license_plate", "disabled_sticker")
 # Regression floors for the shipped readers (float16 and int8, read through fit_size with the runtime's format
 # decoder), about three standard errors under the figures of checkpoints/MODEL_CARD.md on its 2000 held-out
 # rendered crops (kr run 15: 0.9495 / 0.9465, 3 SE = 0.039 at n = 300; cn run 16: 0.9285 / 0.924, 3 SE =
-# 0.046); the real cn crops (all 493) read 0.8905 / 0.8864, 3 SE = 0.043. The issue's target (0.98 on held-out
-# rendered crops) is not met yet.
+# 0.046; through this test's PlateReader, with its zoom, the first 300 read 0.953 / 0.950 with cn run 16 and
+# 0.950 / 0.947 with run 17, whose held-out figures come from the set's second look, session 45's rule 2). The real cn
+# crops (all 493), read here with the zoom, 0.923 / 0.923 with run 17 (run 16: 0.903 / 0.897); 3 SE = 0.036.
+# The night renders (the first 200 of the card's seed-9347 set, --night 1): run 17 0.875 / 0.850 here (run 16
+# 0.505 / 0.485), 0.880 / 0.8745 on all 2,000 as detect.py reads; 3 SE at n = 200 is about 0.075.
+# The issue's target (0.98 on held-out rendered crops) is not met yet.
 KR_FLOOR = 0.90
 CN_FLOOR = 0.87
-CN_REAL_FLOOR = 0.84
+CN_REAL_FLOOR = 0.88
+CN_NIGHT_FLOOR = 0.78
 READERS = ("f16", "int8")
 DETECTOR_INT8 = DEFAULT_DETECTOR["tflite"]
 # AP@0.5 floors for the shipped int8 detector on 100 held-out scenes, set for stage 7 (car 0.997, plate
@@ -148,6 +153,22 @@ def test_shipped_cn_reader_on_real_crops() -> None:
         acc = _sequence_accuracy(REPO / "checkpoints" / f"lprnet-cn-{q}.tflite", "cn", crops, texts)
         print(f"cn {q} sequence accuracy on cn_plates_dev: {acc:.3f}")
         assert acc >= CN_REAL_FLOOR, q
+
+
+def test_shipped_cn_reader_on_night_renders(tmp_path) -> None:
+    """The first 200 crops of the model card's night set (seed 9347, --night 1 --font_variants: every crop under a
+    coloured night light), never used in training or calibration; run 16, before the night crops, read 0.614 of the
+    2,000."""
+    from lprnet.dataset import list_samples, load_originals
+    from tools.synth.plates import write_crops
+
+    out = write_crops(str(tmp_path / "night"), "cn", 200, 9347, size=None, workers=1, progress=False,
+                      font_variants=True, night=1.0)
+    crops, texts = load_originals(list_samples(out / "labels.txt", load_charset("cn")))
+    for q in READERS:
+        acc = _sequence_accuracy(REPO / "checkpoints" / f"lprnet-cn-{q}.tflite", "cn", crops, texts)
+        print(f"cn {q} sequence accuracy on 200 night renders: {acc:.3f}")
+        assert acc >= CN_NIGHT_FLOOR, q
 
 
 def test_shipped_detector_on_held_out_rendered_scenes(tmp_path) -> None:

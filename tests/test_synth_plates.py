@@ -13,7 +13,16 @@ import pytest
 from core.errors import AlprError
 from tools.synth import fonts
 from tools.synth.charsets import tokenize, validate
-from tools.synth.plates import KINDS, _layout, draw_plate, read_labels, render_plate, unique_name, write_crops
+from tools.synth.plates import (
+    KINDS,
+    _layout,
+    draw_plate,
+    night_cast,
+    read_labels,
+    render_plate,
+    unique_name,
+    write_crops,
+)
 
 # Hand-typed from the brief, independent of tools.synth.charsets.
 PROVINCES = "京沪津渝冀晋蒙辽吉黑苏浙皖闽赣鲁豫鄂湘粤桂琼川贵云藏陕甘青宁新"
@@ -245,18 +254,20 @@ def test_stroke_plate_font_has_the_chinese_plate_shapes() -> None:
     assert corner(stroke_glyph("3")) > 100 and corner(stroke_glyph("2")) < 60
 
 
-def test_shear_changes_the_view_not_the_label(tmp_path: Path) -> None:
-    """--shear draws the oblique-view parameters after the text: the same seed gives the same plate
-    text and kind, seen from another angle; out-of-range values are refused."""
+@pytest.mark.parametrize("option, value, bad, seed", [("shear", 0.35, 0.9, 3), ("night", 1.0, 1.5, 8)])
+def test_view_options_change_the_crop_not_the_label(tmp_path: Path, option: str, value: float, bad: float,
+                                                    seed: int) -> None:
+    """--shear (the oblique view) and --night (night 1: every crop under a night light) draw after the text: the
+    same seed gives the same plate text and kind, seen another way; out-of-range values are refused."""
     changed = 0
     for i in range(6):
-        a, text_a, kind_a = render_plate(np.random.default_rng([3, i]), "cn")
-        b, text_b, kind_b = render_plate(np.random.default_rng([3, i]), "cn", shear=0.35)
+        a, text_a, kind_a = render_plate(np.random.default_rng([seed, i]), "cn")
+        b, text_b, kind_b = render_plate(np.random.default_rng([seed, i]), "cn", **{option: value})
         assert (text_a, kind_a.name) == (text_b, kind_b.name)
         changed += a.shape != b.shape or not np.array_equal(a, b)
-    assert changed == 6  # the view's extra draws move every later draw, so no crop stays the same
-    with pytest.raises(AlprError, match="--shear"):
-        write_crops(str(tmp_path / "x"), "cn", 2, 0, shear=0.9, progress=False)
+    assert changed == 6  # the option's extra draws move every later draw, so no crop stays the same
+    with pytest.raises(AlprError, match=f"--{option}"):
+        write_crops(str(tmp_path / "x"), "cn", 2, 0, progress=False, **{option: bad})
 
 
 def test_clip_cuts_into_the_plate(tmp_path: Path) -> None:
@@ -276,6 +287,28 @@ def test_clip_cuts_into_the_plate(tmp_path: Path) -> None:
     assert narrower >= 0.35 * n
     with pytest.raises(AlprError, match="--clip"):
         write_crops(str(tmp_path / "x"), "cn", 2, 0, clip=0.15, progress=False)
+
+
+def test_night_cast_darkens_blue_paint_and_tints_white() -> None:
+    """A blue plate (BGR 200, 60, 20) with white characters under night_cast: the grey level takes at most
+    0.25 of the blue channel, so blue paint is at most 0.25 * 200 + 0.75 * 60 = 95 while white stays 255, and
+    at most 0.3 of the day colour is kept, at (20 + 60 + 200) against 765 in channel sum: by hand, white stays
+    at least min(255 / 95, 765 / 280) = 2.68 times as bright as the paint in every cast. The light is red to
+    green (hue 0-150), so white never comes out bluest, and over 60 casts both reddish and greenish whites
+    appear."""
+    img = np.zeros((10, 20, 3), np.uint8)
+    img[:, :10] = (200, 60, 20)
+    img[:, 10:] = 255
+    reddish = greenish = 0
+    for i in range(60):
+        out = night_cast(np.random.default_rng([7, i]), img).astype(np.float64)
+        paint, white = out[:, :10].sum(axis=2).mean(), out[:, 10:].sum(axis=2).mean()
+        assert white >= 2.6 * paint
+        b, g, r = out[:, 10:].reshape(-1, 3).mean(axis=0)
+        assert b <= max(g, r) + 1
+        reddish += r > g + 10
+        greenish += g > r + 10
+    assert reddish >= 5 and greenish >= 5
 
 
 def test_plate_font_variants_have_the_shapes_they_name() -> None:

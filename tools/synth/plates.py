@@ -488,6 +488,26 @@ def photometric(rng: np.random.Generator, img: np.ndarray, strength: float = 1.0
     return out
 
 
+def night_cast(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
+    """A BGR uint8 image as a camera sees it at night under one coloured light (sodium, LED, infrared with a
+    colour sensor): a grey level that takes little of the blue channel, so that blue paint goes dark while white
+    and yellow stay bright, tinted with the light's colour (red through yellow to green, pale to strong) and
+    dimmed; a little of the day colour may stay. Real Chinese night crops look like this: a black plate with
+    green, yellow or orange characters."""
+    wb = rng.uniform(0.0, 0.25)
+    wg = rng.uniform(0.2, 0.8) * (1.0 - wb)
+    weights = np.array((wb, wg, 1.0 - wb - wg), np.float32)  # B, G, R
+    grey = img.astype(np.float32) @ weights
+    hue = rng.uniform(0.0, 150.0)  # degrees: red, orange, yellow, green
+    sat = rng.uniform(0.2, 0.9)
+    light = cv2.cvtColor(np.array([[[hue / 2.0, sat * 255.0, 255.0]]], np.uint8), cv2.COLOR_HSV2BGR)
+    light = light.reshape(3).astype(np.float32) / 255.0
+    out = grey[..., None] * light * rng.uniform(0.45, 1.0)
+    keep = rng.uniform(0.0, 0.3)
+    out = (1.0 - keep) * out + keep * img.astype(np.float32) * rng.uniform(0.3, 0.7)
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
 def _occlude(rng: np.random.Generator, img: np.ndarray, plate_quad: np.ndarray) -> None:
     """Small occluders that leave every character readable: a bar over the bottom edge, a thin wire,
     or a blob on a corner."""
@@ -514,7 +534,7 @@ _BODY_PAINTS = ((235, 235, 235), (190, 190, 195), (120, 120, 125), (35, 35, 38),
 
 def render_plate(rng: np.random.Generator, charset: str = "kr", kind: str | None = None,
                  text: str | None = None, shear: float = 0.0, font_variants: bool = False, clip: float = 0.0,
-                 info: Optional[dict] = None) -> Tuple[np.ndarray, str, PlateKind]:
+                 info: Optional[dict] = None, night: float = 0.0) -> Tuple[np.ndarray, str, PlateKind]:
     """One realistic plate crop (BGR uint8, loosely cropped as a detector would), its exact text and kind.
 
     ``kind`` is a name from ``KINDS`` (random by ``KIND_WEIGHTS`` when None); ``text`` is random when
@@ -524,7 +544,8 @@ def render_plate(rng: np.random.Generator, charset: str = "kr", kind: str | None
     each on most but not all crops. 0 keeps the random stream, and so every seed's crops, as before;
     so does ``font_variants`` False (True: see ``draw_plate``). ``clip`` > 0 makes half of the crops cut
     into the plate by up to ``clip`` of its width and height on each side, as the tight real Chinese crops
-    do (their rim gone, the province character cut at the left edge); 0 keeps the stream too.
+    do (their rim gone, the province character cut at the left edge); 0 keeps the stream too. ``night`` > 0
+    is the share of crops seen under a coloured night light (``night_cast``); 0 keeps the stream too.
 
     ``info`` (a dict) receives ``char_px``: the height in pixels of the plate's smallest character at
     the lowest resolution the crop passes through (drawn size, times the perspective's scale, times
@@ -577,6 +598,8 @@ def render_plate(rng: np.random.Generator, charset: str = "kr", kind: str | None
     crop = cv2.warpPerspective(patch, m, (ow, oh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     if rng.random() < 0.12:
         _occlude(rng, crop, dst)
+    if night > 0 and rng.random() < night:
+        crop = night_cast(rng, crop)
     shot: dict = {}
     out = photometric(rng, crop, lines=pk.lines, info=shot)
     if info is not None:
@@ -600,7 +623,7 @@ def parse_size(value: str) -> Tuple[int, int] | None:
     return w, h
 
 
-_Job = Tuple[str, Optional[str], int, int, Optional[Tuple[int, int]], str, bool, float, bool, float]
+_Job = Tuple[str, Optional[str], int, int, Optional[Tuple[int, int]], str, bool, float, bool, float, float]
 
 
 def _encode(img: np.ndarray, ext: str) -> bytes:
@@ -612,10 +635,11 @@ def _encode(img: np.ndarray, ext: str) -> bytes:
 
 
 def _render_job(args: _Job) -> Tuple[str, str, int, int, float, bytes, Optional[bytes]]:
-    charset, kind, seed, index, size, ext, keep_original, shear, variants, clip = args
+    charset, kind, seed, index, size, ext, keep_original, shear, variants, clip, night = args
     rng = np.random.default_rng([seed, index])
     info: dict = {}
-    img, text, pk = render_plate(rng, charset, kind, shear=shear, font_variants=variants, clip=clip, info=info)
+    img, text, pk = render_plate(rng, charset, kind, shear=shear, font_variants=variants, clip=clip, info=info,
+                                 night=night)
     original = _encode(img, ext) if keep_original and size is not None else None
     char_px = float(info["char_px"])
     if size is not None:
@@ -634,11 +658,11 @@ def unique_name(text: str, seen: Dict[str, int]) -> str:
 def write_crops(out: str, charset: str, count: int, seed: int, size: Tuple[int, int] | None = (94, 24),
                 kind: str | None = None, workers: int = 0, ext: str = "jpg", progress: bool = True,
                 keep_original: bool = False, shear: float = 0.0, font_variants: bool = False,
-                clip: float = 0.0) -> Path:
+                clip: float = 0.0, night: float = 0.0) -> Path:
     """Render ``count`` crops into folder ``out`` (must not exist or be empty); returns the folder.
 
     With ``keep_original`` the same crops at their rendered size go to ``out/original/`` too;
-    ``shear``, ``font_variants`` and ``clip`` as in ``render_plate``."""
+    ``shear``, ``font_variants``, ``clip`` and ``night`` as in ``render_plate``."""
     from multiprocessing import get_context
 
     from tqdm import tqdm
@@ -651,11 +675,13 @@ def write_crops(out: str, charset: str, count: int, seed: int, size: Tuple[int, 
         raise AlprError(f"--shear must be between 0 and 0.6, got {shear}")
     if not 0.0 <= clip <= 0.1:  # beyond 0.1 whole edge characters leave the crop while the label keeps them
         raise AlprError(f"--clip must be between 0 and 0.1, got {clip}")
+    if not 0.0 <= night <= 1.0:
+        raise AlprError(f"--night must be between 0 and 1, got {night}")
     find_fonts(charset)  # fail early with the install hint
     if kind is not None:
         _pick_kind(np.random.default_rng(0), charset, kind)
     with building_folder(out) as tmp:
-        jobs = ((charset, kind, seed, i, size, ext, keep_original, shear, font_variants, clip)
+        jobs = ((charset, kind, seed, i, size, ext, keep_original, shear, font_variants, clip, night)
                 for i in range(count))
         if keep_original and size is not None:
             (tmp / "original").mkdir()
@@ -710,7 +736,8 @@ def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
         raise AlprError(f"unexpected arguments: {' '.join(argv[1:])}")
     out = write_crops(f.out, f.charset, f.count, f.seed, parse_size(f.size), f.kind, f.workers, f.ext,
-                      keep_original=f.keep_original, shear=f.shear, font_variants=f.font_variants, clip=f.clip)
+                      keep_original=f.keep_original, shear=f.shear, font_variants=f.font_variants, clip=f.clip,
+                      night=f.night)
     print(f"wrote {f.count} {f.charset} crops and labels.txt to {out}")
 
 
@@ -734,6 +761,8 @@ def _define_flags() -> None:
     flags.DEFINE_float("clip", 0.0, "half of the crops cut into the plate by up to this fraction of its size on "
                        "each side, at most 0.1 (its rim and part of the edge characters, like tight real crops); "
                        "0 (default) renders as before, 0.08 cuts about a third of a Chinese province character")
+    flags.DEFINE_float("night", 0.0, "share of the crops seen under a coloured night light (blue paint dark, "
+                       "white and yellow tinted red to green, like real night crops); 0 (default) renders as before")
     flags.mark_flag_as_required("out")
 
 
