@@ -124,9 +124,11 @@ def _render(charset: str, out: Path, count: int, seed: int, extra: Sequence[str]
     return out / "labels.txt"
 
 
-def _render_mix(charset: str, data: Path, scale: float, first_seed: int, log: Path) -> Path:
-    """The charset's training mix (``RECIPES``), rendered with seeds ``first_seed``+ into ``data``."""
-    parts = [str(_render(charset, data / name, scaled(count, scale), first_seed + i, extra, log))
+def _render_mix(charset: str, data: Path, scale: float, first_seed: int, log: Path, night: float = 0.0) -> Path:
+    """The charset's training mix (``RECIPES``), rendered with seeds ``first_seed``+ into ``data``; ``night`` > 0
+    renders that share of every part under a night light (``tools.synth.plates --night``)."""
+    lit = ("--night", f"{night:g}") if night > 0 else ()
+    parts = [str(_render(charset, data / name, scaled(count, scale), first_seed + i, (*extra, *lit), log))
              for i, (name, count, extra) in enumerate(RECIPES[charset])]
     labels = data / "train" / "labels.txt"
     if not labels.is_file():
@@ -151,11 +153,13 @@ def _train(data: Path, val: Path, charset: str, run_dir: Path, epochs: int, lear
 def train_reader(charset: str, out: Path, epochs: Optional[int], scale: float, heldout: Optional[str],
                  learning_rate: float, batch_size: int, allow_fewer_fonts: bool = False,
                  precision: Optional[str] = None, refresh_epochs: Optional[int] = None,
-                 init_weights: Optional[str] = None) -> None:
+                 init_weights: Optional[str] = None, refresh_night: float = 0.0) -> None:
     """Run the recipe; ``epochs`` / ``precision`` / ``refresh_epochs`` None take the charset's schedule
     (``SCHEDULES``, ``REFRESH_EPOCHS``). ``init_weights``: Keras reader weights of 68 classes to start from
     (another charset's reader too: its class channels are relearned); None takes the charset's
-    (``INIT_WEIGHTS``), "none" is random initialisation."""
+    (``INIT_WEIGHTS``), "none" is random initialisation. ``refresh_night`` > 0 renders that share of the refresh
+    stage's crops under a night light (as the shipped Chinese reader's last stage was trained, session 45, though
+    that was a separate run from run 16's weights, not this stage); the int8 calibration stays on the day crops."""
     if charset not in RECIPES:
         raise AlprError(f"unknown charset {charset!r}; expected one of {', '.join(RECIPES)}")
     epochs, scheduled = schedule(charset, epochs, precision)
@@ -165,6 +169,10 @@ def train_reader(charset: str, out: Path, epochs: Optional[int], scale: float, h
         raise AlprError("--scale must be in (0, 1]")
     if refresh_epochs < 0:
         raise AlprError("--refresh_epochs must be 0 or more")
+    if not 0.0 <= refresh_night <= 1.0:
+        raise AlprError(f"--refresh_night must be between 0 and 1, got {refresh_night:g}")
+    if refresh_night > 0 and not refresh_epochs:
+        raise AlprError("--refresh_night needs a refresh stage (--refresh_epochs 1 or more)")
     if epochs < 1 or batch_size < 1:
         raise AlprError("--epochs and --batch_size must be 1 or more")
     if not learning_rate > 0:
@@ -192,7 +200,10 @@ def train_reader(charset: str, out: Path, epochs: Optional[int], scale: float, h
     rate = round(learning_rate * REFRESH_LR_SHARE, 12)
     if refresh_epochs:
         refresh.mkdir(exist_ok=True)
-        check_recipe(refresh, {"epochs": refresh_epochs, "learning_rate": rate, "seed": REFRESH_SEEDS[charset]})
+        stage = {"epochs": refresh_epochs, "learning_rate": rate, "seed": REFRESH_SEEDS[charset]}
+        if refresh_night > 0:  # recorded only when set, so the folders of earlier runs still resume
+            stage["night"] = refresh_night
+        check_recipe(refresh, stage)
     elif (refresh / "recipe.json").is_file():  # its models would be scored as the recipe's
         raise AlprError(f"{out} holds a refresh stage ({refresh / 'recipe.json'}): pass its --refresh_epochs, "
                         "or use another --out")
@@ -206,7 +217,7 @@ def train_reader(charset: str, out: Path, epochs: Optional[int], scale: float, h
     weights = _train(train_labels, val, charset, out / "lprnet", epochs, learning_rate, batch_size, precision, log,
                      init=init)
     if refresh_epochs:
-        fresh = _render_mix(charset, refresh / "data", scale, REFRESH_SEEDS[charset], log)
+        fresh = _render_mix(charset, refresh / "data", scale, REFRESH_SEEDS[charset], log, refresh_night)
         weights = _train(fresh, val, charset, refresh / "lprnet", refresh_epochs, rate, batch_size, precision, log,
                          init=weights)
     quantization = {
@@ -277,7 +288,7 @@ def main(argv: Sequence[str]) -> None:
     del argv
     run_recipe(lambda: train_reader(FLAGS.charset, Path(FLAGS.out), FLAGS.epochs, FLAGS.scale, FLAGS.heldout,
                                     FLAGS.learning_rate, FLAGS.batch_size, FLAGS.allow_fewer_fonts, FLAGS.precision,
-                                    FLAGS.refresh_epochs, FLAGS.init_weights))
+                                    FLAGS.refresh_epochs, FLAGS.init_weights, FLAGS.refresh_night))
 
 
 def define_flags(fv: flags.FlagValues = FLAGS) -> None:
@@ -296,6 +307,9 @@ def define_flags(fv: flags.FlagValues = FLAGS) -> None:
     flags.DEFINE_integer("refresh_epochs", None, "epochs of the refresh stage, the trained model continued on "
                          f"fresh crops at {REFRESH_LR_SHARE:g} of the peak rate; 0: none (default: "
                          + ", ".join(f"{c} {n}" for c, n in REFRESH_EPOCHS.items()) + ")", **on)
+    flags.DEFINE_float("refresh_night", 0.0, "share of the refresh stage's crops rendered under a night light "
+                       "(tools.synth.plates --night; 0.25 is what the shipped Chinese reader's last stage used); "
+                       "0 (default): the recipe as measured", **on)
     flags.DEFINE_float("scale", 1.0, "fraction of every set to render (a smoke run: 0.002)", **on)
     flags.DEFINE_string("heldout", None, "held-out label file or folder (default: render one)", **on)
     flags.DEFINE_float("learning_rate", 1e-3, "peak learning rate", **on)
