@@ -497,14 +497,15 @@ def night_cast(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
     wb = rng.uniform(0.0, 0.25)
     wg = rng.uniform(0.2, 0.8) * (1.0 - wb)
     weights = np.array((wb, wg, 1.0 - wb - wg), np.float32)  # B, G, R
-    grey = img.astype(np.float32) @ weights
+    day = img.astype(np.float32)
+    grey = day @ weights
     hue = rng.uniform(0.0, 150.0)  # degrees: red, orange, yellow, green
     sat = rng.uniform(0.2, 0.9)
     light = cv2.cvtColor(np.array([[[hue / 2.0, sat * 255.0, 255.0]]], np.uint8), cv2.COLOR_HSV2BGR)
     light = light.reshape(3).astype(np.float32) / 255.0
     out = grey[..., None] * light * rng.uniform(0.45, 1.0)
     keep = rng.uniform(0.0, 0.3)
-    out = (1.0 - keep) * out + keep * img.astype(np.float32) * rng.uniform(0.3, 0.7)
+    out = (1.0 - keep) * out + keep * day * rng.uniform(0.3, 0.7)
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
