@@ -158,8 +158,8 @@ def train_reader(charset: str, out: Path, epochs: Optional[int], scale: float, h
     (``SCHEDULES``, ``REFRESH_EPOCHS``). ``init_weights``: Keras reader weights of 68 classes to start from
     (another charset's reader too: its class channels are relearned); None takes the charset's
     (``INIT_WEIGHTS``), "none" is random initialisation. ``refresh_night`` > 0 renders that share of the refresh
-    stage's crops under a night light (as the shipped Chinese reader's last stage was trained, session 45, though
-    that was a separate run from run 16's weights, not this stage); the int8 calibration stays on the day crops."""
+    stage's crops under a night light (0.25 made the shipped Chinese reader, cn run 18 of session 46); the int8
+    calibration stays on the day crops."""
     if charset not in RECIPES:
         raise AlprError(f"unknown charset {charset!r}; expected one of {', '.join(RECIPES)}")
     epochs, scheduled = schedule(charset, epochs, precision)
@@ -308,8 +308,8 @@ def define_flags(fv: flags.FlagValues = FLAGS) -> None:
                          f"fresh crops at {REFRESH_LR_SHARE:g} of the peak rate; 0: none (default: "
                          + ", ".join(f"{c} {n}" for c, n in REFRESH_EPOCHS.items()) + ")", **on)
     flags.DEFINE_float("refresh_night", 0.0, "share of the refresh stage's crops rendered under a night light "
-                       "(tools.synth.plates --night; 0.25 is what the shipped Chinese reader's last stage used); "
-                       "0 (default): the recipe as measured", **on)
+                       "(tools.synth.plates --night; the shipped Chinese reader was trained with --charset cn "
+                       "--refresh_night 0.25); 0 (default): day crops only", **on)
     flags.DEFINE_float("scale", 1.0, "fraction of every set to render (a smoke run: 0.002)", **on)
     flags.DEFINE_string("heldout", None, "held-out label file or folder (default: render one)", **on)
     flags.DEFINE_float("learning_rate", 1e-3, "peak learning rate", **on)
