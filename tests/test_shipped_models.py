@@ -100,12 +100,13 @@ def _sequence_accuracy(model, charset: str, crops, texts) -> float:
     return float(np.mean([r.text == t for r, t in zip(reads, texts)]))
 
 
-def _rendered(tmp_path, charset: str, count: int, seed: int):
-    """Crops at their rendered size from the plate renderer (exact labels), read back from disk."""
+def _rendered(tmp_path, charset: str, count: int, seed: int, **options):
+    """Crops at their rendered size from the plate renderer (exact labels), read back from disk; ``options`` go to
+    ``write_crops`` (``font_variants``, ``night``, ...)."""
     from lprnet.dataset import list_samples, load_originals
     from tools.synth.plates import write_crops
 
-    out = write_crops(str(tmp_path / charset), charset, count, seed, size=None, workers=1, progress=False)
+    out = write_crops(str(tmp_path / charset), charset, count, seed, size=None, workers=1, progress=False, **options)
     return load_originals(list_samples(out / "labels.txt", load_charset(charset)))
 
 
@@ -160,12 +161,7 @@ def test_shipped_cn_reader_on_night_renders(tmp_path) -> None:
     """The first 200 crops of the model card's night set (seed 9347, --night 1 --font_variants: every crop under a
     coloured night light), never used in training or calibration; run 16, before the night crops, read 0.614 of the
     2,000."""
-    from lprnet.dataset import list_samples, load_originals
-    from tools.synth.plates import write_crops
-
-    out = write_crops(str(tmp_path / "night"), "cn", 200, 9347, size=None, workers=1, progress=False,
-                      font_variants=True, night=1.0)
-    crops, texts = load_originals(list_samples(out / "labels.txt", load_charset("cn")))
+    crops, texts = _rendered(tmp_path, "cn", 200, 9347, font_variants=True, night=1.0)
     for q in READERS:
         acc = _sequence_accuracy(REPO / "checkpoints" / f"lprnet-cn-{q}.tflite", "cn", crops, texts)
         print(f"cn {q} sequence accuracy on 200 night renders: {acc:.3f}")
