@@ -1,10 +1,12 @@
 """tools.train_reader --refresh_night: the refresh stage's crops, and only those, are rendered with --night; the
-stage's record holds it, so a folder does not resume under another share; bad values are one-line errors."""
+stage's record holds it, so a folder does not resume under another share; without the flag cn takes 0.25 (the
+command that made the shipped cn run 18, model card, session 46) and kr none, and a stage started by day goes on
+by day; bad values are one-line errors."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import List
+from typing import List, Optional
 
 import pytest
 
@@ -28,9 +30,9 @@ def fake_steps(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(recipe, "run_step", run_step)
     monkeypatch.setattr(recipe, "newer", lambda a, b: False)  # export every time
 
-    def run(out: Path, night: float, refresh_epochs: int = 1) -> None:
-        recipe.train_reader("cn", out, epochs=1, scale=0.002, heldout="held.txt", learning_rate=1e-3, batch_size=4,
-                            precision="float32", refresh_epochs=refresh_epochs, init_weights="none",
+    def run(out: Path, night: Optional[float], refresh_epochs: int = 1, charset: str = "cn") -> None:
+        recipe.train_reader(charset, out, epochs=1, scale=0.002, heldout="held.txt", learning_rate=1e-3,
+                            batch_size=4, precision="float32", refresh_epochs=refresh_epochs, init_weights="none",
                             refresh_night=night)
 
     return run, commands
@@ -81,3 +83,73 @@ def test_refresh_night_bad_values(fake_steps, tmp_path: Path, night: float, refr
     with pytest.raises(AlprError, match=message):
         run(tmp_path / "r", night, refresh_epochs)
     assert commands == []  # refused before anything ran
+
+
+def _refresh_nights(commands: List[List[str]]) -> List[str]:
+    """The --night value of each refresh render ("" where it has none)."""
+    refresh = [c for c in _renders(commands) if "/refresh/" in c[c.index("--out") + 1]]
+    assert refresh
+    return [c[c.index("--night") + 1] if "--night" in c else "" for c in refresh]
+
+
+def test_default_share_cn_quarter_kr_none(fake_steps, tmp_path: Path) -> None:
+    run, commands = fake_steps
+    run(tmp_path / "cn", None)
+    assert set(_refresh_nights(commands)) == {"0.25"}
+    assert json.loads((tmp_path / "cn" / "refresh" / "recipe.json").read_text())["night"] == 0.25
+    commands.clear()
+    run(tmp_path / "kr", None, charset="kr")
+    assert set(_refresh_nights(commands)) == {""}
+    assert "night" not in json.loads((tmp_path / "kr" / "refresh" / "recipe.json").read_text())
+
+
+def test_default_share_without_refresh_stage_is_no_error(fake_steps, tmp_path: Path) -> None:
+    run, commands = fake_steps
+    run(tmp_path / "r", None, refresh_epochs=0)  # the recipe's smoke run: no refresh stage, so no night
+    assert commands and not any("--night" in c for c in commands)
+    assert not (tmp_path / "r" / "refresh").exists()
+
+
+def test_default_share_resumes_a_stage_started_by_day(fake_steps, tmp_path: Path, capsys) -> None:
+    run, commands = fake_steps
+    run(tmp_path / "old", 0.0)  # a cn folder refreshed before the default was 0.25
+    recorded = (tmp_path / "old" / "refresh" / "recipe.json").read_text()
+    commands.clear()
+    run(tmp_path / "old", None)  # the plain command goes on as the folder began, and says so
+    assert set(_refresh_nights(commands)) == {""}
+    assert (tmp_path / "old" / "refresh" / "recipe.json").read_text() == recorded
+    assert "started with --refresh_night 0" in capsys.readouterr().out
+    run(tmp_path / "lit", 0.5)  # a share that is not the default is kept too
+    capsys.readouterr()
+    commands.clear()
+    run(tmp_path / "lit", None)
+    assert set(_refresh_nights(commands)) == {"0.5"}
+    assert "started with --refresh_night 0.5" in capsys.readouterr().out
+
+
+def test_default_share_refuses_a_bad_record(fake_steps, tmp_path: Path) -> None:
+    run, commands = fake_steps
+    refresh = tmp_path / "r" / "refresh"
+    refresh.mkdir(parents=True)
+    (refresh / "recipe.json").write_text(json.dumps({"epochs": 1, "learning_rate": 0.0003, "seed": 7111,
+                                                     "night": None}))
+    with pytest.raises(AlprError, match="records night None, not a share between 0 and 1"):
+        run(tmp_path / "r", None)
+    assert commands == []
+
+
+def test_command_line_default_is_per_charset() -> None:
+    """The flag's default is None, so that the charset's share (and a folder's record) apply; the shares are
+    the shipped runs': cn 0.25 (run 18), kr none."""
+    from absl import flags
+
+    from tools.train_reader import RECIPES, REFRESH_NIGHT, define_flags, night_schedule
+
+    assert set(REFRESH_NIGHT) == set(RECIPES)
+    for args, charset, want in [([], "cn", 0.25), ([], "kr", 0.0), (["--refresh_night", "0"], "cn", 0.0),
+                                (["--refresh_night", "0.5"], "kr", 0.5)]:
+        fv = flags.FlagValues()
+        define_flags(fv)
+        fv(["train_reader", "--out", "x", "--charset", charset, *args])
+        assert night_schedule(charset, fv.refresh_night, 3) == want
+        assert night_schedule(charset, fv.refresh_night, 0) == (0.5 if want == 0.5 else 0.0)
