@@ -52,8 +52,9 @@ flags.DEFINE_float("crop_pad", None, "plate crops grow by this fraction of their
 flags.DEFINE_boolean("lpr_retry", True, "read weak reads again from a taller crop, and narrow ones with other "
                      "line cuts, as detect.py does")
 flags.DEFINE_boolean("lpr_tta", True, "read each plate also zoomed in and out, as the runtime does")
-flags.DEFINE_string("lpr_home_region", None, "the province (cn) or region (kr) the reads lean to, for --lpr, as "
-                    "detect.py --home_region (lprnet.home; default: none)")
+flags.DEFINE_string("lpr_home_region", None, "the province (cn) or region (kr) the reads lean to, or several "
+                    "comma-separated, for --lpr, as detect.py --home_region (lprnet.home; default: none)")
+flags.DEFINE_float("lpr_home_weight", None, "how much they lean, as detect.py --home_weight (default: 10)")
 flags.mark_flags_as_required(["weights", "dataset"])
 
 
@@ -71,6 +72,8 @@ def main(argv):
     reader = None
     if FLAGS.lpr_home_region and not FLAGS.lpr:
         raise AlprError("--lpr_home_region leans the plate reads: it needs --lpr")
+    if FLAGS.lpr_home_weight is not None and not (FLAGS.lpr_home_region or "").strip():
+        raise AlprError("--lpr_home_weight sets how much the reads lean to --lpr_home_region: give it too")
     if FLAGS.lpr:
         if not FLAGS.lpr_weights:
             raise AlprError("--lpr needs --lpr_weights (an LPRNet .tflite reader)")
@@ -80,7 +83,7 @@ def main(argv):
 
         reader = open_plate_reader(FLAGS.lpr_weights, FLAGS.charset, FLAGS.threads, tta=FLAGS.lpr_tta,
                                    retry_cuts=FLAGS.lpr_retry, province=FLAGS.lpr_province,
-                                   home_region=FLAGS.lpr_home_region)
+                                   home_region=FLAGS.lpr_home_region, home_weight=FLAGS.lpr_home_weight)
     names = read_class_names(FLAGS.classes)
     backend = open_backend(FLAGS.weights, FLAGS.framework, names, FLAGS.size, FLAGS.cfg, FLAGS.threads)
     report = evaluate_dataset(backend, FLAGS.dataset, names, FLAGS.score, FLAGS.iou, FLAGS.max_images,

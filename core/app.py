@@ -42,7 +42,8 @@ class ModelChoice:
     num_threads: Optional[int] = None
     decoder: str = DECODERS[0]
     lpr_tta: bool = True
-    home_region: Optional[str] = None  # the province (cn) or region (kr) the reads lean to; None: none
+    home_region: Optional[str] = None  # the provinces (cn) or regions (kr) the reads lean to; None: none
+    home_weight: Optional[float] = None  # how much; None: lprnet.home.HOME_WEIGHT
 
 
 def define_model_flags(flags, lpr_default: bool, tta_default: bool = True) -> None:
@@ -73,7 +74,11 @@ def define_model_flags(flags, lpr_default: bool, tta_default: bool = True) -> No
                          "passes (more accurate, three times the reader's model time)")
     flags.DEFINE_string("home_region", None, "the province (--charset cn, e.g. 皖) or region (kr, e.g. 서울) most "
                         "plates here come from, with --lpr: reads unsure of theirs lean to it (lprnet.home; a few "
-                        "unsure plates from elsewhere are pulled to it too) (default: none)")
+                        "unsure plates from elsewhere are pulled to it too); several, comma-separated (皖,苏), "
+                        "are leaned to alike (default: none)")
+    flags.DEFINE_float("home_weight", None, "how many times more likely a home region is than the reader alone "
+                       "says, at least 1 (default: 10, lprnet.home.HOME_WEIGHT, chosen in session 44; lower pulls "
+                       "fewer plates from elsewhere, and fixes fewer home ones)")
 
 
 def model_choice(values) -> ModelChoice:
@@ -81,7 +86,8 @@ def model_choice(values) -> ModelChoice:
     return ModelChoice(framework=values.framework, weights=values.weights, classes=values.classes, size=values.size,
                        lpr=values.lpr, lpr_weights=values.lpr_weights, lpr_province=values.lpr_province,
                        charset=values.charset, score=values.score, iou=values.iou, num_threads=values.num_threads,
-                       decoder=values.decoder, lpr_tta=values.lpr_tta, home_region=values.home_region)
+                       decoder=values.decoder, lpr_tta=values.lpr_tta, home_region=values.home_region,
+                       home_weight=values.home_weight)
 
 
 def open_pipeline(choice: ModelChoice, retry_weak_reads: bool = True) -> Pipeline:
@@ -102,8 +108,8 @@ def open_pipeline(choice: ModelChoice, retry_weak_reads: bool = True) -> Pipelin
     if choice.framework == "tf" and weights.is_file():
         raise AlprError(f"{weights} is a file: --framework tf wants a SavedModel folder from save_model.py")
     reader_path = None
-    if choice.home_region and not choice.lpr:
-        raise AlprError("--home_region leans the plate reads: it needs --lpr")
+    if (choice.home_region or choice.home_weight is not None) and not choice.lpr:
+        raise AlprError("--home_region and --home_weight lean the plate reads: they need --lpr")
     if choice.lpr:
         if choice.charset not in DEFAULT_READER:
             raise AlprError(f"unknown --charset {choice.charset!r}: use kr or cn")
@@ -112,7 +118,7 @@ def open_pipeline(choice: ModelChoice, retry_weak_reads: bool = True) -> Pipelin
                               retry_weak_reads=retry_weak_reads)
     pipeline = Pipeline.open(weights, reader_path, choice.charset, choice.num_threads, choice.classes, options,
                              decoder=choice.decoder, tta=choice.lpr_tta, province=choice.lpr_province,
-                             home_region=choice.home_region)
+                             home_region=choice.home_region, home_weight=choice.home_weight)
     if choice.size and tuple(pipeline.detector.input_size) != (choice.size, choice.size):
         w, h = pipeline.detector.input_size
         raise AlprError(f"--size {choice.size} does not match the model's input {w}x{h}: convert the model at "

@@ -82,15 +82,16 @@ def open_checks(charset: str, spec: Union[None, str, Path, Sequence[Union[str, P
 def open_plate_reader(path: str | Path, charset: str, num_threads: Optional[int] = None, decoder: str = DECODERS[0],
                       tta: bool = True, retry_cuts: bool = True,
                       province: Union[None, str, Path, Sequence[Union[str, Path]]] = None,
-                      home_region: Optional[str] = None) -> Any:
+                      home_region: Optional[str] = None, home_weight: Optional[float] = None) -> Any:
     """A ``lprnet.reader.PlateReader`` with its charset's checks: the province and top-line letter (cn), the region,
     top-line digits and Hangul letter (kr) (``open_checks``, which takes ``province``); reader and checks lean to
-    ``home_region`` (``lprnet.home.parse_home``: a province (cn) or region (kr); None: none)."""
+    ``home_region`` (``lprnet.home.parse_home``: provinces (cn) or regions (kr), comma-separated; None: none) by
+    ``home_weight`` (None: ``lprnet.home.HOME_WEIGHT``)."""
     from lprnet.charset import load_charset
     from lprnet.home import parse_home
     from lprnet.reader import PlateReader
 
-    home = parse_home(home_region, load_charset(charset))
+    home = parse_home(home_region, load_charset(charset), home_weight)
     return PlateReader(path, charset, num_threads=num_threads, decoder=decoder, tta=tta, retry_cuts=retry_cuts,
                        province=open_checks(charset, province, num_threads, home=home), home=home)
 
@@ -121,14 +122,14 @@ class Pipeline:
              num_threads: Optional[int] = None, class_names: Optional[str | Path] = None,
              options: Optional[PipelineOptions] = None, decoder: str = DECODERS[0],
              tta: bool = True, province: Union[None, str, Path, Sequence[Union[str, Path]]] = None,
-             home_region: Optional[str] = None) -> Pipeline:
-        """``province``: the reader's checks, as ``open_checks`` takes them; ``home_region``: the province or
-        region the reads lean to (``open_plate_reader``)."""
-        if reader_path is not None and home_region:  # a bad home fails before any model loads
-            from lprnet.charset import load_charset
+             home_region: Optional[str] = None, home_weight: Optional[float] = None) -> Pipeline:
+        """``province``: the reader's checks, as ``open_checks`` takes them; ``home_region``, ``home_weight``: the
+        provinces or regions the reads lean to, and how much (``open_plate_reader``)."""
+        if reader_path is not None and (home_region or home_weight is not None):  # a bad home fails before any
+            from lprnet.charset import load_charset  # model loads
             from lprnet.home import parse_home
 
-            parse_home(home_region, load_charset(charset))
+            parse_home(home_region, load_charset(charset), home_weight)
         # The runtime's own default is one thread; the detector is most of a frame's work and uses every
         # core (544 int8 on 2 cores: 12.7 vs 18.0 ms), while a batch of a few plates is fastest on one.
         detector = Detector.open(detector_path, num_threads=num_threads or usable_cores(), class_names=class_names)
@@ -139,7 +140,7 @@ class Pipeline:
                 raise AlprError(f"plate reader model not found: {reader_path}")
             # the reader's own retry of weak two-line reads (other line cuts) goes with the taller-crop one
             reader = open_plate_reader(reader_path, charset, num_threads or 1, decoder, tta, opts.retry_weak_reads,
-                                       province, home_region)
+                                       province, home_region, home_weight)
         return cls(detector, reader, opts)
 
     def read_plates(self, image: np.ndarray, plates: Sequence[Detection]) -> List[PlateInfo]:

@@ -112,7 +112,8 @@ if __name__ == "__main__":
                         "order), as detect.py does by default; they act only on crops more than 24 rows tall (not "
                         "on 94x24 crops, nor on the random crop used without --images), and a gated check only on "
                         "reads less sure than its read_confidence_below")
-    flags.DEFINE_string("home_region", None, "the province (cn) or region (kr) the reads lean to, as detect.py "
-                        "--home_region (lprnet.home; default: none)")
+    flags.DEFINE_string("home_region", None, "the province (cn) or region (kr) the reads lean to, or several "
+                        "comma-separated, as detect.py --home_region at its default weight (lprnet.home; default: "
+                        "none)")
     flags.mark_flag_as_required("model")
     app.run(guarded(main))

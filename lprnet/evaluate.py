@@ -244,7 +244,7 @@ def main(argv: Sequence[str]) -> None:
     del argv
     f = flags.FLAGS
     charset = load_charset(f.charset)
-    home = parse_home(f.home_region, charset)
+    home = parse_home(f.home_region, charset, f.home_weight)
     listing = list_samples(f.images, charset)
     images, texts = load_originals(listing, progress=True)
     if listing.skipped:
@@ -291,6 +291,8 @@ if __name__ == "__main__":
     flags.DEFINE_float("province_min_probability", None, "one threshold for every check of --province (default: "
                        "each model's own)")
     flags.DEFINE_string("home_region", None, "the province (cn) or region (kr) the reads (and the checks of "
-                        "--province) lean to, as detect.py --home_region (lprnet.home; default: none)")
+                        "--province) lean to, or several comma-separated, as detect.py --home_region (lprnet.home; "
+                        "default: none)")
+    flags.DEFINE_float("home_weight", None, "how much they lean, as detect.py --home_weight (default: 10)")
     flags.mark_flags_as_required(["weights", "images"])
     app.run(guarded(main))

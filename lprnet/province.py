@@ -187,11 +187,11 @@ def _parse_shares(value: Any, what: str = "shares", low_open: bool = True) -> Tu
 
 def check_record(checks: Sequence[ProvinceReader]) -> Dict[str, List[Any]]:
     """What the reader tools' JSON records of the checks a read used, in order: each one's model, threshold, gate
-    and the home token it leaned to (None: no home, or not one of its classes)."""
+    and the home token(s) it leaned to (comma-separated; None: no home, or none among its classes)."""
     return {"province": [c.model_path for c in checks],
             "province_min_probability": [c.min_probability for c in checks],
             "province_read_confidence_below": [c.read_confidence_below for c in checks],
-            "province_home": [c.home.token if c.home is not None and c.home.token in c.classes else None
+            "province_home": [",".join(c.home.present(c.classes)) or None if c.home is not None else None
                               for c in checks]}
 
 

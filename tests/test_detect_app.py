@@ -125,7 +125,11 @@ def test_detect_one_line_errors(yolo_fastest, tmp_path) -> None:
     cases.append((["--weights", str(not_tflite)], "not a TFLite model"))
     # the home region is checked before any model loads (a broken detector would be the error otherwise)
     cases.append((["--weights", str(not_tflite), "--lpr", "--home_region", "皖"], "not a region of charset 'kr'"))
-    cases.append((["--weights", str(tflite), "--home_region", "서울"], "it needs --lpr"))
+    cases.append((["--weights", str(tflite), "--home_region", "서울"], "they need --lpr"))
+    cases.append((["--weights", str(tflite), "--home_weight", "3"], "they need --lpr"))
+    cases.append((["--weights", str(not_tflite), "--lpr", "--home_weight", "3"], "give a home region too"))
+    cases.append((["--weights", str(not_tflite), "--lpr", "--home_region", "서울", "--home_weight", "0.5"],
+                  "weight must be a finite number >= 1"))
     for args, needle in cases:
         r = run("detect.py", *args, "--images", str(shared_path("data", "scenes", "car3.jpg")),
                 "--output", str(tmp_path / "o"), "--dont_show")

@@ -207,7 +207,8 @@ def test_cli_json_records_how_plates_were_read(tmp_path):
         pytest.skip("the shipped detector, Korean reader and checks are not there")
     folder = _folder(tmp_path)
     for extra, want in (([], [str(c) for c in checks]),
-                        (["--lpr_province", "none", "--nolpr_tta", "--lpr_home_region", "서울"], [])):
+                        (["--lpr_province", "none", "--nolpr_tta", "--lpr_home_region", "서울", "--lpr_home_weight",
+                          "3"], [])):
         out = tmp_path / "res.json"
         proc = subprocess.run(
             [sys.executable, "evaluate.py", "--weights", str(det), "--framework", "tflite", "--dataset", str(folder),
@@ -219,7 +220,7 @@ def test_cli_json_records_how_plates_were_read(tmp_path):
         assert lpr["tta"] is (not extra) and lpr["retry"] is True and lpr["lpr_score"] == 0.25
         assert lpr["province_min_probability"] == [0.8, 0.8, 0.85][:len(want)]
         assert lpr["province_read_confidence_below"] == [None, None, 0.97][:len(want)]
-        assert (lpr["home_region"], lpr["home_weight"]) == ((None, None) if not extra else ("서울", 10.0))
+        assert (lpr["home_region"], lpr["home_weight"]) == ((None, None) if not extra else ("서울", 3.0))
         assert lpr["province_home"] == [None] * len(want)
 
 
@@ -234,6 +235,12 @@ def test_cli_errors_are_one_line(tmp_path):
                           text=True, timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == "error: --lpr_home_region leans the plate reads: it needs --lpr"
+    proc = subprocess.run([sys.executable, "evaluate.py", "--weights", str(tmp_path / "x.tflite"),
+                           "--dataset", str(tmp_path), "--lpr", "--lpr_home_weight", "3"], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == ("error: --lpr_home_weight sets how much the reads lean to "
+                                                    "--lpr_home_region: give it too")
 
 
 class FixedReader:

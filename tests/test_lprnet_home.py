@@ -78,6 +78,42 @@ def test_parse_home() -> None:
     assert home_record(HomeRegion("皖", 3.0)) == {"home_region": "皖", "home_weight": 3.0}
 
 
+def test_several_homes_by_hand() -> None:
+    """Two homes are each leaned by the weight: frame 0.6 桂 / 0.3 皖 / 0.1 闽 with homes 皖 and 闽 at 10 is
+    0.6, 3.0, 1.0 over 4.6; a check's classes holding one of them lean that one only."""
+    classes = ("桂", "皖", "闽")
+    probs = np.array([[0.6, 0.3, 0.1]], np.float32)
+    two = HomeRegion("皖,闽", 10.0)
+    assert two.tokens == ("皖", "闽")
+    np.testing.assert_allclose(two.lean_probs(probs, classes), [[0.6 / 4.6, 3.0 / 4.6, 1.0 / 4.6]], rtol=1e-6)
+    np.testing.assert_allclose(two.lean_probs(probs, ("桂", "皖", "苏")), [[0.6 / 3.7, 3.0 / 3.7, 0.1 / 3.7]],
+                               rtol=1e-6)
+    assert two.present(("桂", "苏")) == () and two.lean_probs(probs, ("桂", "苏", "京")) is probs
+    scores = np.zeros((1, 1, CN.num_classes), np.float32)
+    p = softmax(two.lean_logits(scores, CN), axis=-1)
+    # 66 classes of weight 1 and two of weight 10 -> 10 / 86 each
+    for token in ("皖", "闽"):
+        assert p[0, 0, CN.tokens.index(token)] == pytest.approx(10.0 / 86.0, rel=1e-5)
+    assert p[0, 0, CN.tokens.index("桂")] == pytest.approx(1.0 / 86.0, rel=1e-5)
+
+
+def test_parse_several_homes_and_weight() -> None:
+    assert parse_home("皖,苏", CN) == HomeRegion("皖,苏", HOME_WEIGHT)
+    # spaces, and the commas of a Chinese keyboard (full-width, ideographic)
+    assert parse_home(" 皖， 苏、浙 ", CN).tokens == ("皖", "苏", "浙")
+    assert parse_home("서울,경기", KR, 3.0) == HomeRegion("서울,경기", 3.0)
+    assert home_record(parse_home("皖,苏", CN, 2.5)) == {"home_region": "皖,苏", "home_weight": 2.5}
+    for value, needle in (("皖,", "empty name"), ("皖,,苏", "empty name"), ("皖,皖", "names one region twice"),
+                          ("皖,서울", "'서울' is not a province of charset 'cn'")):
+        with pytest.raises(AlprError, match=needle):
+            parse_home(value, CN)
+    with pytest.raises(AlprError, match="weight must be a finite number >= 1"):
+        parse_home("皖", CN, 0.5)
+    with pytest.raises(AlprError, match="--home_weight .* give a home region too"):
+        parse_home(None, CN, 5.0)
+    assert parse_home(None, CN, None) is None
+
+
 def _province_logits(p_gui: float, p_wan: float) -> np.ndarray:
     """Logits [18, 68] of a Chinese one-line read: frame 0 桂 / 皖 / blank with the given probabilities (the rest
     the blank), then A12345 clearly on frames 3, 5, ..., 13, blanks between."""
@@ -114,6 +150,9 @@ def test_read_crops_leans_to_home(decoder: str, tta: bool) -> None:
     assert leaned.text == "皖A12345" and leaned.confidence == pytest.approx(3.0 / 3.7, rel=1e-4)
     assert read(HomeRegion("皖", 1.5)).text == "桂A12345"
     assert read(HomeRegion("京", 10.0)).text == "桂A12345"
+    # two homes: 皖 3.0 and 京 (none on frame 0) against 桂 0.6: as with 皖 alone
+    both = read(HomeRegion("京,皖", 10.0))
+    assert both.text == "皖A12345" and both.confidence == pytest.approx(3.0 / 3.7, rel=1e-4)
 
 
 @pytest.mark.skipif(not DEFAULT_PROVINCE["cn"][0].is_file(), reason="the shipped province check is missing")
@@ -137,6 +176,10 @@ def test_check_leans_to_home() -> None:
     assert fixed(ProvinceReader(path, home=HomeRegion("皖"))).check(["闽A12345"], views) == ["皖A12345"]
     # weight 1.5: 皖 0.45 against 桂 0.6 (over 1.15), 桂 on top at 0.52, under the threshold: left alone
     assert fixed(ProvinceReader(path, home=HomeRegion("皖", 1.5))).check(["闽A12345"], views) == ["闽A12345"]
+    # homes 皖 and 京 at 10: 桂 0.6, 皖 3.0, 京 1.0 over 4.6, 皖 on top at 0.652, under the threshold: left alone,
+    # in either order (leaning 皖 alone would replace; leaning 京 alone gives 京 0.526, also left alone)
+    for homes in ("皖,京", "京,皖"):
+        assert fixed(ProvinceReader(path, home=HomeRegion(homes))).check(["闽A12345"], views) == ["闽A12345"]
 
 
 @pytest.mark.skipif(not DEFAULT_PROVINCE["cn"][0].is_file(), reason="the shipped province check is missing")
@@ -157,6 +200,8 @@ def test_check_lean_holds_back_a_replacement_of_the_home() -> None:
 
     assert check_with(None).check(["皖A12345", "闽B54321"], views) == ["桂A12345", "桂B54321"]
     assert check_with(HomeRegion("皖")).check(["皖A12345", "闽B54321"], views) == ["皖A12345", "闽B54321"]
+    # homes 皖 and 京: 桂 0.83, 皖 0.5, 京 1.2 over 2.53: 京 on top at 0.474, under the threshold, so left alone too
+    assert check_with(HomeRegion("皖,京")).check(["皖A12345", "闽B54321"], views) == ["皖A12345", "闽B54321"]
 
 
 @pytest.mark.skipif(not DEFAULT_READER["cn"].is_file(), reason="the shipped Chinese reader is missing")
@@ -209,6 +254,11 @@ def test_evaluate_records_the_home(tmp_path) -> None:
     result = json.loads(out.read_text(encoding="utf-8"))
     assert result["home_region"] == "皖" and result["home_weight"] == HOME_WEIGHT and result["count"] == 8
     assert result["province_home"] == ["皖", None]
+    out.unlink()
+    r = _run(*args, "--home_region", "皖,苏", "--home_weight", "3", "--province", checks)  # several, another weight
+    assert r.returncode == 0, r.stderr
+    result = json.loads(out.read_text(encoding="utf-8"))
+    assert (result["home_region"], result["home_weight"], result["province_home"]) == ("皖,苏", 3.0, ["皖,苏", None])
     out.unlink()
     r = _run(*args, "--home_region", "서울")
     errors = [line for line in r.stderr.splitlines() if line.startswith("error: ")]
@@ -301,6 +351,13 @@ def test_front_ends_open_the_reader_with_the_home() -> None:
     assert pipeline.reader.home == HomeRegion("皖")
     assert [c.home for c in pipeline.reader.province] == [HomeRegion("皖")] * len(DEFAULT_PROVINCE["cn"])
     assert open_pipeline(ModelChoice(lpr=True, charset="cn")).reader.home is None
+    # several homes and another weight reach the reader and every check; the record names those a check holds
+    from lprnet.province import check_record
+
+    pipeline = open_pipeline(ModelChoice(lpr=True, charset="cn", home_region="皖,苏", home_weight=3.0))
+    assert pipeline.reader.home == HomeRegion("皖,苏", 3.0)
+    assert [c.home for c in pipeline.reader.province] == [HomeRegion("皖,苏", 3.0)] * len(DEFAULT_PROVINCE["cn"])
+    assert check_record(pipeline.reader.province)["province_home"] == ["皖,苏", None]
 
 
 @pytest.mark.skipif(not DEFAULT_PROVINCE["cn"][0].is_file(), reason="the shipped province check is missing")

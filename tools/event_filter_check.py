@@ -33,8 +33,9 @@ def define_flags() -> None:
     flags.DEFINE_string("images", None, "crop folder or label file (default: ../shared/data/<charset>_plates_dev)")
     flags.DEFINE_string("weights", None, "reader .tflite (default: checkpoints/lprnet-<charset>-int8.tflite)")
     flags.DEFINE_list("thresholds", ["0", "0.05", "0.1", "0.2", "0.3", "0.5", "0.7"], "confidence thresholds")
-    flags.DEFINE_string("home_region", None, "the province (cn) or region (kr) the reads lean to, as "
-                        "detect_video.py --home_region (needs --charset; default: none)")
+    flags.DEFINE_string("home_region", None, "the province (cn) or region (kr) the reads lean to, or several "
+                        "comma-separated, as detect_video.py --home_region at its default weight (needs --charset; "
+                        "default: none)")
 
 
 # (read, right) per crop
