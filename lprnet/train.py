@@ -350,9 +350,15 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> History:
         best = float(state["best"])
         log(f"resumed from {out} at epoch {start_epoch}")
 
-    train_ds = strategy.experimental_distribute_dataset(
-        make_dataset(images, labels, lengths, global_batch, cfg.augment, True, cfg.seed + start_epoch)
-    )
+    # On one device, one iterator over the repeated data for the whole run, ``steps_per_epoch`` batches an epoch: the
+    # same batches as an iterator per epoch (tests/test_lprnet_train.py), without deleting an iterator at each
+    # epoch's end, which waits on a tf.data worker thread and left the cores idle for up to about 45 s after 9 of the
+    # 21 epochs of session 46's cn recipe (model card, "Session 47"). Several replicas keep an iterator per epoch:
+    # their rebatching would merge an epoch's short last batch with the next epoch's first crops.
+    data = make_dataset(images, labels, lengths, global_batch, cfg.augment, True, cfg.seed + start_epoch)
+    one_iterator = strategy.num_replicas_in_sync == 1
+    train_ds = strategy.experimental_distribute_dataset(data.repeat() if one_iterator else data)
+    batches = iter(train_ds) if one_iterator else None
     blank = charset.blank
 
     @tf.function
@@ -383,7 +389,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> History:
             from tqdm import tqdm
 
             bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step", leave=False)
-        for batch in train_ds:
+        epoch_batches = (next(batches) for _ in range(steps_per_epoch)) if batches is not None else train_ds
+        for batch in epoch_batches:
             loss = float(train_step(batch))
             if not math.isfinite(loss):
                 raise AlprError(f"training diverged (loss {loss}) at epoch {epoch + 1}; lower --learning_rate")

@@ -52,6 +52,34 @@ def test_augmentation_is_seeded_and_in_range() -> None:
     assert np.abs(a - img).mean() > 1.0  # it does change the crop
 
 
+def test_one_iterator_over_repeated_data_gives_each_epochs_batches() -> None:
+    """Training reads one iterator over the repeated dataset, ceil(n / batch) batches an epoch (session 47: deleting
+    an iterator at each epoch's end stalled the cores). It must give exactly the batches that a new iterator per
+    epoch gave, shuffled anew each epoch and augmented, the short last batch included."""
+    import math
+
+    from lprnet.train import make_dataset
+
+    rng = np.random.default_rng(47)
+    n, batch = 10, 4
+    images = rng.integers(0, 256, (n, 24, 94, 3), dtype=np.uint8)
+    labels = np.tile(np.arange(n, dtype=np.int32)[:, None], (1, 8))  # row i tells which crop a batch row is
+    lengths = np.full(n, 8, np.int32)
+    per_epoch_ds = make_dataset(images, labels, lengths, batch, True, True, seed=3)
+    per_epoch = [list(per_epoch_ds) for _ in range(3)]
+    it = iter(make_dataset(images, labels, lengths, batch, True, True, seed=3).repeat())
+    steps = math.ceil(n / batch)
+    one = [[next(it) for _ in range(steps)] for _ in range(3)]
+    assert [len(e) for e in per_epoch] == [steps] * 3 and len(one[0][-1][0]) == n % batch
+    orders = [np.concatenate([b[1][:, 0].numpy() for b in e]) for e in one]
+    assert all(sorted(o) == list(range(n)) for o in orders)  # each epoch holds every crop once
+    assert not np.array_equal(orders[0], orders[1])  # and is shuffled anew
+    for a_epoch, b_epoch in zip(per_epoch, one):
+        for a, b in zip(a_epoch, b_epoch):
+            for x, y in zip(a, b):
+                np.testing.assert_array_equal(x.numpy(), y.numpy())
+
+
 def test_cli_empty_folder_is_a_one_line_error(tmp_path: Path) -> None:
     res = subprocess.run(
         [sys.executable, "train_lprnet.py", "--data", str(tmp_path), "--out", str(tmp_path / "run")],
