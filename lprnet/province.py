@@ -191,7 +191,7 @@ def check_record(checks: Sequence[ProvinceReader]) -> Dict[str, List[Any]]:
     return {"province": [c.model_path for c in checks],
             "province_min_probability": [c.min_probability for c in checks],
             "province_read_confidence_below": [c.read_confidence_below for c in checks],
-            "province_home": [",".join(c.home.present(c.classes)) or None if c.home is not None else None
+            "province_home": [(",".join(c.home.present(c.classes)) or None) if c.home is not None else None
                               for c in checks]}
 
 

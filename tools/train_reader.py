@@ -169,16 +169,15 @@ def train_reader(charset: str, out: Path, epochs: Optional[int], scale: float, h
         raise AlprError(f"unknown charset {charset!r}; expected one of {', '.join(RECIPES)}")
     epochs, scheduled = schedule(charset, epochs, precision)
     refresh_epochs = refresh_schedule(charset, refresh_epochs)
-    given_night = refresh_night is not None
-    refresh_night = night_schedule(charset, refresh_night, refresh_epochs)
+    night = night_schedule(charset, refresh_night, refresh_epochs)
     init = init_schedule(charset, init_weights)
     if not 0 < scale <= 1:
         raise AlprError("--scale must be in (0, 1]")
     if refresh_epochs < 0:
         raise AlprError("--refresh_epochs must be 0 or more")
-    if not 0.0 <= refresh_night <= 1.0:
-        raise AlprError(f"--refresh_night must be between 0 and 1, got {refresh_night:g}")
-    if refresh_night > 0 and not refresh_epochs:
+    if not 0.0 <= night <= 1.0:
+        raise AlprError(f"--refresh_night must be between 0 and 1, got {night:g}")
+    if night > 0 and not refresh_epochs:
         raise AlprError("--refresh_night needs a refresh stage (--refresh_epochs 1 or more)")
     if epochs < 1 or batch_size < 1:
         raise AlprError("--epochs and --batch_size must be 1 or more")
@@ -208,15 +207,15 @@ def train_reader(charset: str, out: Path, epochs: Optional[int], scale: float, h
     if refresh_epochs:
         refresh.mkdir(exist_ok=True)
         stage = {"epochs": refresh_epochs, "learning_rate": rate, "seed": REFRESH_SEEDS[charset]}
-        default_night = refresh_night
-        if not given_night:
-            refresh_night = resumed_night(refresh, refresh_night)
-        if refresh_night > 0:  # recorded only when set, so the folders of earlier runs still resume
-            stage["night"] = refresh_night
+        default_night = night
+        if refresh_night is None:  # no share given: the one the stage began with
+            night = resumed_night(refresh, night)
+        if night > 0:  # recorded only when set, so the folders of earlier runs still resume
+            stage["night"] = night
         check_recipe(refresh, stage)
-        if refresh_night != default_night and not given_night:
-            print(f"{refresh} was started with --refresh_night {refresh_night:g}, not this recipe's "
-                  f"{default_night:g}: going on with {refresh_night:g} (another share: another --out)", flush=True)
+        if night != default_night:
+            print(f"{refresh} was started with --refresh_night {night:g}, not this recipe's "
+                  f"{default_night:g}: going on with {night:g} (another share: another --out)", flush=True)
     elif (refresh / "recipe.json").is_file():  # its models would be scored as the recipe's
         raise AlprError(f"{out} holds a refresh stage ({refresh / 'recipe.json'}): pass its --refresh_epochs, "
                         "or use another --out")
@@ -230,7 +229,7 @@ def train_reader(charset: str, out: Path, epochs: Optional[int], scale: float, h
     weights = _train(train_labels, val, charset, out / "lprnet", epochs, learning_rate, batch_size, precision, log,
                      init=init)
     if refresh_epochs:
-        fresh = _render_mix(charset, refresh / "data", scale, REFRESH_SEEDS[charset], log, refresh_night)
+        fresh = _render_mix(charset, refresh / "data", scale, REFRESH_SEEDS[charset], log, night)
         weights = _train(fresh, val, charset, refresh / "lprnet", refresh_epochs, rate, batch_size, precision, log,
                          init=weights)
     quantization = {
